@@ -1,0 +1,37 @@
+# seqlab: set-up and the common jobs. Every target installs what it needs first.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+# The CPU wheel of this version lies on the development machines' disk; elsewhere pip
+# downloads it (or set TORCH="torch>=2.3" to keep a build you already have).
+TORCH  ?= torch==2.13.0
+
+.PHONY: install tour tour-quick test test-slow bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+tour: install
+	$(BIN)/seqlab tour
+
+tour-quick: install
+	$(BIN)/seqlab tour --quick
+
+test: install
+	$(BIN)/python -m pytest -q -n 2
+
+test-slow: install
+	$(BIN)/python -m pytest -q -m slow
+
+bench: install
+	$(BIN)/python benchmarks/bench_recurrent_speed.py
+	$(BIN)/python benchmarks/bench_charlm_quality.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,17 @@
+import os
+
+import pytest
+import torch
+
+# Keep the suite deterministic and light on a 2-core machine.
+torch.set_num_threads(1)
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+SHAKESPEARE = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "tinyshakespeare.txt")
+
+
+@pytest.fixture
+def shakespeare_path():
+    if not os.path.exists(SHAKESPEARE):
+        pytest.skip("tiny Shakespeare is not at ../shared/data (tests that need it are skipped)")
+    return SHAKESPEARE
