@@ -1,0 +1,152 @@
+r"""Character language model: the lecture's sequence-output RNN, LSTM or GRU on text.
+
+Each character x_t is a one-hot vector of the vocabulary size V (so w^(x) . x_t is simply
+the column of w^(x) for that character); the network has one output per step,
+
+    o_t = softmax(w^(o) . a^(L)_t + b^(o))       the distribution of the next character,
+
+and the cost is the cross-entropy -log o_t[x_{t+1}] averaged over all positions.
+Validation loss is reported in nats per character and in bits per character
+(bpc = loss / ln 2).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from seqlab.recurrent.network import CELLS, build_stack
+from seqlab.validation import check_choice, check_float, check_int, check_tensor, fail, shape_str
+
+LN2 = math.log(2.0)
+
+# Named sizes. cpu-small is what the benchmarks and the default `seqlab train` use.
+PRESETS: dict[str, dict] = {
+    "cpu-tiny": dict(hidden_size=64, num_layers=1),
+    "cpu-small": dict(hidden_size=256, num_layers=1),
+    "cpu-medium": dict(hidden_size=384, num_layers=2, dropout=0.1),
+    "gpu-baby": dict(hidden_size=512, num_layers=3, dropout=0.2),
+}
+
+
+@dataclass(frozen=True)
+class CharLMConfig:
+    """cell: "rnn" | "lstm" | "gru"; vocab_size V; hidden_size H; num_layers L;
+    dropout between layers; nonlinearity (rnn), reset (gru), forget_bias (lstm); fused:
+    the fast path of the recurrent layers."""
+
+    cell: str = "lstm"
+    vocab_size: int = 65
+    hidden_size: int = 256
+    num_layers: int = 1
+    dropout: float = 0.0
+    nonlinearity: str = "tanh"
+    reset: str = "before"
+    forget_bias: float = 0.0
+    fused: bool = True
+
+    def __post_init__(self) -> None:
+        check_choice(self.cell, "cell", CELLS)
+        check_int(self.vocab_size, "vocab_size", minimum=1)
+
+    @classmethod
+    def preset(cls, name: str, **overrides) -> "CharLMConfig":
+        check_choice(name, "preset", PRESETS)
+        return cls(**{**PRESETS[name], **overrides})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "CharLMConfig":
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(d) - known
+        if unknown:
+            fail("CharLM config", f"fields among {sorted(known)}", f"unknown fields {sorted(unknown)}")
+        return cls(**d)
+
+
+class CharLM(nn.Module):
+    """``loss((x, y))`` for the trainer, ``generate(...)`` for sampling.
+
+    x, y: (B, T) int64 character ids, y the next characters."""
+
+    family = "charlm"
+
+    def __init__(self, config: CharLMConfig | None = None, /, **kwargs) -> None:
+        super().__init__()
+        self.config = config if config is not None else CharLMConfig(**kwargs)
+        c = self.config
+        self.core = build_stack(c.cell, input_size=c.vocab_size, hidden_size=c.hidden_size,
+                                num_layers=c.num_layers, dropout=c.dropout, fused=c.fused,
+                                nonlinearity=c.nonlinearity, reset=c.reset, forget_bias=c.forget_bias)
+        self.w_o = nn.Parameter(torch.empty(c.vocab_size, c.hidden_size))  # w^(o): (V, H)
+        self.b_o = nn.Parameter(torch.zeros(c.vocab_size))  # b^(o): (V,)
+        nn.init.uniform_(self.w_o, -c.hidden_size**-0.5, c.hidden_size**-0.5)
+
+    def _one_hot(self, ids: torch.Tensor) -> torch.Tensor:
+        check_tensor(ids, "ids", ndim=2, dims="(batch, time)")
+        if ids.is_floating_point():
+            fail("ids", "integer character ids", f"dtype {ids.dtype}")
+        V = self.config.vocab_size
+        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= V):
+            fail("ids", f"character ids in [0, {V - 1}]", f"values in [{int(ids.min())}, {int(ids.max())}]")
+        return F.one_hot(ids.long(), V).to(self.w_o.dtype)  # x_t as one-hot: (B, T, V)
+
+    def forward(self, ids: torch.Tensor, *, state=None):
+        """ids: (B, T) -> (logits (B, T, V) = w^(o) . a_t + b^(o), final state)."""
+        a, state = self.core(self._one_hot(ids), state=state)  # a: (B, T, H)
+        return a @ self.w_o.T + self.b_o, state
+
+    def loss(self, batch) -> tuple[torch.Tensor, dict]:
+        x, y = batch
+        logits, _ = self(x)
+        if y.shape != x.shape:
+            fail("y", f"next-character ids of shape {tuple(x.shape)}", f"shape {shape_str(y)}")
+        # C = -1/(B T) sum log o_t[x_{t+1}]
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1))
+        value = loss.item()
+        return loss, {"loss": value, "bpc": value / LN2, "tokens": y.numel()}
+
+    @torch.no_grad()
+    def generate(self, prompt: list[int], length: int, *, temperature: float = 1.0, top_k: int | None = None,
+                 generator: torch.Generator | None = None) -> list[int]:
+        """Sample ``length`` characters after ``prompt`` (ids). temperature 0 = greedy."""
+        if not prompt:
+            fail("prompt", "at least one character", "an empty prompt")
+        check_int(length, "length", minimum=0)
+        check_float(temperature, "temperature", minimum=0.0)
+        if top_k is not None:
+            check_int(top_k, "top_k", minimum=1)
+        was_training = self.training
+        self.eval()
+        device = self.w_o.device
+        ids = torch.tensor([prompt], device=device)
+        logits, state = self(ids)
+        logits = logits[:, -1]  # (1, V)
+        out: list[int] = []
+        for _ in range(length):
+            nxt = sample_next(logits[0], temperature=temperature, top_k=top_k, generator=generator)
+            out.append(nxt)
+            logits, state = self(torch.tensor([[nxt]], device=device), state=state)
+            logits = logits[:, -1]
+        self.train(was_training)
+        return out
+
+
+def sample_next(logits: torch.Tensor, *, temperature: float, top_k: int | None,
+                generator: torch.Generator | None) -> int:
+    """One draw from softmax(logits / temperature), restricted to the top_k largest."""
+    logits = logits.float().cpu()
+    if temperature == 0:
+        return int(logits.argmax())
+    logits = logits / temperature
+    if top_k is not None and top_k < logits.numel():
+        kth = torch.topk(logits, top_k).values[-1]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    probs = torch.softmax(logits, dim=-1)
+    return int(torch.multinomial(probs, 1, generator=generator))
