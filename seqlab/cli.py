@@ -58,6 +58,165 @@ def _add_unfold(sub) -> None:
     p.add_argument("--png", metavar="FILE", help="also draw the unrolled network to a PNG")
 
 
+# --------------------------------------------------------------------------- train
+TRAIN_OPTIONS = [
+    # (flag, type, help) -- dest is the flag with '_' for '-'; only options given are used
+    ("--max-steps", int, "optimizer steps of the whole run"),
+    ("--max-seconds", float, "wall-clock budget of this invocation"),
+    ("--batch-size", int, "sequences per batch"),
+    ("--lr", float, "peak learning rate (AdamW)"),
+    ("--min-lr", float, "learning rate at the end of the cosine decay (default lr/10)"),
+    ("--warmup-steps", int, "steps of linear warmup"),
+    ("--schedule", str, "cosine or constant"),
+    ("--weight-decay", float, "AdamW weight decay on matrices"),
+    ("--beta1", float, "AdamW beta1"),
+    ("--beta2", float, "AdamW beta2"),
+    ("--clip-norm", float, "clip the gradient norm to this (0 = off)"),
+    ("--clip-value", float, "clip every gradient entry to [-v, v] (0 = off)"),
+    ("--eval-every", int, "steps between validation evaluations"),
+    ("--eval-batches", int, "batches per evaluation"),
+    ("--patience", int, "early stopping: evaluations without improvement"),
+    ("--save-every", int, "steps between checkpoints (default: every evaluation)"),
+    ("--keep-last", int, "newest checkpoints kept (the best is kept too)"),
+    ("--seed", int, "random seed"),
+    ("--device", str, "auto, cpu, cuda, cuda:N or mps"),
+    ("--precision", str, "auto, fp32 or bf16 (bf16 autocast on CUDA)"),
+    ("--log-every", int, "steps between lines in metrics.jsonl"),
+]
+MODEL_OPTIONS = [
+    ("--hidden-size", int, "hidden units H per layer"),
+    ("--num-layers", int, "stacked recurrent layers L"),
+    ("--dropout", float, "dropout between layers"),
+    ("--nonlinearity", str, "rnn: tanh or relu"),
+    ("--reset", str, "gru: before (the lecture's form) or after (PyTorch's)"),
+    ("--forget-bias", float, "lstm: initial forget-gate bias"),
+]
+
+
+def _dest(flag: str) -> str:
+    return flag.lstrip("-").replace("-", "_")
+
+
+def _read_config_file(path: str) -> dict:
+    """A TOML file of option names (flat, or under [model], [train], [data])."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+        import tomli as tomllib
+    try:
+        with open(path, "rb") as fh:
+            raw = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ValueError(f"--config: expected an existing TOML file, received {path!r} (no such file)") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"--config: expected valid TOML, received {path!r} ({e})") from None
+    flat: dict = {}
+    for k, v in raw.items():
+        if isinstance(v, dict) and k in ("model", "train", "data"):
+            flat.update({kk.replace("-", "_"): vv for kk, vv in v.items()})
+        else:
+            flat[k.replace("-", "_")] = v
+    return flat
+
+
+def _train_options(args: argparse.Namespace) -> tuple[dict, dict, dict]:
+    """(model options, train options, data options) from --config and explicit flags."""
+    given = dict(_read_config_file(args.config)) if getattr(args, "config", None) else {}
+    given.update({k: v for k, v in vars(args).items() if k in _ALL_DESTS and v is not None})
+    model = {k: given.pop(k) for k in list(given) if k in _MODEL_DESTS}
+    train = {k: given.pop(k) for k in list(given) if k in _TRAIN_DESTS}
+    for k in ("clip_norm", "clip_value"):
+        if train.get(k) == 0:
+            train[k] = None
+    data = {k: given.pop(k) for k in list(given) if k in ("text", "preset", "block_size")}
+    if given:
+        raise ValueError(f"--config: expected option names such as hidden_size or lr, received unknown {sorted(given)}")
+    return model, train, data
+
+
+_MODEL_DESTS = {_dest(f) for f, _, _ in MODEL_OPTIONS} | {"fused"}
+_TRAIN_DESTS = {_dest(f) for f, _, _ in TRAIN_OPTIONS}
+_ALL_DESTS = _MODEL_DESTS | _TRAIN_DESTS | {"text", "preset", "block_size"}
+
+
+@command("train")
+def _train(args: argparse.Namespace) -> int:
+    from seqlab.recurrent import charlm_runs
+
+    model, train, data = _train_options(args)
+    progress = not args.quiet
+    if args.resume:
+        if args.model:
+            model["cell"] = args.model  # must match the saved run's cell
+        result, run_dir = charlm_runs.resume(args.resume, progress=progress, model_options=model,
+                                             train_options=train, text=data.get("text"),
+                                             block_size=data.get("block_size"))
+    else:
+        if args.model is None:
+            raise ValueError("model: expected one of rnn, lstm, gru (or --resume RUN_DIR), received nothing")
+        result, run_dir = charlm_runs.start(args.model, out=args.out, progress=progress, model_options=model,
+                                            train_options=train, **data)
+    print(f"run {run_dir}: {charlm_runs.summary(result)}")
+    if result.stopped == "interrupted":
+        print(f"interrupted at step {result.steps}; saved {result.checkpoint}; "
+              f"continue with: seqlab train --resume {run_dir}")
+        return 130
+    if args.sample_length > 0 and result.checkpoint is not None:
+        text = charlm_runs.sample(run_dir, None, length=args.sample_length, temperature=0.8, seed=0)
+        print("sample:", text)
+    return 0
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a character language model (rnn, lstm, gru)",
+        description="Train a character-level language model on the embedded default text "
+        "(Python's reference manual, pydoc_data.topics), on any UTF-8 file (--text PATH) or on "
+        "tiny Shakespeare (--text shakespeare). Writes a run directory with checkpoints and "
+        "metrics.jsonl; Ctrl-C saves; --resume RUN_DIR continues.",
+    )
+    p.add_argument("model", nargs="?", choices=["rnn", "lstm", "gru"], help="the recurrent cell")
+    p.add_argument("--text", help="a UTF-8 text file, 'pydoc' (default) or 'shakespeare'")
+    p.add_argument("--preset", help="named size: cpu-tiny, cpu-small (default), cpu-medium, gpu-baby")
+    p.add_argument("--block-size", type=int, help="characters per training sequence (default 128)")
+    g = p.add_argument_group("model")
+    for flag, typ, hlp in MODEL_OPTIONS:
+        g.add_argument(flag, type=typ, help=hlp)
+    g.add_argument("--no-fused", dest="fused", action="store_const", const=False,
+                   help="use the readable per-step code instead of the fused fast path")
+    g = p.add_argument_group("training")
+    for flag, typ, hlp in TRAIN_OPTIONS:
+        g.add_argument(flag, type=typ, help=hlp)
+    p.add_argument("--out", help="run directory (default runs/MODEL-DATE-TIME)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run saved in RUN_DIR")
+    p.add_argument("--config", metavar="FILE", help="TOML file of options (flags given here win)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--sample-length", type=int, default=200, help="characters to sample at the end (0 = none)")
+
+
+# --------------------------------------------------------------------------- sample
+@command("sample")
+def _sample(args: argparse.Namespace) -> int:
+    from seqlab.recurrent import charlm_runs
+
+    text = charlm_runs.sample(args.run, args.prompt, length=args.length, temperature=args.temperature,
+                              top_k=args.top_k, seed=args.seed)
+    print((args.prompt or "") + text)
+    return 0
+
+
+def _add_sample(sub) -> None:
+    p = sub.add_parser("sample", help="generate text from a trained model",
+                       description="Sample from the best checkpoint of RUN_DIR (or a checkpoint directory).")
+    p.add_argument("run", metavar="RUN_DIR")
+    p.add_argument("--prompt", default=None, help="text to start from (default: a newline)")
+    p.add_argument("--length", type=int, default=300, help="characters to generate")
+    p.add_argument("--temperature", type=float, default=0.8, help="softmax temperature (0 = greedy)")
+    p.add_argument("--top-k", type=int, default=None, help="sample among the k most likely characters")
+    p.add_argument("--seed", type=int, default=0)
+
+
 # --------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -69,6 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"seqlab {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
+    _add_train(sub)
+    _add_sample(sub)
     _add_unfold(sub)
     return parser
 

@@ -109,8 +109,8 @@ class CharLM(nn.Module):
             fail("y", f"next-character ids of shape {tuple(x.shape)}", f"shape {shape_str(y)}")
         # C = -1/(B T) sum log o_t[x_{t+1}]
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1))
-        value = loss.item()
-        return loss, {"loss": value, "bpc": value / LN2, "tokens": y.numel()}
+        # the trainer records the loss itself; metrics add bits per character and the token count
+        return loss, {"bpc": loss.item() / LN2, "tokens": y.numel()}
 
     @torch.no_grad()
     def generate(self, prompt: list[int], length: int, *, temperature: float = 1.0, top_k: int | None = None,

@@ -143,7 +143,7 @@ class SequenceNetwork(nn.Module):
             loss = (per * mask).sum() / mask.sum()
         else:
             loss = per.mean()
-        metrics = {"loss": loss.item()}
+        metrics = {}
         if c.output_activation == "softmax":
             pred = z.argmax(-1)
             correct = (pred == y) if mask is None else (pred == y) & mask

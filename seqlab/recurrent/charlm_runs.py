@@ -1,0 +1,142 @@
+"""Training and sampling runs of the character language model (used by the command line,
+the tour and the benchmarks): corpus -> tokenizer -> CharLM -> the generic trainer."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import fields
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from seqlab.data.text import CharDataset, CharTokenizer, load_text
+from seqlab.recurrent.charlm import LN2, PRESETS, CharLM, CharLMConfig
+from seqlab.training.checkpoint import Checkpoint, load_checkpoint, resolve_checkpoint
+from seqlab.training.trainer import TrainConfig, TrainResult, train
+from seqlab.validation import check_choice, check_int, fail
+
+FAMILY = "charlm"
+DEFAULT_PRESET = "cpu-small"
+DEFAULT_BLOCK_SIZE = 128
+# What `seqlab train lstm` does with no options (about 5 minutes on 2 CPU cores).
+TRAIN_DEFAULTS: dict[str, Any] = dict(max_steps=1500, batch_size=32, lr=3e-3, warmup_steps=100,
+                                      eval_every=250, eval_batches=20, clip_norm=1.0)
+MODEL_FIELDS = {f.name for f in fields(CharLMConfig)} - {"cell", "vocab_size"}
+TRAIN_FIELDS = {f.name for f in fields(TrainConfig)}
+
+
+def _source_name(text: str | None) -> str:
+    if text is None or text in ("pydoc", "shakespeare"):
+        return text or "pydoc"
+    return str(Path(text).expanduser().resolve())
+
+
+def build_run(cell: str, *, text: str | None = None, preset: str = DEFAULT_PRESET, block_size: int = DEFAULT_BLOCK_SIZE,
+              model_options: Mapping[str, Any] | None = None, train_options: Mapping[str, Any] | None = None):
+    """(model, dataset, TrainConfig, data_info) for a new run; nothing is written."""
+    check_choice(preset, "preset", PRESETS)
+    check_int(block_size, "block_size", minimum=1)
+    model_options = dict(model_options or {})
+    unknown = set(model_options) - MODEL_FIELDS
+    if unknown:
+        fail("model options", f"names among {sorted(MODEL_FIELDS)}", sorted(unknown))
+    name, corpus = load_text(text)
+    data = CharDataset(corpus, block_size)
+    config = CharLMConfig(cell=cell, vocab_size=data.vocab_size, **{**PRESETS[preset], **model_options})
+    cfg = TrainConfig.from_dict({**TRAIN_DEFAULTS, **dict(train_options or {})})
+    info = {"source": _source_name(text), "name": name, **data.info()}
+    return CharLM(config), data, cfg, info
+
+
+def default_run_dir(cell: str) -> Path:
+    return Path("runs") / f"{cell}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def start(cell: str, *, out: str | os.PathLike | None = None, progress: bool = True, **options) -> tuple[TrainResult, Path]:
+    """Train a new character model; returns the result and the run directory."""
+    model, data, cfg, info = build_run(cell, **options)
+    run_dir = Path(out) if out is not None else default_run_dir(cell)
+    result = train(model, data, cfg, run_dir, family=FAMILY, model_config=model.config.to_dict(),
+                   files={"tokenizer.json": data.tokenizer.to_json()}, progress=progress, data_info=info)
+    return result, run_dir
+
+
+def resume(run_dir: str | os.PathLike, *, progress: bool = True, text: str | None = None,
+           block_size: int | None = None, model_options: Mapping[str, Any] | None = None,
+           train_options: Mapping[str, Any] | None = None) -> tuple[TrainResult, Path]:
+    """Continue a run where it stopped. Options given here must equal the saved ones (the
+    trainer says which differ), except device, precision, log_every and max_seconds."""
+    run_dir = Path(run_dir)
+    saved = read_run(run_dir)
+    data_saved = saved.get("data") or {}
+    source = text if text is not None else data_saved.get("source")
+    if source is not None and source not in ("pydoc", "shakespeare") and not Path(source).exists():
+        fail("resume", f"the run's text file {source!r}", "no such file (pass --text PATH)")
+    _, corpus = load_text(source)
+    data = CharDataset(corpus, block_size or data_saved.get("block_size", DEFAULT_BLOCK_SIZE),
+                       val_fraction=data_saved.get("val_fraction", 0.1))
+    model = CharLM(CharLMConfig.from_dict(saved["model_config"]))
+    # options given now are compared with the saved ones by the trainer
+    requested = {**saved["model_config"], **dict(model_options or {})}
+    cfg = TrainConfig.from_dict({**saved["train_config"], **dict(train_options or {})})
+    info = {"source": _source_name(source) if text is not None else data_saved.get("source"),
+            "name": data_saved.get("name"), **data.info()}
+    result = train(model, data, cfg, run_dir, family=FAMILY, model_config=requested,
+                   files={"tokenizer.json": data.tokenizer.to_json()}, resume=True, progress=progress,
+                   data_info=info)
+    return result, run_dir
+
+
+def read_run(run_dir: Path) -> dict:
+    f = Path(run_dir) / "run.json"
+    if not f.is_file():
+        fail("resume", f"a run directory holding run.json", f"{str(run_dir)!r} (no run.json there)")
+    try:
+        saved = json.loads(f.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        fail(f"run file {f}", "readable JSON", f"an unreadable file ({e})")
+    if saved.get("family") != FAMILY:
+        fail("run family", repr(FAMILY), repr(saved.get("family")))
+    return saved
+
+
+def load(path: str | os.PathLike, map_location: str = "cpu") -> tuple[CharLM, CharTokenizer, Checkpoint]:
+    """A trained character model from a run directory (its best checkpoint, else the latest)
+    or a checkpoint directory."""
+    ckpt = load_checkpoint(resolve_checkpoint(path), family=FAMILY, map_location=map_location)
+    config = CharLMConfig.from_dict(ckpt.config)
+    model = CharLM(config)
+    try:
+        model.load_state_dict(ckpt.state_dict)
+    except RuntimeError as e:
+        fail(f"checkpoint {ckpt.path}", "weights matching its config", f"a mismatch ({str(e).splitlines()[0]})")
+    if "tokenizer.json" not in ckpt.files:
+        fail(f"checkpoint {ckpt.path}", "a tokenizer.json file", "none")
+    tokenizer = CharTokenizer.from_json(ckpt.files["tokenizer.json"])
+    if tokenizer.vocab_size != config.vocab_size:
+        fail(f"checkpoint {ckpt.path}", f"a tokenizer of {config.vocab_size} characters",
+             f"{tokenizer.vocab_size} characters")
+    model.eval()
+    return model, tokenizer, ckpt
+
+
+def sample(path: str | os.PathLike, prompt: str | None, *, length: int = 300, temperature: float = 0.8,
+           top_k: int | None = None, seed: int = 0) -> str:
+    """Text generated after ``prompt`` by the model saved at ``path`` (prompt excluded).
+    ``prompt=None`` starts from a newline (or the vocabulary's first character)."""
+    model, tokenizer, _ = load(path)
+    if prompt is None:
+        prompt = "\n" if "\n" in tokenizer.chars else tokenizer.chars[0]
+    ids = tokenizer.encode(prompt, name="prompt")
+    gen = torch.Generator().manual_seed(seed)
+    return tokenizer.decode(model.generate(ids, length, temperature=temperature, top_k=top_k, generator=gen))
+
+
+def summary(result: TrainResult) -> str:
+    if result.best_val_loss is None:
+        return f"{result.steps} steps, no evaluation yet"
+    return (f"validation loss {result.best_val_loss:.4f} nats/char = {result.best_val_loss / LN2:.3f} bits/char "
+            f"(best), {result.steps} steps in {result.seconds:.0f} s")

@@ -1,0 +1,50 @@
+"""Small matplotlib helpers (Agg canvas, no pyplot state, PNG written atomically)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+
+def new_figure(width: float = 6.4, height: float = 4.0) -> Figure:
+    fig = Figure(figsize=(width, height), dpi=110)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save_png(fig: Figure, path: str | os.PathLike) -> Path:
+    """Write the figure atomically (temporary file in the same folder, then rename)."""
+    path = Path(path)
+    if not path.parent.exists():
+        raise FileNotFoundError(f"cannot write {path}: folder {path.parent} does not exist")
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    fig.tight_layout()
+    with open(tmp, "wb") as fh:
+        fig.savefig(fh, format="png")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def plot_curves(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]], path: str | os.PathLike, *,
+                title: str = "", xlabel: str = "step", ylabel: str = "loss", logy: bool = False) -> Path:
+    """One line per named (xs, ys) curve."""
+    fig = new_figure()
+    ax = fig.add_subplot(1, 1, 1)
+    for name, (xs, ys) in curves.items():
+        ax.plot(list(xs), list(ys), label=name)
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    if len(curves) > 1:
+        ax.legend()
+    ax.grid(alpha=0.3)
+    return save_png(fig, path)

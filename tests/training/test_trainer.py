@@ -1,0 +1,573 @@
+"""The generic trainer, on a tiny character model with dropout (so the RNG state matters)."""
+
+import json
+import math
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from seqlab.data.text import CharDataset, load_text
+from seqlab.training.checkpoint import best_checkpoint, latest_checkpoint, list_checkpoints, load_checkpoint
+from seqlab.training.device import autocast_context, available_devices, resolve_device, resolve_precision
+from seqlab.training.trainer import (
+    NonFiniteLossError,
+    TrainConfig,
+    clip_gradients,
+    lr_at,
+    make_optimizer,
+    train,
+)
+
+TEXT = load_text(None)[1][:8000]
+
+
+@pytest.fixture(scope="module")
+def ds():
+    return CharDataset(TEXT, block_size=8)
+
+
+class ToyLM(nn.Module):
+    """Embedding -> dropout -> linear: a bigram model. ``actions[k]`` runs at the k-th
+    training call (= training step k of a fresh run) after the forward pass."""
+
+    def __init__(self, vocab, dim=16, p=0.3, actions=None, scale=1.0, eval_loss=None, sleep=0.0):
+        super().__init__()
+        self.vocab = vocab
+        self.emb = nn.Embedding(vocab, dim)
+        self.drop = nn.Dropout(p)
+        self.head = nn.Linear(dim, vocab)
+        self.actions = actions or {}
+        self.scale = scale
+        self.eval_loss = eval_loss
+        self.sleep = sleep
+        self.calls = 0
+        self.losses = []  # training losses, one per completed forward pass
+
+    def loss(self, batch):
+        x, y = batch
+        logits = self.head(self.drop(self.emb(x)))  # (B, T, V)
+        loss = F.cross_entropy(logits.reshape(-1, self.vocab), y.reshape(-1)) * self.scale
+        metrics = {"tokens": y.numel(), "acc": (logits.argmax(-1) == y).float().mean()}
+        if not self.training:
+            if self.eval_loss is not None:
+                loss = torch.tensor(self.eval_loss)
+            return loss, metrics
+        self.calls += 1
+        if self.sleep:
+            time.sleep(self.sleep)
+        action = self.actions.get(self.calls)
+        if action is not None:
+            loss = action(self, loss)
+        self.losses.append(loss.item())
+        return loss, metrics
+
+
+def interrupt(model, loss):
+    raise KeyboardInterrupt
+
+
+def make_nan(model, loss):
+    return loss * float("nan")
+
+
+def make_inf_grad(model, loss):
+    # sqrt(0 * b) is 0 in the forward pass, but its gradient is inf * 0 = NaN.
+    return loss + (model.head.bias * 0).sqrt().sum()
+
+
+def make_model(vocab, seed=0, **kw):
+    torch.manual_seed(seed)
+    return ToyLM(vocab, **kw)
+
+
+def config(**kw):
+    base = dict(max_steps=20, eval_every=5, eval_batches=2, batch_size=8, lr=1e-2, warmup_steps=3, log_every=1,
+                weight_decay=0.1, clip_norm=0.5, device="cpu", keep_last=2)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def run(model, ds, cfg, run_dir, **kw):
+    kw.setdefault("family", "toy")
+    if "model_config" not in kw:
+        kw["model_config"] = {"vocab": ds.vocab_size, "dim": 16}
+    if "data_info" not in kw:
+        kw["data_info"] = ds.info()
+    kw.setdefault("progress", False)
+    return train(model, ds, cfg, run_dir, **kw)
+
+
+def metrics(run_dir, split=None):
+    lines = [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
+    return [r for r in lines if split is None or r["split"] == split]
+
+
+def tree_bytes(root):
+    root = Path(root)
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def strip_timing(records):
+    return [{k: v for k, v in r.items() if k not in ("time", "tokens_per_s", "steps_per_s")} for r in records]
+
+
+# --------------------------------------------------------------------------- config, schedule
+
+
+def test_lr_schedule_values():
+    cfg = TrainConfig(lr=1.0, min_lr=0.1, warmup_steps=10, max_steps=110)
+    assert lr_at(0, cfg) == 0.0
+    assert lr_at(5, cfg) == pytest.approx(0.5)
+    assert lr_at(10, cfg) == pytest.approx(1.0)
+    assert lr_at(60, cfg) == pytest.approx(0.55)  # half way: (lr + min_lr) / 2
+    assert lr_at(35, cfg) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.25)))
+    assert lr_at(110, cfg) == pytest.approx(0.1)
+    assert lr_at(500, cfg) == pytest.approx(0.1)
+    after = [lr_at(s, cfg) for s in range(10, 111)]
+    assert all(a >= b for a, b in zip(after, after[1:]))
+    assert lr_at(110, TrainConfig(lr=2.0, warmup_steps=10, max_steps=110)) == pytest.approx(0.2)  # min_lr = lr / 10
+    const = TrainConfig(lr=1.0, warmup_steps=4, max_steps=100, schedule="constant")
+    assert [lr_at(s, const) for s in (1, 4, 50, 100)] == [0.25, 1.0, 1.0, 1.0]
+    assert lr_at(0, TrainConfig(lr=1.0, warmup_steps=0, max_steps=10)) == 1.0
+    with pytest.raises(ValueError, match=r"step: expected an integer >= 0, received -1"):
+        lr_at(-1, cfg)
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("max_steps", 0, r"max_steps: expected an integer >= 1, received 0"),
+        ("max_steps", 1.5, r"max_steps: expected an integer, received 1.5"),
+        ("max_seconds", 0, r"max_seconds: expected a number > 0.0, received 0.0"),
+        ("batch_size", 0, r"batch_size: expected an integer >= 1, received 0"),
+        ("lr", -1e-3, r"lr: expected a number > 0.0, received -0.001"),
+        ("lr", float("inf"), r"lr: expected a finite number, received inf"),
+        ("min_lr", 1.0, r"min_lr: expected a number <= 0.003, received 1.0"),
+        ("warmup_steps", -1, r"warmup_steps: expected an integer >= 0, received -1"),
+        ("schedule", "linear", r"schedule: expected one of 'cosine', 'constant', received 'linear'"),
+        ("weight_decay", -0.1, r"weight_decay: expected a number >= 0.0, received -0.1"),
+        ("beta1", 1.0, r"beta1: expected a number < 1.0, received 1.0"),
+        ("beta2", "0.9", r"beta2: expected a number, received '0.9'"),
+        ("clip_norm", 0.0, r"clip_norm: expected a number > 0.0, received 0.0"),
+        ("clip_value", -1, r"clip_value: expected a number > 0.0, received -1.0"),
+        ("eval_every", 0, r"eval_every: expected an integer >= 1, received 0"),
+        ("eval_batches", 0, r"eval_batches: expected an integer >= 1, received 0"),
+        ("patience", 0, r"patience: expected an integer >= 1, received 0"),
+        ("save_every", 0, r"save_every: expected an integer >= 1, received 0"),
+        ("keep_last", 0, r"keep_last: expected an integer >= 1, received 0"),
+        ("seed", -1, r"seed: expected an integer >= 0, received -1"),
+        ("device", "tpu", r"device: expected one of 'auto', 'cpu', 'cuda', 'cuda:N', 'mps', received 'tpu'"),
+        ("precision", "fp16", r"precision: expected one of 'auto', 'fp32', 'bf16', received 'fp16'"),
+        ("log_every", 0, r"log_every: expected an integer >= 1, received 0"),
+    ],
+)
+def test_train_config_validation(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**{field: value})
+
+
+def test_train_config_dict_round_trip():
+    cfg = TrainConfig(max_steps=7, min_lr=1e-4, patience=3, clip_value=0.5, device="cuda:1")
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+    assert TrainConfig.from_dict({"lr": 0.1}) == TrainConfig(lr=0.1)
+    assert json.loads(json.dumps(cfg.to_dict())) == cfg.to_dict()
+    with pytest.raises(ValueError, match=r"train config: expected fields among max_steps, .*received unknown field\(s\) 'learning_rate'"):
+        TrainConfig.from_dict({"learning_rate": 0.1})
+    with pytest.raises(ValueError, match=r"train config: expected a dict, received list"):
+        TrainConfig.from_dict([])
+
+
+def test_weight_decay_only_on_matrices(ds):
+    model = make_model(ds.vocab_size)
+    opt = make_optimizer(model, config(weight_decay=0.25))
+    decay, no_decay = opt.param_groups
+    assert decay["weight_decay"] == 0.25 and all(p.dim() >= 2 for p in decay["params"])
+    assert no_decay["weight_decay"] == 0.0 and all(p.dim() < 2 for p in no_decay["params"])
+    assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
+    assert opt.param_groups[0]["betas"] == (0.9, 0.99)
+
+
+# --------------------------------------------------------------------------- clipping
+
+
+def test_clip_gradients_by_norm_and_by_value():
+    p = nn.Parameter(torch.zeros(2))
+    p.grad = torch.tensor([3.0, 4.0])
+    assert clip_gradients([p], clip_norm=1.0) == pytest.approx(5.0)
+    assert torch.allclose(p.grad, torch.tensor([0.6, 0.8]), atol=1e-6)
+
+    p.grad = torch.tensor([3.0, -4.0])
+    raw = clip_gradients([p], clip_value=2.0, clip_norm=1.0)  # value first: (2, -2), then norm 1
+    assert raw == pytest.approx(5.0)
+    assert torch.allclose(p.grad, torch.tensor([1.0, -1.0]) / math.sqrt(2), atol=1e-6)
+
+    p.grad = torch.tensor([0.1, -0.2])
+    assert clip_gradients([p], clip_value=1.0, clip_norm=1.0) == pytest.approx(math.sqrt(0.05))
+    assert torch.equal(p.grad, torch.tensor([0.1, -0.2]))  # below both limits: untouched
+
+    p.grad = torch.tensor([float("inf"), 1.0])
+    assert not math.isfinite(clip_gradients([p], clip_value=1.0, clip_norm=1.0))
+
+
+def spy_on_adamw(monkeypatch):
+    seen = []
+    original = torch.optim.AdamW.step
+
+    def step(self, *a, **k):
+        seen.append([p.grad.detach().clone() for g in self.param_groups for p in g["params"] if p.grad is not None])
+        return original(self, *a, **k)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", step)
+    return seen
+
+
+def test_clipping_is_applied_before_the_update(ds, tmp_path, monkeypatch):
+    seen = spy_on_adamw(monkeypatch)
+    run(make_model(ds.vocab_size, scale=100.0), ds, config(max_steps=5, clip_norm=0.1), tmp_path / "norm")
+    raw = [r["grad_norm"] for r in metrics(tmp_path / "norm", "train")]
+    assert len(seen) == 5 and min(raw) > 1.0  # the raw gradient is far above the limit ...
+    for grads in seen:  # ... and what AdamW receives has norm 0.1
+        assert torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])).item() == pytest.approx(0.1, rel=1e-4)
+
+    seen.clear()
+    run(make_model(ds.vocab_size, scale=100.0), ds, config(max_steps=5, clip_norm=None, clip_value=1e-3),
+        tmp_path / "value")
+    assert len(seen) == 5
+    for grads in seen:
+        biggest = max(g.abs().max().item() for g in grads)
+        assert biggest == pytest.approx(1e-3)  # entries were clamped to the bound
+
+
+# --------------------------------------------------------------------------- resume, Ctrl-C
+
+
+def test_resume_reproduces_the_uninterrupted_run_exactly(ds, tmp_path):
+    cfg = config(log_every=3)
+    straight = make_model(ds.vocab_size, seed=0)
+    full = run(straight, ds, cfg, tmp_path / "a")
+    assert full.stopped == "max_steps" and full.steps == 20
+
+    first = make_model(ds.vocab_size, seed=0, actions={14: interrupt})  # interrupted mid-step 14
+    part = run(first, ds, cfg, tmp_path / "b")
+    assert part.stopped == "interrupted" and part.steps == 13
+    assert latest_checkpoint(tmp_path / "b").name == "step-00000013"
+    second = make_model(ds.vocab_size, seed=123)  # different initial weights: they must be restored
+    rest = run(second, ds, cfg, tmp_path / "b", resume=True)
+    assert rest.stopped == "max_steps" and rest.steps == 20
+
+    assert len(straight.losses) == 20
+    assert first.losses[:13] + second.losses == straight.losses  # every step's loss, exactly
+    assert strip_timing(metrics(tmp_path / "b")) == strip_timing(metrics(tmp_path / "a"))
+    assert [r["step"] for r in metrics(tmp_path / "a", "train")] == [3, 6, 9, 12, 15, 18]
+    for (name, p), q in zip(straight.named_parameters(), second.parameters()):
+        assert torch.equal(p, q), name
+    assert rest.best_val_loss == full.best_val_loss and rest.last_val_loss == full.last_val_loss
+    assert strip_timing(rest.history) == strip_timing(full.history)
+    a = load_checkpoint(latest_checkpoint(tmp_path / "a"))
+    b = load_checkpoint(latest_checkpoint(tmp_path / "b"))
+    for k in a.state_dict:
+        assert torch.equal(a.state_dict[k], b.state_dict[k])
+    for pid in a.optimizer_state["state"]:
+        for name, value in a.optimizer_state["state"][pid].items():
+            assert torch.equal(value, b.optimizer_state["state"][pid][name])
+
+
+def test_ctrl_c_saves_the_last_completed_step(ds, tmp_path):
+    model = make_model(ds.vocab_size, actions={7: interrupt})
+    result = run(model, ds, config(), tmp_path)
+    assert result.stopped == "interrupted" and result.steps == 6
+    assert result.checkpoint == tmp_path / "checkpoints" / "step-00000006"
+    assert [s for s, _ in list_checkpoints(tmp_path)] == [5, 6]
+    ck = load_checkpoint(result.checkpoint, family="toy")
+    assert ck.trainer_state["step"] == 6 and ck.files == {}
+    for name, p in model.named_parameters():
+        assert torch.equal(ck.state_dict[name], p)
+    assert max(r["step"] for r in metrics(tmp_path)) == 6
+    assert json.loads((tmp_path / "checkpoints" / "latest.json").read_text())["path"] == "step-00000006"
+
+    resumed = run(make_model(ds.vocab_size, seed=5), ds, config(), tmp_path, resume=True)
+    assert resumed.stopped == "max_steps" and resumed.steps == 20
+    assert [r["step"] for r in metrics(tmp_path, "train")] == list(range(1, 21))
+
+
+def test_interrupt_at_the_first_step_saves_step_zero(ds, tmp_path):
+    model = make_model(ds.vocab_size, actions={1: interrupt})
+    result = run(model, ds, config(max_steps=3), tmp_path)
+    assert result.stopped == "interrupted" and result.steps == 0
+    assert latest_checkpoint(tmp_path).name == "step-00000000"
+    resumed = run(make_model(ds.vocab_size), ds, config(max_steps=3), tmp_path, resume=True)
+    assert resumed.steps == 3 and resumed.stopped == "max_steps"
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGINT") or sys.platform == "win32", reason="POSIX signals")
+def test_real_sigint_finishes_the_step_then_saves(ds, tmp_path, capsys):
+    before = signal.getsignal(signal.SIGINT)
+
+    def sigint(model, loss):
+        os.kill(os.getpid(), signal.SIGINT)
+        return loss
+
+    result = run(make_model(ds.vocab_size, actions={7: sigint}), ds, config(), tmp_path / "once")
+    assert result.stopped == "interrupted" and result.steps == 7  # step 7 was finished
+    assert latest_checkpoint(tmp_path / "once").name == "step-00000007"
+    assert "Ctrl-C" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGINT) is before  # the handler is restored
+
+    def sigint_twice(model, loss):
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)  # the second one stops at once
+        return loss
+
+    result = run(make_model(ds.vocab_size, actions={7: sigint_twice}), ds, config(), tmp_path / "twice")
+    assert result.stopped == "interrupted" and result.steps == 6
+    assert load_checkpoint(latest_checkpoint(tmp_path / "twice")).trainer_state["step"] == 6
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+# --------------------------------------------------------------------------- non-finite values
+
+
+def test_nan_loss_stops_without_touching_checkpoints(ds, tmp_path):
+    snapshot = {}
+
+    def nan_after_snapshot(model, loss):
+        snapshot.update(tree_bytes(tmp_path / "checkpoints"))
+        return make_nan(model, loss)
+
+    with pytest.raises(NonFiniteLossError) as err:
+        run(make_model(ds.vocab_size, actions={8: nan_after_snapshot}), ds, config(), tmp_path)
+    good = tmp_path / "checkpoints" / "step-00000005"
+    message = str(err.value)
+    assert "training loss at step 8: expected a finite value, received nan" in message
+    assert f"last good checkpoint: {good}" in message
+    assert isinstance(err.value, ValueError) and err.value.step == 8 and err.value.checkpoint == good
+    assert snapshot and tree_bytes(tmp_path / "checkpoints") == snapshot  # not one byte changed
+    assert max(r["step"] for r in metrics(tmp_path)) == 7
+
+
+def test_nan_at_the_first_step_says_nothing_was_saved(ds, tmp_path):
+    with pytest.raises(ValueError, match=r"training loss at step 1: expected a finite value, received nan; .*no checkpoint was saved yet"):
+        run(make_model(ds.vocab_size, actions={1: make_nan}), ds, config(), tmp_path)
+    assert latest_checkpoint(tmp_path) is None
+
+
+def test_non_finite_gradient_norm_stops(ds, tmp_path):
+    with pytest.raises(NonFiniteLossError, match=r"gradient norm at step 3: expected a finite value, received nan"):
+        run(make_model(ds.vocab_size, actions={3: make_inf_grad}), ds, config(eval_every=2), tmp_path)
+    assert latest_checkpoint(tmp_path).name == "step-00000002"
+
+
+# --------------------------------------------------------------------------- run directory rules
+
+
+def test_new_run_into_a_used_directory_is_refused(ds, tmp_path):
+    run(make_model(ds.vocab_size), ds, config(max_steps=5), tmp_path)
+    before = tree_bytes(tmp_path)
+    mtimes = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
+    with pytest.raises(ValueError, match=r"run_dir: expected a new or empty run directory \(pass --resume to continue this run, or choose another directory\), received .*already holds checkpoints \(latest: step-00000005\)"):
+        run(make_model(ds.vocab_size), ds, config(max_steps=5), tmp_path)
+    assert tree_bytes(tmp_path) == before
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")} == mtimes
+
+
+def test_resume_without_a_checkpoint_is_refused(ds, tmp_path):
+    with pytest.raises(ValueError, match=r"resume: expected a run directory holding a checkpoint, received .*which holds none \(start a new run without --resume\)"):
+        run(make_model(ds.vocab_size), ds, config(), tmp_path / "new", resume=True)
+    assert not (tmp_path / "new").exists()
+    run(make_model(ds.vocab_size, actions={3: interrupt}), ds, config(), tmp_path / "old")
+    (tmp_path / "old" / "run.json").unlink()
+    with pytest.raises(ValueError, match=r"resume: expected the run's run.json in .*old.*, received no such file"):
+        run(make_model(ds.vocab_size), ds, config(), tmp_path / "old", resume=True)
+
+
+def test_resume_with_changed_settings_lists_every_difference(ds, tmp_path):
+    run(make_model(ds.vocab_size, actions={4: interrupt}), ds, config(), tmp_path)
+    before = tree_bytes(tmp_path)
+    with pytest.raises(ValueError, match=r"resume: expected the settings the run was started with .*received different ones: model_config.dim: saved 16, new 32; lr: saved 0.01, new 0.02; seed: saved 1337, new 1"):
+        run(make_model(ds.vocab_size), ds, config(lr=0.02, seed=1), tmp_path, resume=True,
+            model_config={"vocab": ds.vocab_size, "dim": 32})
+    with pytest.raises(ValueError, match=r"family: saved 'toy', new 'other'"):
+        run(make_model(ds.vocab_size), ds, config(), tmp_path, resume=True, family="other")
+    with pytest.raises(ValueError, match=r"data.characters: saved 8000, new 4000"):
+        run(make_model(ds.vocab_size), ds, config(), tmp_path, resume=True,
+            data_info=CharDataset(TEXT[:4000], block_size=8).info())
+    assert tree_bytes(tmp_path) == before
+    # device, precision, log_every and max_seconds do not change the trajectory: allowed.
+    result = run(make_model(ds.vocab_size), ds, config(device="auto" if resolve_device("auto").type == "cpu" else "cpu",
+                                                       precision="fp32", log_every=5, max_seconds=60.0),
+                 tmp_path, resume=True)
+    assert result.steps == 20 and result.stopped == "max_steps"
+
+
+def test_resume_of_a_finished_run_does_nothing(ds, tmp_path):
+    first = run(make_model(ds.vocab_size), ds, config(max_steps=5), tmp_path)
+    before = tree_bytes(tmp_path / "checkpoints")
+    again = run(make_model(ds.vocab_size, seed=3), ds, config(max_steps=5), tmp_path, resume=True)
+    assert again.steps == 5 and again.stopped == "max_steps" and again.checkpoint == first.checkpoint
+    assert tree_bytes(tmp_path / "checkpoints") == before
+
+
+def test_bad_arguments(ds, tmp_path):
+    with pytest.raises(ValueError, match=r"model: expected a torch.nn.Module with a loss\(batch\) method, received Linear"):
+        run(nn.Linear(2, 2), ds, config(), tmp_path)
+    with pytest.raises(ValueError, match=r"data: expected an object with get_batch\(split, batch_size, generator\), received str"):
+        run(make_model(ds.vocab_size), "text", config(), tmp_path, model_config={}, data_info=None)
+    with pytest.raises(ValueError, match=r"cfg: expected a TrainConfig, received dict"):
+        run(make_model(ds.vocab_size), ds, {"max_steps": 3}, tmp_path)
+    with pytest.raises(ValueError, match=r"model_config: expected JSON-serializable values"):
+        run(make_model(ds.vocab_size), ds, config(), tmp_path, model_config={"x": object()})
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match=r"run_dir: expected a directory, received .*file.* \(a file\)"):
+        run(make_model(ds.vocab_size), ds, config(), tmp_path / "file")
+
+    class NoTuple(ToyLM):
+        def loss(self, batch):
+            return super().loss(batch)[0]
+
+    with pytest.raises(ValueError, match=r"model.loss\(batch\): expected a tuple \(loss tensor, metrics dict\), received Tensor"):
+        run(NoTuple(ds.vocab_size), ds, config(), tmp_path / "r1")
+
+    class Reserved(ToyLM):
+        def loss(self, batch):
+            loss, m = super().loss(batch)
+            return loss, {**m, "lr": 1.0}
+
+    with pytest.raises(ValueError, match=r"model.loss\(batch\) metrics: expected string names other than .*received 'lr'"):
+        run(Reserved(ds.vocab_size), ds, config(), tmp_path / "r2")
+
+
+# --------------------------------------------------------------------------- stopping, metrics
+
+
+def test_early_stopping(ds, tmp_path):
+    model = make_model(ds.vocab_size, eval_loss=1.0)  # the validation loss never improves
+    result = run(model, ds, config(max_steps=100, eval_every=2, patience=2), tmp_path)
+    assert result.stopped == "early_stop" and result.steps == 6  # evals at 2 (best), 4, 6
+    assert result.best_val_loss == 1.0 and result.last_val_loss == 1.0
+    assert best_checkpoint(tmp_path).name == "step-00000002"
+    assert [s for s, _ in list_checkpoints(tmp_path)] == [2, 4, 6]  # keep_last=2 plus the best
+    assert load_checkpoint(result.checkpoint).trainer_state["bad_evals"] == 2
+    again = run(make_model(ds.vocab_size, eval_loss=1.0), ds, config(max_steps=100, eval_every=2, patience=2),
+                tmp_path, resume=True)
+    assert again.stopped == "early_stop" and again.steps == 6
+
+
+def test_max_seconds(ds, tmp_path):
+    model = make_model(ds.vocab_size, sleep=0.02)
+    result = run(model, ds, config(max_steps=10_000, eval_every=1000, max_seconds=0.3), tmp_path)
+    assert result.stopped == "max_seconds"
+    assert 1 <= result.steps < 100
+    assert result.checkpoint == latest_checkpoint(tmp_path)
+    assert load_checkpoint(result.checkpoint).trainer_state["step"] == result.steps
+
+
+def test_metrics_jsonl_and_run_json(ds, tmp_path):
+    cfg = config(max_steps=12, log_every=4, eval_every=6, eval_batches=3)
+    model = make_model(ds.vocab_size)
+    result = run(model, ds, cfg, tmp_path)
+    records = metrics(tmp_path)
+    assert strip_timing(records) == strip_timing(result.history)
+    assert [(r["step"], r["split"]) for r in records] == [(4, "train"), (6, "val"), (8, "train"), (12, "train"),
+                                                         (12, "val")]
+    train_lines = metrics(tmp_path, "train")
+    for r in train_lines:
+        assert set(r) == {"step", "split", "loss", "lr", "tokens", "acc", "grad_norm", "tokens_per_s",
+                          "steps_per_s", "time"}
+        assert r["lr"] == lr_at(r["step"], cfg)
+        window = model.losses[r["step"] - 4: r["step"]]
+        assert r["loss"] == pytest.approx(sum(window) / 4, rel=1e-12)  # mean over the steps since the last line
+        assert r["tokens"] == 8 * 8 and r["tokens_per_s"] > 0 and r["time"] >= 0
+    val = metrics(tmp_path, "val")
+    assert set(val[0]) == {"step", "split", "loss", "tokens", "acc", "time"}
+    assert result.last_val_loss == val[-1]["loss"]
+    assert result.best_val_loss == min(r["loss"] for r in val)
+    assert load_checkpoint(best_checkpoint(tmp_path)).trainer_state["best_val_loss"] == result.best_val_loss
+    info = json.loads((tmp_path / "run.json").read_text())
+    assert info["family"] == "toy" and info["model_config"] == {"vocab": ds.vocab_size, "dim": 16}
+    assert info["train_config"] == cfg.to_dict() and info["data"] == ds.info()
+
+
+def test_eval_batches_are_the_same_every_time(ds, tmp_path):
+    seen = []
+
+    class Recording(ToyLM):
+        def loss(self, batch):
+            if not self.training:
+                seen.append(batch[0].clone())
+            return super().loss(batch)
+
+    run(Recording(ds.vocab_size), ds, config(max_steps=4, eval_every=2, eval_batches=2), tmp_path)
+    assert len(seen) == 4 and torch.equal(seen[0], seen[2]) and torch.equal(seen[1], seen[3])
+    assert not torch.equal(seen[0], seen[1])
+
+
+def test_short_run_learns(ds, tmp_path):
+    cfg = config(max_steps=80, eval_every=40, batch_size=16, lr=3e-2, clip_norm=1.0)
+    result = run(make_model(ds.vocab_size, p=0.0), ds, cfg, tmp_path)
+    uniform = math.log(ds.vocab_size)  # the loss of a model that knows nothing
+    assert result.last_val_loss < uniform - 0.8
+
+
+def test_files_are_saved_with_every_checkpoint(ds, tmp_path):
+    run(make_model(ds.vocab_size), ds, config(max_steps=5), tmp_path, files={"tokenizer.json": ds.tokenizer.to_json()})
+    ck = load_checkpoint(latest_checkpoint(tmp_path))
+    assert ck.files == {"tokenizer.json": ds.tokenizer.to_json()}
+
+
+def test_progress_bar_goes_to_stderr(ds, tmp_path, capfd):
+    run(make_model(ds.vocab_size), ds, config(max_steps=5, log_every=1), tmp_path, progress=True)
+    out, err = capfd.readouterr()
+    assert out == ""
+    assert "5/5" in err and "loss" in err and "tok/s" in err
+
+
+# --------------------------------------------------------------------------- devices
+
+
+def test_resolve_device():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert str(resolve_device("auto")).split(":")[0] in {d.split(":")[0] for d in available_devices()}
+    with pytest.raises(ValueError, match=r"device: expected one of 'auto', 'cpu', 'cuda', 'cuda:N', 'mps', received 'tpu'"):
+        resolve_device("tpu")
+    with pytest.raises(ValueError, match=r"device: expected one of the devices available here: 'auto', 'cpu'.*, received 'cuda:99'"):
+        resolve_device("cuda:99")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match=r"devices available here: 'auto', 'cpu'.*received 'cuda'"):
+            resolve_device("cuda")
+
+
+def test_autocast_context_on_cpu():
+    with pytest.raises(ValueError, match=r"precision: expected 'fp32' or 'auto' on a non-CUDA device.*received 'bf16' on device 'cpu'"):
+        autocast_context("cpu", "bf16")
+    with pytest.raises(ValueError, match=r"precision: expected one of 'auto', 'fp32', 'bf16', received 'half'"):
+        autocast_context("cpu", "half")
+    for precision in ("auto", "fp32"):
+        assert resolve_precision("cpu", precision) == "fp32"
+        with autocast_context(torch.device("cpu"), precision):
+            y = torch.ones(2, 2) @ torch.ones(2, 2)
+        assert y.dtype == torch.float32
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_bf16_autocast_and_gpu_run_resumes_on_cpu(ds, tmp_path):
+    assert resolve_precision("cuda", "auto") == ("bf16" if torch.cuda.is_bf16_supported() else "fp32")
+    with autocast_context("cuda", "bf16"):
+        y = torch.ones(4, 4, device="cuda") @ torch.ones(4, 4, device="cuda")
+    assert y.dtype == torch.bfloat16
+    with autocast_context("cuda", "fp32"):
+        y = torch.ones(4, 4, device="cuda") @ torch.ones(4, 4, device="cuda")
+    assert y.dtype == torch.float32
+    cfg = config(device="cuda", precision="bf16")
+    part = run(make_model(ds.vocab_size, actions={8: interrupt}), ds, cfg, tmp_path)
+    assert part.steps == 7
+    ck = load_checkpoint(part.checkpoint, map_location="cpu")
+    assert all(t.device.type == "cpu" for t in ck.state_dict.values())
+    rest = run(make_model(ds.vocab_size), ds, config(device="cpu", precision="fp32"), tmp_path, resume=True)
+    assert rest.steps == 20 and rest.stopped == "max_steps"
