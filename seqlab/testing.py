@@ -19,22 +19,30 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 @dataclass
 class ParityReport:
+    """Largest absolute differences per quantity, and the largest magnitude of PyTorch's
+    value of each (``scales``), so a check can be absolute, relative or both."""
+
     outputs: float = 0.0
     state: float = 0.0
     grad_x: float = 0.0
     grad_state: float = 0.0
     grad_params: dict[str, float] = field(default_factory=dict)
+    scales: dict[str, float] = field(default_factory=dict)
 
     @property
     def worst(self) -> float:
-        return max([self.outputs, self.state, self.grad_x, self.grad_state, *self.grad_params.values()])
+        return max(self.as_dict().values())
 
-    def check(self, atol: float, rtol: float = 0.0, scale: float = 1.0) -> None:
-        """Raise AssertionError naming every quantity whose difference exceeds atol + rtol*scale."""
-        tol = atol + rtol * scale
-        bad = {k: v for k, v in self.as_dict().items() if not v <= tol}
+    def check(self, atol: float, rtol: float = 0.0) -> None:
+        """Raise AssertionError naming every quantity k whose difference exceeds
+        atol + rtol * max|torch's value of k|."""
+        bad = {}
+        for k, v in self.as_dict().items():
+            tol = atol + rtol * self.scales.get(k, 0.0)
+            if not v <= tol:
+                bad[k] = f"{v:.3g} > {tol:.3g}"
         if bad:
-            raise AssertionError(f"parity differences above {tol:g}: {bad}")
+            raise AssertionError(f"parity differences above atol={atol:g}, rtol={rtol:g}: {bad}")
 
     def as_dict(self) -> dict[str, float]:
         d = {"outputs": self.outputs, "state": self.state, "grad_x": self.grad_x, "grad_state": self.grad_state}
@@ -50,6 +58,10 @@ def _maxdiff(a: torch.Tensor, b: torch.Tensor) -> float:
     if a.shape != b.shape:
         raise AssertionError(f"shape mismatch: {tuple(a.shape)} vs {tuple(b.shape)}")
     return float((a.detach() - b.detach()).abs().max()) if a.numel() else 0.0
+
+
+def _scale(*ts: torch.Tensor) -> float:
+    return max((float(t.detach().abs().max()) for t in ts if t is not None and t.numel()), default=0.0)
 
 
 def recurrent_parity(ours: nn.Module, theirs: nn.Module, x: torch.Tensor, *, lengths=None,
@@ -79,6 +91,7 @@ def recurrent_parity(ours: nn.Module, theirs: nn.Module, x: torch.Tensor, *, len
     report = ParityReport()
     report.outputs = _maxdiff(out1, out2)
     report.state = max(_maxdiff(a, b) for a, b in zip(fin1, fin2))
+    report.scales["outputs"], report.scales["state"] = _scale(out2), _scale(*fin2)
 
     # the same random cotangent for outputs and final states
     g_out = torch.randn(out1.shape, generator=gen, dtype=out1.dtype).to(out1.device)
@@ -93,8 +106,10 @@ def recurrent_parity(ours: nn.Module, theirs: nn.Module, x: torch.Tensor, *, len
     grads2 = torch.autograd.grad(loss2, inputs2, allow_unused=True)
     n_s = len(s1 or ())
     report.grad_x = _maxdiff(grads1[0], grads2[0])
+    report.scales["grad_x"] = _scale(grads2[0])
     if n_s:
         report.grad_state = max(_maxdiff(a, b) for a, b in zip(grads1[1 : 1 + n_s], grads2[1 : 1 + n_s]))
+        report.scales["grad_state"] = _scale(*grads2[1 : 1 + n_s])
     our_param_grads = dict(zip(p1.keys(), grads1[1 + n_s :]))
     their_param_grads = dict(zip(p2.keys(), grads2[1 + n_s :]))
 
@@ -113,4 +128,5 @@ def recurrent_parity(ours: nn.Module, theirs: nn.Module, x: torch.Tensor, *, len
         e = torch.zeros_like(theta[k]) if e is None else e
         got = torch.zeros_like(theta[k]) if got is None else got
         report.grad_params[k] = _maxdiff(e, got)
+        report.scales[f"grad[{k}]"] = _scale(got)
     return report

@@ -92,9 +92,9 @@ class GRULayer(nn.Module):
 
     def fused(self, x, state, lengths):
         if self.reset == "before":
-            w_x = torch.cat([self.w_z, self.w_r, self.w_g])  # (3H, I) rows (z, r, g)
+            w_x = torch.cat([self.w_g, self.w_z, self.w_r])  # (3H, I) rows (g, z, r)
             w_zr = torch.cat([self.w_Z, self.w_R])  # (2H, H)
-            b = torch.cat([self.b_z, self.b_r, self.b_g])
+            b = torch.cat([self.b_g, self.b_z, self.b_r])
             return fused.run(fused.GRUFunction, x, (w_x, w_zr, self.w_G, b), state, lengths)
         w_x = torch.cat([self.w_g, self.w_z, self.w_r])  # (3H, I) rows (g, z, r)
         w_a = torch.cat([self.w_Z, self.w_R, self.w_G])  # (3H, H) rows (z, r, G)

@@ -89,10 +89,10 @@ class LSTMLayer(nn.Module):
         return torch.stack(outputs, dim=1), (h, c)  # (B, T, H), ((B, H), (B, H))
 
     def fused(self, x, state, lengths):
-        # the fast path stacks the rows as (i, f, o, g): the three sigmoid gates adjacent
-        w_x = torch.cat([self.w_i, self.w_f, self.w_o, self.w_g])  # (4H, I)
-        w_a = torch.cat([self.w_I, self.w_F, self.w_O, self.w_G])  # (4H, H)
-        b = torch.cat([self.b_i, self.b_f, self.b_o, self.b_g])  # (4H,)
+        # the fast path stacks the rows as (o, i, f, g): see fused.LSTMFunction
+        w_x = torch.cat([self.w_o, self.w_i, self.w_f, self.w_g])  # (4H, I)
+        w_a = torch.cat([self.w_O, self.w_I, self.w_F, self.w_G])  # (4H, H)
+        b = torch.cat([self.b_o, self.b_i, self.b_f, self.b_g])  # (4H,)
         return fused.run(fused.LSTMFunction, x, (w_x, w_a, b), state, lengths)
 
 

@@ -1,7 +1,12 @@
 """Parity with PyTorch's built-ins: outputs, final states and every gradient.
 
-float64 to 1e-10 and float32 to 1e-5, one and several layers, full-length and packed
-variable-length batches, both the readable and the fused path."""
+float64: |ours - torch| <= 1e-10. float32: |ours - torch| <= 1e-5 (1 + max|torch|) per
+quantity -- 1e-5 absolute for values of order one, 1e-5 relative for large sums such as
+bias gradients over many steps (float32 cannot do better than ~1e-7 relative, and a
+different summation order changes the last bits). One and several layers, full-length
+and packed variable-length batches, both the readable and the fused path."""
+
+import zlib
 
 import pytest
 import torch
@@ -16,7 +21,7 @@ CASES = [
     ("lstm", LSTM, lambda I, H, L: nn.LSTM(I, H, L, batch_first=True)),
     ("gru", GRU, lambda I, H, L: nn.GRU(I, H, L, batch_first=True)),
 ]
-TOL = {torch.float64: 1e-10, torch.float32: 1e-5}
+TOL = {torch.float64: (1e-10, 0.0), torch.float32: (1e-5, 1e-5)}  # (atol, rtol)
 
 
 def _state(cls, L, B, H, dtype, gen):
@@ -30,15 +35,16 @@ def _state(cls, L, B, H, dtype, gen):
 @pytest.mark.parametrize("fused", [True, False], ids=["fused", "reference"])
 @pytest.mark.parametrize("variable", [False, True], ids=["full", "packed"])
 def test_parity_with_torch(name, cls, make, dtype, layers, fused, variable):
-    gen = torch.Generator().manual_seed(hash((name, layers, variable)) % 2**31)
-    torch.manual_seed(hash((name, layers)) % 2**31)
+    seed = zlib.crc32(f"{name}-{layers}-{variable}".encode())  # stable across processes
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
     B, T, I, H = 5, 9, 4, 6
     theirs = make(I, H, layers).to(dtype)
     ours = cls.from_torch(theirs, fused=fused)
     x = torch.randn(B, T, I, generator=gen, dtype=dtype)
     lengths = torch.tensor([9, 4, 1, 7, 9]) if variable else None
     report = recurrent_parity(ours, theirs, x, lengths=lengths, state=_state(cls, layers, B, H, dtype, gen))
-    report.check(atol=TOL[dtype])
+    report.check(*TOL[dtype])
     # the report covers every PyTorch parameter
     assert set(report.grad_params) == {k for k, _ in theirs.named_parameters()}
 
@@ -50,7 +56,7 @@ def test_parity_longer_sequences_float32(name, cls, make):
     theirs = make(16, 32, 2)
     ours = cls.from_torch(theirs)
     x = torch.randn(8, 60, 16)
-    recurrent_parity(ours, theirs, x, lengths=torch.randint(1, 61, (8,))).check(atol=1e-5)
+    recurrent_parity(ours, theirs, x, lengths=torch.randint(1, 61, (8,))).check(*TOL[torch.float32])
 
 
 @pytest.mark.parametrize("name,cls,make", CASES, ids=[c[0] for c in CASES])

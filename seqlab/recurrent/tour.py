@@ -1,0 +1,161 @@
+"""The recurrent section's steps of ``seqlab tour`` (lecture order)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from seqlab.tour import TourContext, section
+from seqlab.viz.plots import plot_curves
+from seqlab.viz.report import Section
+
+
+@section(10, "Recurrent networks: the Elman RNN")
+def elman(ctx: TourContext, sec: Section) -> str:
+    from seqlab.recurrent import RNN
+    from seqlab.recurrent.network import SequenceNetwork
+    from seqlab.testing import recurrent_parity
+
+    torch.manual_seed(ctx.seed)
+    theirs = nn.RNN(3, 8, 2, batch_first=True).double()
+    ours = RNN.from_torch(theirs)
+    x = torch.randn(4, 12, 3, dtype=torch.float64)
+    parity = recurrent_parity(ours, theirs, x, lengths=[12, 7, 1, 9]).worst
+
+    # a task with items of different lengths t_i and one output at each item's end:
+    # o = w^(o) . a_{t_i} + b^(o) should be the sum of the item's inputs
+    net = SequenceNetwork(cell="rnn", input_size=1, hidden_size=16, output_size=1, output="last")
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    gen = torch.Generator().manual_seed(ctx.seed)
+    T = 12
+
+    def batch(n=64):
+        lengths = torch.randint(1, T + 1, (n,), generator=gen)
+        xb = (torch.rand(n, T, 1, generator=gen) - 0.5) * (torch.arange(T)[None, :, None] < lengths[:, None, None])
+        return xb, xb.sum(1), lengths
+
+    val = batch(512)
+    baseline = float(0.5 * ((val[1] - val[1].mean()) ** 2).mean())
+    steps = 60 if ctx.quick else 600
+    curve = []
+    for s in range(1, steps + 1):
+        loss, _ = net.loss(batch())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if s % 10 == 0:
+            with torch.no_grad():
+                curve.append((s, net.loss(val)[0].item()))
+    final = curve[-1][1]
+    plot_curves({"Elman RNN": ([s for s, _ in curve], [v for _, v in curve]),
+                 "predict the mean": ([curve[0][0], curve[-1][0]], [baseline, baseline])},
+                ctx.out / "elman_sum.png", title="sum of a variable-length sequence, output at t_i",
+                ylabel="validation cost 1/2 (o - y)^2", logy=True)
+    sec.paragraphs.append(
+        "seqlab.recurrent.RNN computes a_{t+1} = g(w^(a) . a_t + w^(x) . x_{t+1} + b^(a)); "
+        f"against torch.nn.RNN (2 layers, float64, items of lengths 12, 7, 1, 9) outputs, final "
+        f"states and every gradient agree to {parity:.1e}.")
+    sec.paragraphs.append(
+        f"A one-output Elman network (output unit at each item's own end t_i) learns the sum of "
+        f"a sequence of 1..{T} numbers: validation cost {final:.4f} after {steps} Adam steps, "
+        f"against {baseline:.4f} for always predicting the mean.")
+    sec.images.append((str(ctx.out / "elman_sum.png"), "Elman RNN learning a sum over variable-length items"))
+    return f"parity with nn.RNN {parity:.0e}; learns a running sum: cost {final:.4f} vs {baseline:.4f} baseline"
+
+
+@section(20, "Backpropagation through time, by hand")
+def bptt(ctx: TourContext, sec: Section) -> str:
+    from seqlab.recurrent.bptt import compare_with_autograd
+
+    rows, worst = [], 0.0
+    configs = [dict(output="last", loss="squared"), dict(output="sequence", loss="cross_entropy"),
+               dict(output="sequence", loss="squared", hidden_sizes=[5, 4]),
+               dict(output="last", loss="cross_entropy", truncate=3)]
+    for i, cfg in enumerate(configs):
+        d = compare_with_autograd(seed=ctx.seed + i, **cfg)
+        worst = max(worst, d)
+        rows.append([cfg["output"], cfg["loss"], str(cfg.get("hidden_sizes", "random")),
+                     str(cfg.get("truncate", "-")), f"{d:.1e}"])
+    sec.paragraphs.append(
+        "seqlab.recurrent.bptt computes the Elman network's forward pass and the lecture's "
+        "chain-rule sums in NumPy, without autograd; the table compares its gradients with "
+        "PyTorch autograd in float64.")
+    sec.tables.append((["output", "cost", "layers", "truncate k", "max |BPTT - autograd|"], rows))
+    return f"NumPy BPTT matches autograd to {worst:.1e} on {len(configs)} random networks"
+
+
+@section(30, "Unfolding: which weight copies does one BPTT step use?")
+def unfolding(ctx: TourContext, sec: Section) -> str:
+    from seqlab.recurrent import unfold as uf
+
+    lines = []
+    for output in ("last", "sequence"):
+        r = uf.unfold(3, output=output, wrt="w_x")
+        sec.pre.append(uf.render_text(r))
+        lines.append(f"{output}: {len(r.used)}")
+    r = uf.unfold(3, output="sequence", wrt="w_x")
+    uf.render_png(r, ctx.out / "unfold.png")
+    sec.images.append((str(ctx.out / "unfold.png"), "dC/dw_x, T = 3, output per step: used copies in red"))
+    return "dC/dw_x at T = 3 uses " + ", ".join(lines) + " weight copies (read off the unrolled graph)"
+
+
+@section(40, "Vanishing and exploding gradients")
+def gradient_flow(ctx: TourContext, sec: Section) -> str:
+    from seqlab.recurrent import gradflow as gf
+
+    kw = dict(length=101, hidden_size=16, batch_size=4, scales=(0.5, 1.0)) if ctx.quick else {}
+    result = gf.gradflow(**kw)
+    gf.plot(result, ctx.out / "gradflow.png")
+    sec.pre.append(gf.format_table(result))
+    sec.images.append((str(ctx.out / "gradflow.png"), "gradient norms against steps back from T"))
+    demo = gf.clipping_demo(**({"steps": 60} if ctx.quick else {}))
+    gf.plot_clipping(demo, ctx.out / "clipping.png")
+    sec.images.append((str(ctx.out / "clipping.png"), "exploding setting: without and with gradient clipping"))
+    return gf.headline(result, demo)
+
+
+@section(50, "LSTM and GRU: parity and a character language model")
+def gated(ctx: TourContext, sec: Section) -> str:
+    from seqlab.recurrent import GRU, LSTM
+    from seqlab.recurrent import charlm_runs
+    from seqlab.recurrent.charlm import LN2
+    from seqlab.testing import recurrent_parity
+
+    torch.manual_seed(ctx.seed)
+    worst = 0.0
+    for cls, mod in ((LSTM, nn.LSTM(3, 6, 2, batch_first=True)), (GRU, nn.GRU(3, 6, 2, batch_first=True))):
+        mod = mod.double()
+        x = torch.randn(4, 9, 3, dtype=torch.float64)
+        worst = max(worst, recurrent_parity(cls.from_torch(mod), mod, x, lengths=[9, 3, 6, 1]).worst)
+    sec.paragraphs.append(
+        f"LSTM and GRU (PyTorch's reset-after form) match nn.LSTM / nn.GRU to {worst:.1e} in float64 "
+        "(outputs, states and every gradient, packed variable-length batch). The lecture's GRU "
+        "(reset before w^(G)) is the default elsewhere.")
+
+    if ctx.quick:
+        options = dict(preset="cpu-tiny", block_size=32, train_options=dict(
+            max_steps=12, batch_size=8, eval_every=12, eval_batches=2, warmup_steps=2, log_every=4))
+    else:
+        options = dict(preset="cpu-small", block_size=128, train_options=dict(
+            max_steps=600, max_seconds=140, batch_size=32, lr=3e-3, eval_every=100, eval_batches=10,
+            warmup_steps=50, log_every=20))
+    curves, rows, results = {}, [], {}
+    for cell in ("rnn", "lstm", "gru"):
+        result, run_dir = charlm_runs.start(cell, out=ctx.out / "runs" / cell, progress=ctx.progress, **options)
+        results[cell] = result
+        val = [(r["step"], r["loss"] / LN2) for r in result.history if r.get("split") == "val"]
+        curves[cell] = ([s for s, _ in val], [v for _, v in val])
+        text = charlm_runs.sample(run_dir, None, length=160 if not ctx.quick else 40, temperature=0.8, seed=0)
+        sec.pre.append(f"{cell} sample:\n{text}")
+        rows.append([cell, str(result.steps), f"{result.seconds:.0f}", f"{result.best_val_loss:.3f}",
+                     f"{result.best_val_loss / LN2:.3f}"])
+    uniform = math.log2(charlm_runs.load(ctx.out / "runs" / "lstm")[1].vocab_size)  # bits/char of a uniform guess
+    plot_curves(curves, ctx.out / "charlm.png", title="character LM on pydoc_data.topics (validation)",
+                ylabel="bits per character")
+    sec.tables.append((["cell", "steps", "seconds", "val loss (nats)", "val bits/char"], rows))
+    sec.images.append((str(ctx.out / "charlm.png"), "validation bits per character"))
+    best = {c: r.best_val_loss / LN2 for c, r in results.items()}
+    return ("char LM val bits/char: " + ", ".join(f"{c} {v:.2f}" for c, v in best.items())
+            + f" (uniform {uniform:.2f}); parity with nn.LSTM/nn.GRU {worst:.0e}")
