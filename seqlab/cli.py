@@ -238,6 +238,100 @@ def _add_tour(sub) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+# --------------------------------------------------------------------------- gradflow
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, received {text!r}") from None
+
+
+@command("gradflow")
+def _gradflow(args: argparse.Namespace) -> int:
+    import json as _json
+    from pathlib import Path
+
+    from seqlab.recurrent import gradflow as gf
+    from seqlab.training.checkpoint import atomic_write_json, atomic_write_text
+
+    cells = [c.strip() for c in args.cells.split(",") if c.strip()]
+    result = gf.gradflow(cells, args.scales, args.length, args.hidden_size, args.batch_size, args.seed,
+                         repeats=args.repeats, forget_bias=None if args.default_gates else args.forget_bias)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    table = gf.format_table(result)
+    gf.plot(result, out / "gradflow.png")
+    atomic_write_text(out / "gradflow.txt", table + "\n")
+    payload = {"gradflow": gf.to_json(result)}
+    lines = [table]
+    if not args.no_clipping:
+        demo = gf.clipping_demo(seed=args.seed)
+        gf.plot_clipping(demo, out / "clipping.png")
+        payload["clipping"] = gf.to_json(demo)
+        lines.append(gf.format_clipping(demo))
+    atomic_write_json(out / "gradflow.json", payload)
+    if args.json:
+        print(_json.dumps(payload))
+        return 0
+    print("\n".join(lines))
+    print(f"wrote {out / 'gradflow.png'}, {out / 'gradflow.txt'}, {out / 'gradflow.json'}"
+          + ("" if args.no_clipping else f", {out / 'clipping.png'}"))
+    return 0
+
+
+def _add_gradflow(sub) -> None:
+    p = sub.add_parser("gradflow", help="measure vanishing and exploding gradients (RNN, LSTM, GRU)",
+                       description="||dC/da_t|| and ||da_T/da_t|| against t for RNN, LSTM and GRU at several "
+                       "recurrent-weight scales on a long-dependency task (remember the first symbol), plus a "
+                       "demonstration that gradient clipping keeps an exploding RNN trainable. Writes a plot, "
+                       "a table and JSON.")
+    p.add_argument("--cells", default="rnn,lstm,gru", help="comma-separated cells (default rnn,lstm,gru)")
+    p.add_argument("--scales", type=_floats, default=[0.5, 1.0, 1.5],
+                   help="recurrent-weight scales: spectral norm of each recurrent matrix (default 0.5,1,1.5)")
+    p.add_argument("--length", "-T", type=int, default=200, help="sequence length T (default 200)")
+    p.add_argument("--hidden-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--repeats", type=int, default=2, help="independent draws averaged (default 2)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--forget-bias", type=float, default=4.0,
+                   help="LSTM b^(f) and minus the GRU's b^(z): how open the memory path starts (default 4)")
+    p.add_argument("--default-gates", action="store_true", help="keep the models' default gate biases (about 0)")
+    p.add_argument("--no-clipping", action="store_true", help="skip the clipping demonstration")
+    p.add_argument("--out", default="gradflow", help="output folder (default ./gradflow)")
+    p.add_argument("--json", action="store_true", help="print everything (curves, summary, clipping runs) as JSON")
+
+
+# --------------------------------------------------------------------------- bptt
+@command("bptt")
+def _bptt(args: argparse.Namespace) -> int:
+    from seqlab.recurrent.bptt import compare_with_autograd
+
+    worst = 0.0
+    print("NumPy BPTT (the lecture's chain-rule sums) against PyTorch autograd, float64")
+    print(f"{'seed':>4}  {'output':8}  {'cost':13}  {'layers':>6}  {'truncate':>8}  max |difference|")
+    for seed in range(args.seed, args.seed + args.trials):
+        hidden = [args.hidden_size] * args.layers
+        d = compare_with_autograd(seed, hidden_sizes=hidden, output=args.output, loss=args.loss,
+                                  truncate=args.truncate)
+        worst = max(worst, d)
+        print(f"{seed:>4}  {args.output:8}  {args.loss:13}  {args.layers:>6}  {str(args.truncate or '-'):>8}  {d:.2e}")
+    print(f"worst: {worst:.2e}")
+    return 0 if worst < 1e-9 else 1
+
+
+def _add_bptt(sub) -> None:
+    p = sub.add_parser("bptt", help="check the NumPy BPTT against autograd",
+                       description="Run backpropagation through time written by hand in NumPy on random Elman "
+                       "networks and compare every gradient with PyTorch autograd (float64).")
+    p.add_argument("--output", choices=["last", "sequence"], default="sequence")
+    p.add_argument("--loss", choices=["squared", "cross_entropy"], default="squared")
+    p.add_argument("--layers", type=int, default=1)
+    p.add_argument("--hidden-size", type=int, default=5)
+    p.add_argument("--truncate", type=int, default=None, help="truncated BPTT over k steps")
+    p.add_argument("--trials", type=int, default=5)
+    p.add_argument("--seed", type=int, default=0)
+
+
 # --------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -253,6 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_sample(sub)
     _add_unfold(sub)
+    _add_bptt(sub)
+    _add_gradflow(sub)
     return parser
 
 

@@ -105,15 +105,21 @@ def unfolding(ctx: TourContext, sec: Section) -> str:
 def gradient_flow(ctx: TourContext, sec: Section) -> str:
     from seqlab.recurrent import gradflow as gf
 
-    kw = dict(length=101, hidden_size=16, batch_size=4, scales=(0.5, 1.0)) if ctx.quick else {}
+    kw = dict(length=101, hidden_size=8, batch_size=4, repeats=1, scales=(0.5, 1.0)) if ctx.quick else {}
     result = gf.gradflow(**kw)
     gf.plot(result, ctx.out / "gradflow.png")
     sec.pre.append(gf.format_table(result))
     sec.images.append((str(ctx.out / "gradflow.png"), "gradient norms against steps back from T"))
     demo = gf.clipping_demo(**({"steps": 60} if ctx.quick else {}))
     gf.plot_clipping(demo, ctx.out / "clipping.png")
+    sec.pre.append(gf.format_clipping(demo))
     sec.images.append((str(ctx.out / "clipping.png"), "exploding setting: without and with gradient clipping"))
-    return gf.headline(result, demo)
+    k = max(k for k in gf.STEPS_BACK if k < result.length)
+    at = {c.cell: c.at("grad", k) for c in result.curves if c.scale == 1.0}
+    clip = ("clipping: unclipped " + ("diverges" if demo.unclipped.diverged else "trains")
+            + ", clipped " + ("trains" if demo.clipped.trained else "does not train"))
+    return (f"||dC/da_t|| at T-{k}, scale 1: " + ", ".join(f"{c} {v:.1e}" for c, v in at.items())
+            + f"; {clip}")
 
 
 @section(50, "LSTM and GRU: parity and a character language model")
