@@ -51,17 +51,21 @@ def _batch_sizes(lengths: torch.Tensor, T: int) -> tuple[int, ...]:
     return tuple((lengths[None, :] > steps[:, None]).sum(1).tolist())
 
 
-def _input_projection(x: torch.Tensor, w_x: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """w . x_t + b for every t at once. x: (B, T, I) -> X: (T*B, I), xp: (G, T, B)."""
+def _input_projection(x: torch.Tensor, w_x: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """w . x_t + b for every t at once: x (B, T, I) -> xp (T, G, B), one batched product."""
     B, T, I = x.shape
-    X = x.transpose(0, 1).reshape(T * B, I)  # (T*B, I), rows ordered (t, b)
-    xp = torch.addmm(b[:, None], w_x, X.t())  # (G, T*B)
-    return X, xp.view(-1, T, B)
+    return torch.baddbmm(b[None, :, None], w_x.expand(T, *w_x.shape), x.permute(1, 2, 0))
+
+
+def _inputs_by_time(x: torch.Tensor) -> torch.Tensor:
+    """x (B, T, I) -> X (T*B, I), rows ordered (t, b) like the columns of D (G, T*B)."""
+    B, T, I = x.shape
+    return x.transpose(0, 1).reshape(T * B, I)
 
 
 def _outputs(hs: torch.Tensor, batch_sizes) -> torch.Tensor:
-    """hs: (T+1, H, B) -> outputs (B, T, H), zero at padded positions."""
-    out = hs[1:].permute(2, 0, 1).contiguous()  # (B, T, H)
+    """hs: (H, T+1, B) -> outputs (B, T, H), zero at padded positions."""
+    out = hs[:, 1:].permute(2, 1, 0).contiguous()  # (B, T, H)
     if batch_sizes is not None:
         for t, n in enumerate(batch_sizes):
             if n < out.shape[0]:
@@ -89,6 +93,17 @@ def _grad_state(d: torch.Tensor | None, H: int, B: int, like: torch.Tensor) -> t
     return d.t().contiguous()
 
 
+def _steps(buffer: torch.Tensor, rows: slice = slice(None)) -> tuple[torch.Tensor, ...]:
+    """Per-step views buffer[t, rows] of a (T, rows, B) buffer, made in one call: slicing
+    inside the loop costs microseconds per view, comparable to a step's arithmetic."""
+    return buffer[:, rows].unbind(0)
+
+
+def _cols(v: torch.Tensor, n: int, B: int) -> torch.Tensor:
+    """The first n columns (the items still running at this step)."""
+    return v if n == B else v[..., :n]
+
+
 def _sigmoid_grad(s: torch.Tensor) -> torch.Tensor:
     """sigmoid'(z) from s = sigmoid(z): s (1 - s)."""
     return s - s * s
@@ -99,47 +114,47 @@ def _tanh_grad(a: torch.Tensor) -> torch.Tensor:
     return 1 - a * a
 
 
-def _recurrent_grad(dh: torch.Tensor, dO: torch.Tensor, wT: torch.Tensor, d: torch.Tensor, t: int, n: int, B: int,
-                    out: torch.Tensor | None = None) -> torch.Tensor:
-    """dC/da_{t-1} = W^T . dC/dz_t (+ dC/d output_{t-1}), for the n active columns; the
-    columns of items that ended before t pass their gradient through unchanged."""
-    out = dh if out is None else out
-    if t == 0:
+def _recurrent_grad(dh: torch.Tensor, dO: torch.Tensor, wT: torch.Tensor, d: torch.Tensor, t: int, n: int,
+                    B: int) -> torch.Tensor:
+    """dC/da_{t-1} = W^T . dC/dz_t + dC/d output_{t-1} for the n active columns; the
+    columns of items that ended before t pass dC/da_t through unchanged. Accumulates in
+    place into dO[t-1] (our own buffer) and returns it: no copy per step."""
+    if t == 0:  # dC/da_0: no output at t = 0
+        out = torch.empty_like(dh)
         torch.mm(wT, d, out=out[:, :n])
     else:
-        torch.addmm(dO[t - 1, :, :n], wT, d, out=out[:, :n])
+        out = dO[t - 1]
+        out[:, :n].addmm_(wT, d)
     if n < B:
-        if out is not dh:
+        if t == 0:
             out[:, n:] = dh[:, n:]
-        if t > 0:
-            out[:, n:].add_(dO[t - 1, :, n:])
+        else:
+            out[:, n:].add_(dh[:, n:])
     return out
 
 
-def _weight_grads(ctx, D: torch.Tensor, X: torch.Tensor, w_x: torch.Tensor, d_state, rec,
+def _weight_grads(ctx, D: torch.Tensor, x: torch.Tensor, w_x: torch.Tensor, d_state, rec,
                   x_rows: slice = slice(None)) -> tuple:
     """dC/dx, dC/dw_x, dC/dw_a..., dC/db, dC/da_0 from the per-step pre-activation
-    gradients D (T, G, B); each sum over t is one matrix product.
+    gradients D (G, T, B); each sum over t is one matrix product.
 
-    rec: [(rows of D for this recurrent matrix, its right operand (T, H_in, B))];
+    rec: [(rows of D for this recurrent matrix, its right operand (H_in, T, B))];
     x_rows: the rows of D that belong to the input side (w_x and b)."""
-    T, G, B = D.shape
+    G, T, B = D.shape
     need = ctx.needs_input_grad
-    Dm = D.permute(1, 0, 2).reshape(G, T * B)  # (G, T*B), columns ordered (t, b)
-    Dx = Dm[x_rows]
+    Dx = D[x_rows].reshape(-1, T * B)  # (G_x, T*B), columns ordered (t, b)
     dx = dw_x = db = None
     if need[0]:
-        # dC/dx_t = w_x^T . dC/dz_t                                    (I, T*B) -> (B, T, I)
-        dx = torch.mm(w_x.t(), Dx).view(-1, T, B).permute(2, 1, 0)
+        # dC/dx_t = w_x^T . dC/dz_t, as (T*B, I) rows (t, b) -> (B, T, I)
+        dx = torch.mm(Dx.t(), w_x).view(T, B, -1).transpose(0, 1)
     if need[1]:
         # dC/dw_x = sum_t dC/dz_t . x_t^T
-        dw_x = torch.mm(Dx, X)
+        dw_x = torch.mm(Dx, _inputs_by_time(x))
     rec_grads = []
     for k, (rows, right) in enumerate(rec):
         if need[2 + k]:
             # dC/dw_a = sum_t dC/dz_t . a_{t-1}^T
-            Hin = right.shape[1]
-            rec_grads.append(torch.mm(Dm[rows], right.permute(1, 0, 2).reshape(Hin, T * B).t()))
+            rec_grads.append(torch.mm(D[rows].reshape(-1, T * B), right.reshape(right.shape[0], T * B).t()))
         else:
             rec_grads.append(None)
     if need[2 + len(rec)]:
@@ -158,43 +173,44 @@ class ElmanFunction(torch.autograd.Function):
     def forward(ctx, x, w_x, w_a, b_a, a0, relu: bool, batch_sizes):
         B, T, _ = x.shape
         H = w_a.shape[0]
-        X, xp = _input_projection(x, w_x, b_a)  # xp: (H, T, B)
-        hs = x.new_empty(T + 1, H, B)  # a_0 .. a_T
-        hs[0] = a0.t()
+        xp = _input_projection(x, w_x, b_a)  # (T, H, B)
+        hs = x.new_empty(H, T + 1, B)  # a_0 .. a_T
+        hs[:, 0] = a0.t()
         for t in range(T):
             n = B if batch_sizes is None else batch_sizes[t]
-            a = hs[t + 1, :, :n]
+            a = hs[:, t + 1, :n]
             # a_t = g(w_a . a_{t-1} + [w_x . x_t + b_a])
-            torch.addmm(xp[:, t, :n], w_a, hs[t, :, :n], out=a)
+            torch.addmm(xp[t, :, :n], w_a, hs[:, t, :n], out=a)
             a.relu_() if relu else a.tanh_()
             if n < B:
-                hs[t + 1, :, n:] = hs[t, :, n:]
+                hs[:, t + 1, n:] = hs[:, t, n:]
         ctx.relu = relu
         ctx.batch_sizes = batch_sizes
-        ctx.save_for_backward(X, w_x, w_a, hs)
-        return _outputs(hs, batch_sizes), hs[T].t().contiguous()
+        ctx.save_for_backward(x, w_x, w_a, hs)
+        return _outputs(hs, batch_sizes), hs[:, T].t().contiguous()
 
     @staticmethod
     @_custom_bwd
     def backward(ctx, d_out, d_aT):
-        X, w_x, w_a, hs = ctx.saved_tensors
-        T1, H, B = hs.shape
+        x, w_x, w_a, hs = ctx.saved_tensors
+        H, T1, B = hs.shape
         T = T1 - 1
         bs = ctx.batch_sizes
         dO = _grad_outputs(d_out, T, H, B, hs, bs)  # (T, H, B)
+        a = hs[:, 1:]  # (H, T, B)
         # g'(z_t) for every t at once: tanh' = 1 - a_t^2, relu' = [a_t > 0]
-        gprime = (hs[1:] > 0).to(hs.dtype) if ctx.relu else _tanh_grad(hs[1:])
+        gprime = (a > 0).to(hs.dtype) if ctx.relu else _tanh_grad(a)
         da = _grad_state(d_aT, H, B, hs)
         da.add_(dO[T - 1])  # dC/da_T
-        D = hs.new_zeros(T, H, B) if bs is not None else hs.new_empty(T, H, B)  # dC/dz_t
+        D = hs.new_zeros(H, T, B) if bs is not None else hs.new_empty(H, T, B)  # dC/dz_t
         wT = w_a.t()
         for t in range(T - 1, -1, -1):
             n = B if bs is None else bs[t]
             # dC/dz_t = dC/da_t * g'(z_t)
-            torch.mul(da[:, :n], gprime[t, :, :n], out=D[t, :, :n])
+            torch.mul(da[:, :n], gprime[:, t, :n], out=D[:, t, :n])
             # dC/da_{t-1} = w_a^T . dC/dz_t + dC/do_{t-1}     (the factor da_t/da_{t-1})
-            _recurrent_grad(da, dO, wT, D[t, :, :n], t, n, B)
-        return _weight_grads(ctx, D, X, w_x, da, rec=[(slice(None), hs[:T])]) + (None, None)
+            da = _recurrent_grad(da, dO, wT, D[:, t, :n], t, n, B)
+        return _weight_grads(ctx, D, x, w_x, da, rec=[(slice(None), hs[:, :T])]) + (None, None)
 
 
 # ----------------------------------------------------------------------------- LSTM
@@ -206,8 +222,7 @@ class LSTMFunction(torch.autograd.Function):
         a^(c)_t = a^(f)_t * a^(c)_{t-1} + a^(i)_t * a^(g)_t
         a^(h)_t = a^(o)_t * tanh(a^(c)_t)
 
-    (o, i, f, g): the three sigmoid gates are adjacent for the forward pass, and the three
-    gates whose gradient is dC/da^(c) times a saved factor (i, f, g) for the backward pass.
+    (o, i, f, g) puts the three sigmoid gates next to each other.
     """
 
     @staticmethod
@@ -215,69 +230,82 @@ class LSTMFunction(torch.autograd.Function):
     def forward(ctx, x, w_x, w_a, b, h0, c0, batch_sizes):
         B, T, _ = x.shape
         H = w_a.shape[1]
-        X, xp = _input_projection(x, w_x, b)  # xp: (4H, T, B)
-        Gs = x.new_empty(T, 4 * H, B)  # activated gates per step
-        hs = x.new_empty(T + 1, H, B)  # a^(h)_0 .. a^(h)_T
+        Gs = _input_projection(x, w_x, b)  # (T, 4H, B): w . x_t + b, then the gates in place
+        hs = x.new_empty(H, T + 1, B)  # a^(h)_0 .. a^(h)_T
         cs = x.new_empty(T + 1, H, B)  # a^(c)_0 .. a^(c)_T
         tc = x.new_empty(T, H, B)  # tanh(a^(c)_t)
-        hs[0] = h0.t()
+        hs[:, 0] = h0.t()
         cs[0] = c0.t()
+        G_, S_, g_ = _steps(Gs), _steps(Gs, slice(0, 3 * H)), _steps(Gs, slice(3 * H, None))
+        o_, i_, f_ = _steps(Gs, slice(0, H)), _steps(Gs, slice(H, 2 * H)), _steps(Gs, slice(2 * H, 3 * H))
+        h_, c_, tc_ = hs.unbind(1), cs.unbind(0), tc.unbind(0)
         for t in range(T):
             n = B if batch_sizes is None else batch_sizes[t]
-            g = Gs[t, :, :n]  # (4H, n)
-            torch.addmm(xp[:, t, :n], w_a, hs[t, :, :n], out=g)
-            g[: 3 * H].sigmoid_()  # a^(o), a^(i), a^(f)
-            g[3 * H :].tanh_()  # a^(g)
-            o, i, f, gg = g[:H], g[H : 2 * H], g[2 * H : 3 * H], g[3 * H :]
-            c = cs[t + 1, :, :n]
-            # a^(c)_t = a^(f)_t * a^(c)_{t-1} + a^(i)_t * a^(g)_t
-            torch.mul(f, cs[t, :, :n], out=c)
-            c.addcmul_(i, gg)
-            # a^(h)_t = a^(o)_t * tanh(a^(c)_t)
-            torch.tanh(c, out=tc[t, :, :n])
-            torch.mul(o, tc[t, :, :n], out=hs[t + 1, :, :n])
-            if n < B:
-                hs[t + 1, :, n:] = hs[t, :, n:]
+            if n < B:  # items that ended keep their state
+                hs[:, t + 1, n:] = hs[:, t, n:]
                 cs[t + 1, :, n:] = cs[t, :, n:]
+            col = lambda v: _cols(v, n, B)  # noqa: E731
+            c, tct = col(c_[t + 1]), col(tc_[t])
+            col(G_[t]).addmm_(w_a, col(h_[t]))  # + W . a^(h)_{t-1}
+            col(S_[t]).sigmoid_()  # a^(o), a^(i), a^(f)
+            col(g_[t]).tanh_()  # a^(g)
+            # a^(c)_t = a^(f)_t * a^(c)_{t-1} + a^(i)_t * a^(g)_t
+            torch.mul(col(f_[t]), col(c_[t]), out=c)
+            c.addcmul_(col(i_[t]), col(g_[t]))
+            # a^(h)_t = a^(o)_t * tanh(a^(c)_t)
+            torch.tanh(c, out=tct)
+            torch.mul(col(o_[t]), tct, out=col(h_[t + 1]))
         ctx.batch_sizes = batch_sizes
-        ctx.save_for_backward(X, w_x, w_a, Gs, hs, cs, tc)
-        return _outputs(hs, batch_sizes), hs[T].t().contiguous(), cs[T].t().contiguous()
+        ctx.save_for_backward(x, w_x, w_a, Gs, hs, cs, tc)
+        return _outputs(hs, batch_sizes), hs[:, T].t().contiguous(), cs[T].t().contiguous()
 
     @staticmethod
     @_custom_bwd
     def backward(ctx, d_out, d_hT, d_cT):
-        X, w_x, w_a, Gs, hs, cs, tc = ctx.saved_tensors
-        T1, H, B = hs.shape
+        x, w_x, w_a, Gs, hs, cs, tc = ctx.saved_tensors
+        H, T1, B = hs.shape
         T = T1 - 1
         bs = ctx.batch_sizes
         dO = _grad_outputs(d_out, T, H, B, hs, bs)
-        o, i, f, gg = Gs[:, :H], Gs[:, H : 2 * H], Gs[:, 2 * H : 3 * H], Gs[:, 3 * H :]
-        # Factors of the backward recursion, for all t at once (each (T, H, B)):
-        #   dC/dz_o = dC/da^(h) * tanh(a^(c)) * sigmoid'(z_o)                     = dh * P_o
-        #   dC/da^(c) += dC/da^(h) * a^(o) * (1 - tanh^2(a^(c)))                  = dh * Q
-        #   dC/dz_i = dC/da^(c) * a^(g) * sigmoid'(z_i)
-        #   dC/dz_f = dC/da^(c) * a^(c)_{t-1} * sigmoid'(z_f)                     = dc * P_ifg
-        #   dC/dz_g = dC/da^(c) * a^(i) * (1 - a^(g)^2)
-        P_o = tc * _sigmoid_grad(o)
-        Q = o * _tanh_grad(tc)
-        P_ifg = torch.cat([gg * _sigmoid_grad(i), cs[:T] * _sigmoid_grad(f), i * _tanh_grad(gg)], dim=1)
-        P_ifg = P_ifg.view(T, 3, H, B)
         dh = _grad_state(d_hT, H, B, hs)  # dC/da^(h)_t
         dc = _grad_state(d_cT, H, B, hs)  # dC/da^(c)_t
         dh.add_(dO[T - 1])
-        D = hs.new_zeros(T, 4 * H, B) if bs is not None else hs.new_empty(T, 4 * H, B)  # dC/dz_t
+        D = hs.new_zeros(4 * H, T, B) if bs is not None else hs.new_empty(4 * H, T, B)  # dC/dz_t
+        S = hs.new_empty(3 * H, B)  # sigmoid'(z) of o, i, f
+        u = hs.new_empty(H, B)
         wT = w_a.t()
+        S_, o_, i_, f_, g_ = (_steps(Gs, r) for r in (slice(0, 3 * H), slice(0, H), slice(H, 2 * H),
+                                                         slice(2 * H, 3 * H), slice(3 * H, None)))
+        tc_, c_ = tc.unbind(0), cs.unbind(0)
+        d_, do_, di_, df_, dg_ = (D[r].unbind(1) for r in (slice(None), slice(0, H), slice(H, 2 * H),
+                                                           slice(2 * H, 3 * H), slice(3 * H, None)))
+        dS_ = D[: 3 * H].unbind(1)
         for t in range(T - 1, -1, -1):
             n = B if bs is None else bs[t]
-            dh_n, dc_n, d = dh[:, :n], dc[:, :n], D[t, :, :n]
-            dc_n.addcmul_(dh_n, Q[t, :, :n])
-            torch.mul(dh_n, P_o[t, :, :n], out=d[:H])
-            torch.mul(dc_n, P_ifg[t, :, :, :n], out=d[H:].view(3, H, n))
+            col = lambda v: _cols(v, n, B)  # noqa: E731
+            dh_n, dc_n, u_n, S_n = col(dh), col(dc), col(u), col(S)
+            o, i, f, gg, tct = col(o_[t]), col(i_[t]), col(f_[t]), col(g_[t]), col(tc_[t])
+            # dC/da^(c)_t += dC/da^(h)_t * a^(o)_t * (1 - tanh^2(a^(c)_t))
+            torch.mul(tct, tct, out=u_n)
+            torch.addcmul(o, o, u_n, value=-1, out=u_n)
+            dc_n.addcmul_(dh_n, u_n)
+            # gradients of the gates after their activation ...
+            torch.mul(dh_n, tct, out=col(do_[t]))  # dC/da^(o) = dC/da^(h) * tanh(a^(c))
+            torch.mul(dc_n, gg, out=col(di_[t]))  # dC/da^(i) = dC/da^(c) * a^(g)
+            torch.mul(dc_n, col(c_[t]), out=col(df_[t]))  # dC/da^(f) = dC/da^(c) * a^(c)_{t-1}
+            # ... and before it: sigmoid' = s (1 - s)
+            s3 = col(S_[t])
+            torch.addcmul(s3, s3, s3, value=-1, out=S_n)
+            col(dS_[t]).mul_(S_n)
+            # dC/dz_g = dC/da^(c) * a^(i) * (1 - a^(g)^2)
+            torch.mul(gg, gg, out=u_n)
+            torch.addcmul(i, i, u_n, value=-1, out=u_n)
+            torch.mul(dc_n, u_n, out=col(dg_[t]))
             # dC/da^(c)_{t-1} = dC/da^(c)_t * a^(f)_t
-            dc_n.mul_(f[t, :, :n])
+            dc_n.mul_(f)
             # dC/da^(h)_{t-1} = W^T . dC/dz_t (+ dC/d output_{t-1})
-            _recurrent_grad(dh, dO, wT, d, t, n, B)
-        return _weight_grads(ctx, D, X, w_x, (dh, dc), rec=[(slice(None), hs[:T])]) + (None,)
+            dh = _recurrent_grad(dh, dO, wT, col(d_[t]), t, n, B)
+        return _weight_grads(ctx, D, x, w_x, (dh, dc), rec=[(slice(None), hs[:, :T])]) + (None,)
 
 
 # ----------------------------------------------------------------------------- GRU
@@ -296,43 +324,43 @@ class GRUFunction(torch.autograd.Function):
     def forward(ctx, x, w_x, w_zr, w_G, b, h0, batch_sizes):
         B, T, _ = x.shape
         H = w_G.shape[0]
-        X, xp = _input_projection(x, w_x, b)  # xp: (3H, T, B) rows (g, z, r)
+        xp = _input_projection(x, w_x, b)  # (T, 3H, B) rows (g, z, r)
         Gs = x.new_empty(T, 3 * H, B)  # a^(g), a^(z), a^(r) per step
-        hs = x.new_empty(T + 1, H, B)
+        hs = x.new_empty(H, T + 1, B)
         # a^(r)_t * a^(h)_{t-1}; zeros at padded steps, which enter the sum for dC/dw^(G)
-        rh = x.new_zeros(T, H, B) if batch_sizes is not None else x.new_empty(T, H, B)
+        rh = x.new_zeros(H, T, B) if batch_sizes is not None else x.new_empty(H, T, B)
         tmp = x.new_empty(H, B)
-        hs[0] = h0.t()
+        hs[:, 0] = h0.t()
         for t in range(T):
             n = B if batch_sizes is None else batch_sizes[t]
-            g, h = Gs[t, :, :n], hs[t, :, :n]
+            g, h = Gs[t, :, :n], hs[:, t, :n]
             gg, z, r = g[:H], g[H : 2 * H], g[2 * H :]
             # a^(z), a^(r) = sigmoid(w . x_t + W . a^(h)_{t-1} + b)
-            torch.addmm(xp[H:, t, :n], w_zr, h, out=g[H:])
+            torch.addmm(xp[t, H:, :n], w_zr, h, out=g[H:])
             g[H:].sigmoid_()
             # a^(g)_t = tanh(w^(g) . x_t + w^(G) . (a^(r)_t * a^(h)_{t-1}) + b^(g))
-            torch.mul(r, h, out=rh[t, :, :n])
-            torch.addmm(xp[:H, t, :n], w_G, rh[t, :, :n], out=gg)
+            torch.mul(r, h, out=rh[:, t, :n])
+            torch.addmm(xp[t, :H, :n], w_G, rh[:, t, :n], out=gg)
             gg.tanh_()
             # a^(h)_t = (1 - a^(z)) * a^(h)_{t-1} + a^(z) * a^(g)  =  a_{t-1} + a^(z) (a^(g) - a_{t-1})
             torch.sub(gg, h, out=tmp[:, :n])
-            torch.addcmul(h, z, tmp[:, :n], out=hs[t + 1, :, :n])
+            torch.addcmul(h, z, tmp[:, :n], out=hs[:, t + 1, :n])
             if n < B:
-                hs[t + 1, :, n:] = hs[t, :, n:]
+                hs[:, t + 1, n:] = hs[:, t, n:]
         ctx.batch_sizes = batch_sizes
-        ctx.save_for_backward(X, w_x, w_zr, w_G, Gs, hs, rh)
-        return _outputs(hs, batch_sizes), hs[T].t().contiguous()
+        ctx.save_for_backward(x, w_x, w_zr, w_G, Gs, hs, rh)
+        return _outputs(hs, batch_sizes), hs[:, T].t().contiguous()
 
     @staticmethod
     @_custom_bwd
     def backward(ctx, d_out, d_hT):
-        X, w_x, w_zr, w_G, Gs, hs, rh = ctx.saved_tensors
-        T1, H, B = hs.shape
+        x, w_x, w_zr, w_G, Gs, hs, rh = ctx.saved_tensors
+        H, T1, B = hs.shape
         T = T1 - 1
         bs = ctx.batch_sizes
         dO = _grad_outputs(d_out, T, H, B, hs, bs)
         gg, z, r = Gs[:, :H], Gs[:, H : 2 * H], Gs[:, 2 * H :]
-        h_prev = hs[:T]
+        h_prev = hs[:, :T].transpose(0, 1)  # (T, H, B) view
         # Factors for all t at once (a^(h)_t = a_{t-1} + a^(z) (a^(g) - a_{t-1})):
         #   dC/dz_g = dC/da_t * a^(z) * (1 - a^(g)^2)          = dh * P_g
         #   dC/dz_z = dC/da_t * (a^(g) - a_{t-1}) * sigmoid'(z_z) = dh * P_z
@@ -342,24 +370,23 @@ class GRUFunction(torch.autograd.Function):
         keep = 1 - z  # da_t/da_{t-1} directly: 1 - a^(z)
         dh = _grad_state(d_hT, H, B, hs)
         dh.add_(dO[T - 1])
-        new = torch.empty_like(dh)
         v = hs.new_empty(H, B)
-        D = hs.new_zeros(T, 3 * H, B) if bs is not None else hs.new_empty(T, 3 * H, B)
+        D = hs.new_zeros(3 * H, T, B) if bs is not None else hs.new_empty(3 * H, T, B)
         wGT, wzrT = w_G.t(), w_zr.t()
         for t in range(T - 1, -1, -1):
             n = B if bs is None else bs[t]
-            dh_n, d, v_n = dh[:, :n], D[t, :, :n], v[:, :n]
+            dh_n, d, v_n = dh[:, :n], D[:, t, :n], v[:, :n]
             torch.mul(dh_n, P_gz[t, :, :, :n], out=d[: 2 * H].view(2, H, n))
             # dC/d(a^(r) * a_{t-1}) = w^(G)^T . dC/dz_g
             torch.mm(wGT, d[:H], out=v_n)
             torch.mul(v_n, P_r[t, :, :n], out=d[2 * H :])
             # dC/da_{t-1} = W_zr^T . dC/dz_zr + v * a^(r) + dC/da_t * (1 - a^(z)) (+ dC/do_{t-1})
-            _recurrent_grad(dh, dO, wzrT, d[H:], t, n, B, out=new)
+            new = _recurrent_grad(dh, dO, wzrT, d[H:], t, n, B)
             new[:, :n].addcmul_(v_n, r[t, :, :n])
             new[:, :n].addcmul_(dh_n, keep[t, :, :n])
-            dh, new = new, dh
+            dh = new
         return _weight_grads(
-            ctx, D, X, w_x, dh, rec=[(slice(H, 3 * H), h_prev), (slice(0, H), rh)]
+            ctx, D, x, w_x, dh, rec=[(slice(H, 3 * H), hs[:, :T]), (slice(0, H), rh)]
         ) + (None,)
 
 
@@ -378,36 +405,36 @@ class GRUResetAfterFunction(torch.autograd.Function):
     def forward(ctx, x, w_x, w_a, b, b_G, h0, batch_sizes):
         B, T, _ = x.shape
         H = w_a.shape[1]
-        X, xp = _input_projection(x, w_x, b)  # (3H, T, B) rows (g, z, r)
+        xp = _input_projection(x, w_x, b)  # (T, 3H, B) rows (g, z, r)
         Gs = x.new_empty(T, 3 * H, B)  # rows (g, z, r) after activation
         HP = x.new_empty(T, 3 * H, B)  # W . a_{t-1} (+ b^(G) on the G rows), rows (z, r, G)
-        hs = x.new_empty(T + 1, H, B)
+        hs = x.new_empty(H, T + 1, B)
         tmp = x.new_empty(H, B)
         bias_h = torch.cat([b_G.new_zeros(2 * H), b_G])[:, None]
-        hs[0] = h0.t()
+        hs[:, 0] = h0.t()
         for t in range(T):
             n = B if batch_sizes is None else batch_sizes[t]
-            g, hp, h = Gs[t, :, :n], HP[t, :, :n], hs[t, :, :n]
+            g, hp, h = Gs[t, :, :n], HP[t, :, :n], hs[:, t, :n]
             gg, z, r = g[:H], g[H : 2 * H], g[2 * H :]
             torch.addmm(bias_h, w_a, h, out=hp)
-            torch.add(xp[H:, t, :n], hp[: 2 * H], out=g[H:])
+            torch.add(xp[t, H:, :n], hp[: 2 * H], out=g[H:])
             g[H:].sigmoid_()
             torch.mul(r, hp[2 * H :], out=gg)
-            gg.add_(xp[:H, t, :n])
+            gg.add_(xp[t, :H, :n])
             gg.tanh_()
             torch.sub(gg, h, out=tmp[:, :n])
-            torch.addcmul(h, z, tmp[:, :n], out=hs[t + 1, :, :n])
+            torch.addcmul(h, z, tmp[:, :n], out=hs[:, t + 1, :n])
             if n < B:
-                hs[t + 1, :, n:] = hs[t, :, n:]
+                hs[:, t + 1, n:] = hs[:, t, n:]
         ctx.batch_sizes = batch_sizes
-        ctx.save_for_backward(X, w_x, w_a, Gs, HP, hs)
-        return _outputs(hs, batch_sizes), hs[T].t().contiguous()
+        ctx.save_for_backward(x, w_x, w_a, Gs, HP, hs)
+        return _outputs(hs, batch_sizes), hs[:, T].t().contiguous()
 
     @staticmethod
     @_custom_bwd
     def backward(ctx, d_out, d_hT):
-        X, w_x, w_a, Gs, HP, hs = ctx.saved_tensors
-        T1, H, B = hs.shape
+        x, w_x, w_a, Gs, HP, hs = ctx.saved_tensors
+        H, T1, B = hs.shape
         T = T1 - 1
         bs = ctx.batch_sizes
         dO = _grad_outputs(d_out, T, H, B, hs, bs)
@@ -420,24 +447,24 @@ class GRUResetAfterFunction(torch.autograd.Function):
         #   dC/dz_r = dC/dz_g * (w^(G) a + b^(G)) sigmoid'(z_r)
         #   dC/d(w^(G) a + b^(G)) = dC/dz_g * a^(r)
         P_g = z * _tanh_grad(gg)
-        P = torch.cat([P_g, (gg - hs[:T]) * _sigmoid_grad(z), P_g * hp_G * _sigmoid_grad(r), P_g * r], dim=1)
+        h_prev = hs[:, :T].transpose(0, 1)  # (T, H, B) view
+        P = torch.cat([P_g, (gg - h_prev) * _sigmoid_grad(z), P_g * hp_G * _sigmoid_grad(r), P_g * r], dim=1)
         P = P.view(T, 4, H, B)
         keep = 1 - z
         dh = _grad_state(d_hT, H, B, hs)
         dh.add_(dO[T - 1])
-        new = torch.empty_like(dh)
-        D = hs.new_zeros(T, 4 * H, B) if bs is not None else hs.new_empty(T, 4 * H, B)
+        D = hs.new_zeros(4 * H, T, B) if bs is not None else hs.new_empty(4 * H, T, B)
         wT = w_a.t()
         for t in range(T - 1, -1, -1):
             n = B if bs is None else bs[t]
-            dh_n, d = dh[:, :n], D[t, :, :n]
+            dh_n, d = dh[:, :n], D[:, t, :n]
             torch.mul(dh_n, P[t, :, :, :n], out=d.view(4, H, n))
             # dC/da_{t-1} = W^T . dC/dz_(z, r, G) + dC/da_t * (1 - a^(z)) (+ dC/do_{t-1})
-            _recurrent_grad(dh, dO, wT, d[H:], t, n, B, out=new)
+            new = _recurrent_grad(dh, dO, wT, d[H:], t, n, B)
             new[:, :n].addcmul_(dh_n, keep[t, :, :n])
-            dh, new = new, dh
-        d_bG = D[:, 3 * H :].sum((0, 2)) if ctx.needs_input_grad[4] else None  # dC/db^(G)
-        grads = _weight_grads(ctx, D, X, w_x, dh, rec=[(slice(H, 4 * H), hs[:T])], x_rows=slice(0, 3 * H))
+            dh = new
+        d_bG = D[3 * H :].sum((1, 2)) if ctx.needs_input_grad[4] else None  # dC/db^(G)
+        grads = _weight_grads(ctx, D, x, w_x, dh, rec=[(slice(H, 4 * H), hs[:, :T])], x_rows=slice(0, 3 * H))
         # grads = (dx, dw_x, dw_a, db, dh0): insert dC/db^(G) before dh0
         return grads[:4] + (d_bG,) + grads[4:] + (None,)
 

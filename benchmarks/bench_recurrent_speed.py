@@ -1,0 +1,182 @@
+"""Speed and memory of a training step (forward + backward): seqlab's RNN, LSTM and GRU
+against torch.nn.RNN, nn.LSTM and nn.GRU, measured in the same process.
+
+    python benchmarks/bench_recurrent_speed.py            # both sizes of the issue, ~3 minutes
+    python benchmarks/bench_recurrent_speed.py --quick    # smaller, for a smoke test
+
+Method. Each model gets the same input and the same output gradient; one training step
+is ``out, _ = model(x); out.backward(g)``. Rounds alternate between the implementations
+(reference, seqlab fused, seqlab readable per-step loop), so a slow-down of the machine
+hits all of them alike; the figure is the median over all rounds. float32, CPU,
+``torch.set_num_threads`` = the machine's cores. Peak memory: each (model, size) runs
+once in a fresh subprocess, which reports the growth of its peak resident set during
+one step above what it held before the step (inputs and weights already allocated).
+Writes ``benchmarks/results/recurrent_speed.{md,json}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from seqlab.recurrent import GRU, LSTM, RNN  # noqa: E402
+
+SIZES = [(64, 100, 64, 128), (32, 200, 128, 256)]  # (B, T, I, H), from the issue
+CELLS = {"rnn": (RNN, nn.RNN), "lstm": (LSTM, nn.LSTM), "gru": (GRU, nn.GRU)}
+IMPLS = ("torch", "seqlab", "seqlab-readable")
+
+
+def build(cell: str, impl: str, B: int, T: int, I: int, H: int, seed: int = 0):
+    torch.manual_seed(seed)
+    ours_cls, torch_cls = CELLS[cell]
+    ref = torch_cls(I, H, batch_first=True)
+    if impl == "torch":
+        model = ref
+    else:
+        model = ours_cls.from_torch(ref, fused=(impl == "seqlab"), **({"reset": "after"} if cell == "gru" else {}))
+    x = torch.randn(B, T, I, requires_grad=True)
+    g = torch.randn(B, T, H)
+    return model, x, g
+
+
+def step(model, x, g) -> None:
+    out, _ = model(x)
+    out.backward(g)
+
+
+def machine() -> dict:
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "python": platform.python_version(), "platform": platform.platform()}
+
+
+def _rss_kb() -> int:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * (os.sysconf("SC_PAGE_SIZE") // 1024)
+
+
+def memory_child(cell: str, impl: str, size: tuple) -> None:
+    """Run in a subprocess: print the peak-RSS growth (MiB) of one training step."""
+    torch.set_num_threads(os.cpu_count() or 1)
+    model, x, g = build(cell, impl, *size)
+    before = max(_rss_kb(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    step(model, x, g)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"peak_mib": max(0, peak - before) / 1024}))
+
+
+def peak_memory(cell: str, impl: str, size: tuple) -> float:
+    cmd = [sys.executable, __file__, "--memory-child", cell, impl, ",".join(map(str, size))]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+    return json.loads(out)["peak_mib"]
+
+
+def time_cell(cell: str, size: tuple, rounds: int, reps: int, readable: bool) -> dict[str, float]:
+    impls = [i for i in IMPLS if readable or i != "seqlab-readable"]
+    built = {impl: build(cell, impl, *size) for impl in impls}
+    for impl in impls:  # warm-up
+        for _ in range(2):
+            step(*built[impl])
+    times: dict[str, list[float]] = {impl: [] for impl in impls}
+    for r in range(rounds):
+        order = impls if r % 2 == 0 else impls[::-1]
+        for impl in order:
+            for _ in range(reps if impl != "seqlab-readable" else max(1, reps // 3)):
+                t0 = time.perf_counter()
+                step(*built[impl])
+                times[impl].append(time.perf_counter() - t0)
+    return {impl: statistics.median(v) * 1e3 for impl, v in times.items()}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="small sizes, few rounds")
+    p.add_argument("--rounds", type=int, default=8)
+    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--cells", default="rnn,lstm,gru")
+    p.add_argument("--no-readable", action="store_true", help="skip the per-step readable path")
+    p.add_argument("--no-memory", action="store_true")
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "recurrent_speed"))
+    p.add_argument("--memory-child", nargs=3, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.memory_child:
+        cell, impl, size = args.memory_child
+        memory_child(cell, impl, tuple(int(v) for v in size.split(",")))
+        return 0
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    sizes = [(16, 30, 16, 32)] if args.quick else SIZES
+    rounds, reps = (2, 2) if args.quick else (args.rounds, args.reps)
+    cells = [c for c in args.cells.split(",") if c]
+    info = machine()
+    rows = []
+    print(f"machine: {info['cpu']}, {info['cores']} cores, torch {info['torch']}")
+    for size in sizes:
+        for cell in cells:
+            t = time_cell(cell, size, rounds, reps, readable=not args.no_readable)
+            row = {"cell": cell, "B": size[0], "T": size[1], "I": size[2], "H": size[3],
+                   **{f"ms_{k}": v for k, v in t.items()}, "ratio": t["seqlab"] / t["torch"]}
+            if "seqlab-readable" in t:
+                row["ratio_readable"] = t["seqlab-readable"] / t["torch"]
+            if not args.no_memory:
+                for impl in ("torch", "seqlab"):
+                    row[f"mib_{impl}"] = peak_memory(cell, impl, size)
+                row["memory_ratio"] = row["mib_seqlab"] / max(row["mib_torch"], 1e-9)
+            rows.append(row)
+            mem = (f"  peak MiB torch {row['mib_torch']:.0f} seqlab {row['mib_seqlab']:.0f}"
+                   if "mib_torch" in row else "")
+            readable = f"  readable {row['ms_seqlab-readable']:.1f} ms" if "ms_seqlab-readable" in row else ""
+            print(f"{cell:4} B={size[0]} T={size[1]} I={size[2]} H={size[3]}: torch {row['ms_torch']:.1f} ms, "
+                  f"seqlab {row['ms_seqlab']:.1f} ms (x{row['ratio']:.2f}){readable}{mem}", flush=True)
+
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps({"machine": info, "rows": rows,
+                                                    "date": time.strftime("%Y-%m-%d")}, indent=2))
+    lines = [
+        "# Recurrent layers: training-step time and peak memory against torch.nn",
+        "",
+        f"Machine: {info['cpu']}, {info['cores']} cores, {info['threads']} threads, torch {info['torch']}, "
+        f"Python {info['python']}; measured {time.strftime('%Y-%m-%d')}. float32, CPU, one step = forward + "
+        "backward of all outputs; median of alternating rounds. Command: "
+        "`python benchmarks/bench_recurrent_speed.py`.",
+        "",
+        "| cell | B | T | I | H | torch.nn (ms) | seqlab fused (ms) | ratio | seqlab readable (ms) | ratio |"
+        " peak MiB torch | peak MiB seqlab |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['cell']} | {r['B']} | {r['T']} | {r['I']} | {r['H']} | {r['ms_torch']:.1f} | {r['ms_seqlab']:.1f} | "
+            f"{r['ratio']:.2f} | {r.get('ms_seqlab-readable', float('nan')):.1f} | {r.get('ratio_readable', float('nan')):.2f} | "
+            f"{r.get('mib_torch', float('nan')):.0f} | {r.get('mib_seqlab', float('nan')):.0f} |")
+    lines += ["", "GRU: seqlab runs PyTorch's reset-after form here (the same function as nn.GRU); the "
+              "lecture's reset-before form costs one more small matrix product per step."]
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.json')}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
