@@ -8,9 +8,10 @@ Method. Each model gets the same input and the same output gradient; one trainin
 is ``out, _ = model(x); out.backward(g)``. Rounds alternate between the implementations
 (reference, seqlab fused, seqlab readable per-step loop), so a slow-down of the machine
 hits all of them alike; the figure is the median over all rounds. float32, CPU,
-``torch.set_num_threads`` = the machine's cores. Peak memory: each (model, size) runs
-once in a fresh subprocess, which reports the growth of its peak resident set during
-one step above what it held before the step (inputs and weights already allocated).
+``torch.set_num_threads`` = the machine's cores. Peak memory: each (model, size) runs in
+a fresh subprocess, which samples its resident set every 0.2 ms during a second training
+step and reports the largest growth above what it held just before that step (weights,
+their gradients and the input already allocated). On CUDA: torch.cuda.max_memory_allocated.
 Writes ``benchmarks/results/recurrent_speed.{md,json}``.
 """
 
@@ -20,7 +21,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -40,22 +40,24 @@ CELLS = {"rnn": (RNN, nn.RNN), "lstm": (LSTM, nn.LSTM), "gru": (GRU, nn.GRU)}
 IMPLS = ("torch", "seqlab", "seqlab-readable")
 
 
-def build(cell: str, impl: str, B: int, T: int, I: int, H: int, seed: int = 0):
+def build(cell: str, impl: str, B: int, T: int, I: int, H: int, seed: int = 0, device: str = "cpu"):
     torch.manual_seed(seed)
     ours_cls, torch_cls = CELLS[cell]
-    ref = torch_cls(I, H, batch_first=True)
+    ref = torch_cls(I, H, batch_first=True).to(device)
     if impl == "torch":
         model = ref
     else:
         model = ours_cls.from_torch(ref, fused=(impl == "seqlab"), **({"reset": "after"} if cell == "gru" else {}))
-    x = torch.randn(B, T, I, requires_grad=True)
-    g = torch.randn(B, T, H)
+    x = torch.randn(B, T, I, device=device, requires_grad=True)
+    g = torch.randn(B, T, H, device=device)
     return model, x, g
 
 
 def step(model, x, g) -> None:
     out, _ = model(x)
     out.backward(g)
+    if x.is_cuda:
+        torch.cuda.synchronize()
 
 
 def machine() -> dict:
@@ -77,13 +79,30 @@ def _rss_kb() -> int:
 
 
 def memory_child(cell: str, impl: str, size: tuple) -> None:
-    """Run in a subprocess: print the peak-RSS growth (MiB) of one training step."""
+    """Run in a subprocess: print the growth (MiB) of the resident set during one training
+    step above what the process held just before it, sampled every 0.2 ms by a thread."""
+    import threading
+
     torch.set_num_threads(os.cpu_count() or 1)
     model, x, g = build(cell, impl, *size)
-    before = max(_rss_kb(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    step(model, x, g)  # the first step allocates the gradients; measure the second
+    model.zero_grad(set_to_none=False)
+    x.grad = None
+    before = _rss_kb()
+    peak = [before]
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], _rss_kb())
+            time.sleep(0.0002)
+
+    thread = threading.Thread(target=sample)
+    thread.start()
     step(model, x, g)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"peak_mib": max(0, peak - before) / 1024}))
+    done.set()
+    thread.join()
+    print(json.dumps({"peak_mib": max(0, peak[0] - before) / 1024}))
 
 
 def peak_memory(cell: str, impl: str, size: tuple) -> float:
@@ -92,9 +111,19 @@ def peak_memory(cell: str, impl: str, size: tuple) -> float:
     return json.loads(out)["peak_mib"]
 
 
-def time_cell(cell: str, size: tuple, rounds: int, reps: int, readable: bool) -> dict[str, float]:
+def cuda_peak_memory(cell: str, impl: str, size: tuple) -> float:
+    """Peak CUDA memory (MiB) allocated during one step, above what was held before it."""
+    model, x, g = build(cell, impl, *size, device="cuda")
+    torch.cuda.synchronize()
+    base = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    step(model, x, g)
+    return (torch.cuda.max_memory_allocated() - base) / 2**20
+
+
+def time_cell(cell: str, size: tuple, rounds: int, reps: int, readable: bool, device: str = "cpu") -> dict[str, float]:
     impls = [i for i in IMPLS if readable or i != "seqlab-readable"]
-    built = {impl: build(cell, impl, *size) for impl in impls}
+    built = {impl: build(cell, impl, *size, device=device) for impl in impls}
     for impl in impls:  # warm-up
         for _ in range(2):
             step(*built[impl])
@@ -118,6 +147,7 @@ def main(argv=None) -> int:
     p.add_argument("--no-readable", action="store_true", help="skip the per-step readable path")
     p.add_argument("--no-memory", action="store_true")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "recurrent_speed"))
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     p.add_argument("--memory-child", nargs=3, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.memory_child:
@@ -130,18 +160,21 @@ def main(argv=None) -> int:
     rounds, reps = (2, 2) if args.quick else (args.rounds, args.reps)
     cells = [c for c in args.cells.split(",") if c]
     info = machine()
+    if args.device == "cuda":
+        info["gpu"] = torch.cuda.get_device_name()
     rows = []
     print(f"machine: {info['cpu']}, {info['cores']} cores, torch {info['torch']}")
     for size in sizes:
         for cell in cells:
-            t = time_cell(cell, size, rounds, reps, readable=not args.no_readable)
+            t = time_cell(cell, size, rounds, reps, readable=not args.no_readable, device=args.device)
             row = {"cell": cell, "B": size[0], "T": size[1], "I": size[2], "H": size[3],
                    **{f"ms_{k}": v for k, v in t.items()}, "ratio": t["seqlab"] / t["torch"]}
             if "seqlab-readable" in t:
                 row["ratio_readable"] = t["seqlab-readable"] / t["torch"]
             if not args.no_memory:
                 for impl in ("torch", "seqlab"):
-                    row[f"mib_{impl}"] = peak_memory(cell, impl, size)
+                    row[f"mib_{impl}"] = (cuda_peak_memory(cell, impl, size) if args.device == "cuda"
+                                          else peak_memory(cell, impl, size))
                 row["memory_ratio"] = row["mib_seqlab"] / max(row["mib_torch"], 1e-9)
             rows.append(row)
             mem = (f"  peak MiB torch {row['mib_torch']:.0f} seqlab {row['mib_seqlab']:.0f}"
@@ -157,8 +190,9 @@ def main(argv=None) -> int:
     lines = [
         "# Recurrent layers: training-step time and peak memory against torch.nn",
         "",
-        f"Machine: {info['cpu']}, {info['cores']} cores, {info['threads']} threads, torch {info['torch']}, "
-        f"Python {info['python']}; measured {time.strftime('%Y-%m-%d')}. float32, CPU, one step = forward + "
+        f"Machine: {info.get('gpu', info['cpu'])}, {info['cores']} CPU cores, {info['threads']} threads, "
+        f"torch {info['torch']}, Python {info['python']}; measured {time.strftime('%Y-%m-%d')}. float32, "
+        f"{args.device}, one step = forward + "
         "backward of all outputs; median of alternating rounds. Command: "
         "`python benchmarks/bench_recurrent_speed.py`.",
         "",

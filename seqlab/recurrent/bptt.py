@@ -619,7 +619,7 @@ def bptt_literal(
     n = cache.lengths.shape[0]
     a_x, a, z = cache.a[0], cache.a[1], cache.z[1]  # (n, T+1, m), (n, T+1, H), (n, T+1, H)
     w_a, w_o = params.w_a[0], params.w_o
-    H, m, O = w_a.shape[0], a_x.shape[2], w_o.shape[0]
+    H, O = w_a.shape[0], w_o.shape[0]
     g_o = cache.output_activation
     grads = params.zeros_like()
     cost, _ = _cost_and_output_error(cache, y, loss)

@@ -24,12 +24,13 @@ from seqlab.validation import check_choice, check_float, check_int, check_tensor
 
 LN2 = math.log(2.0)
 
-# Named sizes. cpu-small is what the benchmarks and the default `seqlab train` use.
+# Named sizes. cpu-small is what the benchmarks and the default `seqlab train` use;
+# forget_bias (the LSTM's initial b^(f)) is ignored by the RNN and the GRU.
 PRESETS: dict[str, dict] = {
     "cpu-tiny": dict(hidden_size=64, num_layers=1),
-    "cpu-small": dict(hidden_size=256, num_layers=1),
-    "cpu-medium": dict(hidden_size=384, num_layers=2, dropout=0.1),
-    "gpu-baby": dict(hidden_size=512, num_layers=3, dropout=0.2),
+    "cpu-small": dict(hidden_size=256, num_layers=1, forget_bias=1.0),
+    "cpu-medium": dict(hidden_size=384, num_layers=2, dropout=0.1, forget_bias=1.0),
+    "gpu-baby": dict(hidden_size=512, num_layers=3, dropout=0.2, forget_bias=1.0),
 }
 
 

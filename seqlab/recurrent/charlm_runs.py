@@ -20,10 +20,13 @@ from seqlab.validation import check_choice, check_int, fail
 
 FAMILY = "charlm"
 DEFAULT_PRESET = "cpu-small"
-DEFAULT_BLOCK_SIZE = 128
-# What `seqlab train lstm` does with no options (about 5 minutes on 2 CPU cores).
-TRAIN_DEFAULTS: dict[str, Any] = dict(max_steps=1500, batch_size=32, lr=3e-3, warmup_steps=100,
-                                      eval_every=250, eval_batches=20, clip_norm=1.0)
+DEFAULT_BLOCK_SIZE = 64
+# What `seqlab train lstm` does with no options: about 5 minutes on 2 CPU cores. Tuned on
+# tiny Shakespeare in 5-minute budgets (benchmarks/bench_charlm_quality.py): short windows
+# and small batches give many updates, and with gradient clipping a high peak learning rate
+# (decayed by the cosine schedule) learns fastest.
+TRAIN_DEFAULTS: dict[str, Any] = dict(max_steps=5000, batch_size=32, lr=2e-2, warmup_steps=100,
+                                      eval_every=500, eval_batches=20, clip_norm=1.0)
 MODEL_FIELDS = {f.name for f in fields(CharLMConfig)} - {"cell", "vocab_size"}
 TRAIN_FIELDS = {f.name for f in fields(TrainConfig)}
 
@@ -48,6 +51,7 @@ def build_run(cell: str, *, text: str | None = None, preset: str = DEFAULT_PRESE
     config = CharLMConfig(cell=cell, vocab_size=data.vocab_size, **{**PRESETS[preset], **model_options})
     cfg = TrainConfig.from_dict({**TRAIN_DEFAULTS, **dict(train_options or {})})
     info = {"source": _source_name(text), "name": name, **data.info()}
+    torch.manual_seed(cfg.seed)  # the initial weights depend on the run's seed only
     return CharLM(config), data, cfg, info
 
 
@@ -81,7 +85,9 @@ def resume(run_dir: str | os.PathLike, *, progress: bool = True, text: str | Non
     model = CharLM(CharLMConfig.from_dict(saved["model_config"]))
     # options given now are compared with the saved ones by the trainer
     requested = {**saved["model_config"], **dict(model_options or {})}
-    cfg = TrainConfig.from_dict({**saved["train_config"], **dict(train_options or {})})
+    # a wall-clock budget belongs to one invocation: a resumed run has none unless given again
+    saved_train = {k: v for k, v in saved["train_config"].items() if k != "max_seconds"}
+    cfg = TrainConfig.from_dict({**saved_train, **dict(train_options or {})})
     info = {"source": _source_name(source) if text is not None else data_saved.get("source"),
             "name": data_saved.get("name"), **data.info()}
     result = train(model, data, cfg, run_dir, family=FAMILY, model_config=requested,
@@ -93,7 +99,7 @@ def resume(run_dir: str | os.PathLike, *, progress: bool = True, text: str | Non
 def read_run(run_dir: Path) -> dict:
     f = Path(run_dir) / "run.json"
     if not f.is_file():
-        fail("resume", f"a run directory holding run.json", f"{str(run_dir)!r} (no run.json there)")
+        fail("resume", "a run directory holding run.json", f"{str(run_dir)!r} (no run.json there)")
     try:
         saved = json.loads(f.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as e:

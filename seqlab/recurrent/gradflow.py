@@ -130,7 +130,6 @@ from __future__ import annotations
 import copy
 import math
 import os
-import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import NamedTuple, Sequence
@@ -139,7 +138,15 @@ import torch
 import torch.nn.functional as F
 
 from seqlab.recurrent.network import CELLS, SequenceNetwork
-from seqlab.validation import check_choice, check_float, check_int, check_tensor, fail, shape_str
+from seqlab.validation import (
+    check_choice,
+    check_float,
+    check_int,
+    check_tensor,
+    fail,
+    shape_str,
+)
+from seqlab.viz.plots import save_png
 
 # the recurrent matrices that "scale" multiplies, per cell (the lecture's names)
 RECURRENT = {"rnn": ("w_a",), "lstm": ("w_F", "w_I", "w_G", "w_O"), "gru": ("w_Z", "w_R", "w_G")}
@@ -630,18 +637,6 @@ def _check_path(path) -> str:
     return path
 
 
-def _save(fig, path: str) -> None:
-    """Write atomically: a temporary file in the same directory, then rename."""
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".gradflow-", suffix=".png")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 _COLOURS = {"rnn": "#1f77b4", "lstm": "#d62728", "gru": "#2ca02c"}
 _STYLES = ("-", "--", ":", "-.")
 
@@ -676,7 +671,7 @@ def plot(result: GradFlowResult, path) -> None:
     gates = "default gates" if result.forget_bias is None else f"forget bias {result.forget_bias:g}"
     fig.suptitle(f"Vanishing and exploding gradients: first-symbol task, T = {T}, H = {result.hidden_size}, "
                  f"{gates}", fontsize=11)
-    _save(fig, path)
+    save_png(fig, path)
 
 
 # --------------------------------------------------------------------------- clipping
@@ -869,4 +864,4 @@ def plot_clipping(demo: ClippingDemo, path) -> None:
         ax.legend(fontsize=8)
     fig.suptitle(f"Gradient-norm clipping: {s['nonlinearity']} RNN, w^(a) = {s['scale']:g} x orthogonal, "
                  f"first-symbol task T = {s['length']}, SGD lr {s['lr']:g}", fontsize=11)
-    _save(fig, path)
+    save_png(fig, path)

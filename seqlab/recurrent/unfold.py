@@ -69,12 +69,12 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 
 import torch
 
 from seqlab.validation import check_choice, check_int, fail
+from seqlab.viz.plots import save_png
 
 WEIGHTS = ("w_x", "w_a", "b_a", "w_o", "b_o")
 LAYERED = ("w_x", "w_a", "b_a")  # one per recurrent layer; w_o and b_o belong to the output
@@ -532,11 +532,4 @@ def render_png(result: UnfoldResult, path: str | os.PathLike) -> None:
                        Line2D([], [], color=_UNUSED_COLOUR, lw=1.0, label="not used")],
               loc="upper left", fontsize=8, frameon=False)
 
-    fd, tmp = tempfile.mkstemp(dir=parent, prefix=".unfold-", suffix=".png")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    save_png(fig, path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -17,17 +18,25 @@ def new_figure(width: float = 6.4, height: float = 4.0) -> Figure:
 
 
 def save_png(fig: Figure, path: str | os.PathLike) -> Path:
-    """Write the figure atomically (temporary file in the same folder, then rename)."""
+    """Write the figure atomically: a temporary file in the same folder, then a rename, so
+    a reader never sees half a PNG. The file gets the usual permissions (0666 & ~umask)."""
     path = Path(path)
     if not path.parent.exists():
         raise FileNotFoundError(f"cannot write {path}: folder {path.parent} does not exist")
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    fig.tight_layout()
-    with open(tmp, "wb") as fh:
-        fig.savefig(fh, format="png")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".png")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fig.savefig(fh, format="png", dpi=110, bbox_inches="tight")
+            fh.flush()
+            os.fsync(fh.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
     return path
 
 

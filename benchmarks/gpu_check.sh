@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The GPU checks of the recurrent section, as one script for a lent CUDA machine:
+#   bash benchmarks/gpu_check.sh [OUT_DIR]
+# 1. the CUDA tests (parity with cuDNN in float64/float32, bf16 autocast, a GPU checkpoint
+#    loading on a CPU) and the trainer's CUDA tests;
+# 2. `seqlab train lstm --device cuda --precision bf16`, then sampling from it on the CPU;
+# 3. the speed benchmark on the GPU (seqlab's per-step loop against cuDNN, informative).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${1:-${OUT:-/tmp/seqlab_gpu}}
+mkdir -p "$OUT"
+export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 MPLBACKEND=Agg
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
+echo "== CUDA tests"
+python3 -m pytest -q -p no:cacheprovider -p no:randomly tests/recurrent/test_cuda.py tests/training 2>&1 | tail -6
+echo "== bf16 training run on the GPU, sampled on the CPU"
+python3 -m seqlab train lstm --device cuda --precision bf16 --max-steps 300 --eval-every 100 \
+    --out "$OUT/gpu_run" --quiet --sample-length 0
+CUDA_VISIBLE_DEVICES= python3 -m seqlab sample "$OUT/gpu_run" --prompt "def " --length 120 --seed 0
+echo "== speed on the GPU"
+python3 benchmarks/bench_recurrent_speed.py --device cuda --no-readable --rounds 4 --reps 3 \
+    --out "$OUT/recurrent_speed_cuda" 2>&1 | tail -8
