@@ -129,7 +129,6 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import NamedTuple, Sequence
@@ -146,7 +145,7 @@ from seqlab.validation import (
     fail,
     shape_str,
 )
-from seqlab.viz.plots import save_png
+from seqlab.viz.plots import check_output_path, save_png
 
 # the recurrent matrices that "scale" multiplies, per cell (the lecture's names)
 RECURRENT = {"rnn": ("w_a",), "lstm": ("w_F", "w_I", "w_G", "w_O"), "gru": ("w_Z", "w_R", "w_G")}
@@ -625,18 +624,6 @@ def to_json(result) -> dict:
     }
 
 
-def _check_path(path) -> str:
-    if not isinstance(path, (str, os.PathLike)):
-        fail("path", "a file name", type(path).__name__)
-    path = os.fspath(path)
-    parent = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(parent):
-        raise FileNotFoundError(f"path: expected an existing directory, received {parent!r}")
-    if os.path.isdir(path):
-        fail("path", "a file name", f"the directory {path!r}")
-    return path
-
-
 _COLOURS = {"rnn": "#1f77b4", "lstm": "#d62728", "gru": "#2ca02c"}
 _STYLES = ("-", "--", ":", "-.")
 
@@ -646,7 +633,7 @@ def plot(result: GradFlowResult, path) -> None:
     one line per cell (colour) and scale (line style).  PNG, Agg canvas, atomic write."""
     if not isinstance(result, GradFlowResult):
         fail("result", "a GradFlowResult", type(result).__name__)
-    path = _check_path(path)
+    path = check_output_path(path)
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -836,7 +823,7 @@ def plot_clipping(demo: ClippingDemo, path) -> None:
     with the clipping threshold; an x marks where a run diverged.  PNG, atomic write."""
     if not isinstance(demo, ClippingDemo):
         fail("demo", "a ClippingDemo", type(demo).__name__)
-    path = _check_path(path)
+    path = check_output_path(path)
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

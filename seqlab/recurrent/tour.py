@@ -146,7 +146,7 @@ def gated(ctx: TourContext, sec: Section) -> str:
     else:
         # steps sized to about 2 minutes (RNN) and 3 minutes (LSTM, GRU) on 2 CPU cores, so the
         # cosine schedule ends; max_seconds caps a slower machine
-        steps = {"rnn": 3600, "lstm": 2100, "gru": 2200}
+        steps = {"rnn": 3600, "lstm": 1800, "gru": 2200}
         options = dict(preset="cpu-small", block_size=64, train_options=dict(
             max_seconds=200, batch_size=32, lr=2e-2, eval_every=300, eval_batches=10, warmup_steps=100,
             log_every=50))

@@ -74,7 +74,7 @@ from dataclasses import dataclass
 import torch
 
 from seqlab.validation import check_choice, check_int, fail
-from seqlab.viz.plots import save_png
+from seqlab.viz.plots import check_output_path, save_png
 
 WEIGHTS = ("w_x", "w_a", "b_a", "w_o", "b_o")
 LAYERED = ("w_x", "w_a", "b_a")  # one per recurrent layer; w_o and b_o belong to the output
@@ -465,12 +465,7 @@ def render_png(result: UnfoldResult, path: str | os.PathLike) -> None:
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
-    path = os.fspath(path)
-    parent = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(parent):
-        raise FileNotFoundError(f"png: expected an existing directory, received {parent!r}")
-    if os.path.isdir(path):
-        fail("png", "a file name", f"the directory {path!r}")
+    path = check_output_path(path, "png")
 
     used = set(result.used)
     L, T = result.layers, result.length

@@ -17,6 +17,21 @@ def new_figure(width: float = 6.4, height: float = 4.0) -> Figure:
     return fig
 
 
+def check_output_path(path: object, what: str = "path") -> str:
+    """A file name whose folder exists (FileNotFoundError otherwise); not a directory."""
+    from seqlab.validation import fail
+
+    if not isinstance(path, (str, os.PathLike)):
+        fail(what, "a file name", type(path).__name__)
+    path = os.fspath(path)
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise FileNotFoundError(f"{what}: expected an existing directory, received {parent!r}")
+    if os.path.isdir(path):
+        fail(what, "a file name", f"the directory {path!r}")
+    return path
+
+
 def save_png(fig: Figure, path: str | os.PathLike) -> Path:
     """Write the figure atomically: a temporary file in the same folder, then a rename, so
     a reader never sees half a PNG. The file gets the usual permissions (0666 & ~umask)."""
