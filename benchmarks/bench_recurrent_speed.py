@@ -60,6 +60,10 @@ def step(model, x, g) -> None:
         torch.cuda.synchronize()
 
 
+def _fmt(value, digits: int) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
 def machine() -> dict:
     cpu = platform.processor() or ""
     try:
@@ -203,7 +207,7 @@ def main(argv=None) -> int:
     for r in rows:
         lines.append(
             f"| {r['cell']} | {r['B']} | {r['T']} | {r['I']} | {r['H']} | {r['ms_torch']:.1f} | {r['ms_seqlab']:.1f} | "
-            f"{r['ratio']:.2f} | {r.get('ms_seqlab-readable', float('nan')):.1f} | {r.get('ratio_readable', float('nan')):.2f} | "
+            f"{r['ratio']:.2f} | {_fmt(r.get('ms_seqlab-readable'), 1)} | {_fmt(r.get('ratio_readable'), 2)} | "
             f"{r.get('mib_torch', float('nan')):.0f} | {r.get('mib_seqlab', float('nan')):.0f} |")
     lines += ["", "GRU: seqlab runs PyTorch's reset-after form here (the same function as nn.GRU); the "
               "lecture's reset-before form costs one more small matrix product per step."]
