@@ -25,10 +25,9 @@ DEFAULT_BLOCK_SIZE = 64
 # tiny Shakespeare in 5-minute budgets (benchmarks/bench_charlm_quality.py): short windows
 # and small batches give many updates, and with gradient clipping a high peak learning rate
 # (decayed by the cosine schedule) learns fastest.
-TRAIN_DEFAULTS: dict[str, Any] = dict(max_steps=5000, batch_size=32, lr=2e-2, warmup_steps=100,
+TRAIN_DEFAULTS: dict[str, Any] = dict(max_steps=3000, batch_size=32, lr=2e-2, warmup_steps=100,
                                       eval_every=500, eval_batches=20, clip_norm=1.0)
 MODEL_FIELDS = {f.name for f in fields(CharLMConfig)} - {"cell", "vocab_size"}
-TRAIN_FIELDS = {f.name for f in fields(TrainConfig)}
 
 
 def _source_name(text: str | None) -> str:
