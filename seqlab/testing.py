@@ -130,3 +130,114 @@ def recurrent_parity(ours: nn.Module, theirs: nn.Module, x: torch.Tensor, *, len
         report.grad_params[k] = _maxdiff(e, got)
         report.scales[f"grad[{k}]"] = _scale(got)
     return report
+
+
+# -- any module with a torch.nn twin ---------------------------------------------------
+
+
+@dataclass
+class ModuleParityReport:
+    """Largest absolute differences per quantity (``diffs``: "output[i]", "grad_input[name]",
+    "grad[param]" in PyTorch's names) and the largest magnitude of PyTorch's value of each
+    (``scales``)."""
+
+    diffs: dict[str, float] = field(default_factory=dict)
+    scales: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def worst(self) -> float:
+        return max(self.diffs.values(), default=0.0)
+
+    def as_dict(self) -> dict[str, float]:
+        return dict(self.diffs)
+
+    def check(self, atol: float, rtol: float = 0.0) -> None:
+        """Raise AssertionError naming every quantity k whose difference exceeds
+        atol + rtol * max|torch's value of k|."""
+        bad = {}
+        for k, v in self.diffs.items():
+            tol = atol + rtol * self.scales.get(k, 0.0)
+            if not v <= tol:
+                bad[k] = f"{v:.3g} > {tol:.3g}"
+        if bad:
+            raise AssertionError(f"parity differences above atol={atol:g}, rtol={rtol:g}: {bad}")
+
+
+def _flat_outputs(out) -> list:
+    return list(out) if isinstance(out, (tuple, list)) else [out]
+
+
+def module_parity(ours: nn.Module, theirs: nn.Module, inputs: dict[str, torch.Tensor], *,
+                  map_from_torch=None, run_ours=None, run_theirs=None, seed: int = 0) -> ModuleParityReport:
+    """Compare a seqlab module with its torch.nn twin, forward and backward.
+
+    inputs: the differentiable inputs by name; each module gets its own copies, which
+    require gradients. run_ours(module, **inputs), run_theirs(module, **inputs): how to
+    call each module (masks and other non-differentiable arguments go in these closures);
+    by default ``module(*inputs.values())``. Each returns a tensor or a tuple of tensors
+    (None entries must be None on both sides).
+
+    map_from_torch: the pure function PyTorch state dict -> our state dict (default
+    ``type(ours).map_from_torch(state, ours.config)``); its adjoint maps our parameter
+    gradients to the gradients PyTorch's parameters must have. Every parameter of ours
+    must come out of the mapping.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    if map_from_torch is None:
+        def map_from_torch(state):
+            return type(ours).map_from_torch(state, getattr(ours, "config", None))
+    run_ours = run_ours or (lambda m, **kw: m(*kw.values()))
+    run_theirs = run_theirs or (lambda m, **kw: m(*kw.values()))
+    x1 = {k: v.detach().clone().requires_grad_(True) for k, v in inputs.items()}
+    x2 = {k: v.detach().clone().requires_grad_(True) for k, v in inputs.items()}
+    out1 = _flat_outputs(run_ours(ours, **x1))
+    out2 = _flat_outputs(run_theirs(theirs, **x2))
+    if len(out1) != len(out2):
+        raise AssertionError(f"number of outputs differs: {len(out1)} vs {len(out2)}")
+
+    report = ModuleParityReport()
+    loss1 = loss2 = 0.0
+    for i, (a, b) in enumerate(zip(out1, out2)):
+        if a is None or b is None:
+            if (a is None) != (b is None):
+                raise AssertionError(f"output[{i}]: one module returned None, the other a tensor")
+            continue
+        report.diffs[f"output[{i}]"] = _maxdiff(a, b)
+        report.scales[f"output[{i}]"] = _scale(b)
+        if a.requires_grad or b.requires_grad:
+            # the same random cotangent for both
+            g = torch.randn(a.shape, generator=gen, dtype=a.dtype).to(a.device)
+            loss1 = loss1 + (a * g).sum()
+            loss2 = loss2 + (b * g).sum()
+
+    p1 = dict(ours.named_parameters())
+    p2 = dict(theirs.named_parameters())
+    grads1 = torch.autograd.grad(loss1, [*x1.values(), *p1.values()], allow_unused=True)
+    grads2 = torch.autograd.grad(loss2, [*x2.values(), *p2.values()], allow_unused=True)
+    n = len(x1)
+    for (k, v), g1, g2 in zip(x1.items(), grads1[:n], grads2[:n]):
+        g1 = torch.zeros_like(v) if g1 is None else g1
+        g2 = torch.zeros_like(v) if g2 is None else g2
+        report.diffs[f"grad_input[{k}]"] = _maxdiff(g1, g2)
+        report.scales[f"grad_input[{k}]"] = _scale(g2)
+    our_grads = dict(zip(p1.keys(), grads1[n:]))
+    their_grads = dict(zip(p2.keys(), grads2[n:]))
+
+    # expected PyTorch gradients = adjoint of map_from_torch applied to our gradients
+    theta = {k: v.detach().clone().requires_grad_(True) for k, v in theirs.state_dict().items()
+             if v.is_floating_point()}
+    mapped = map_from_torch(theta)
+    if set(mapped) != set(p1):
+        raise AssertionError(f"map_from_torch gives {sorted(mapped)}, the module has {sorted(p1)}")
+    names = [k for k in mapped if our_grads.get(k) is not None]
+    expected = torch.autograd.grad([mapped[k] for k in names], list(theta.values()),
+                                   grad_outputs=[our_grads[k] for k in names], allow_unused=True)
+    for (k, t), e in zip(theta.items(), expected):
+        if k not in p2:
+            continue  # a buffer
+        got = their_grads.get(k)
+        e = torch.zeros_like(t) if e is None else e
+        got = torch.zeros_like(t) if got is None else got
+        report.diffs[f"grad[{k}]"] = _maxdiff(e, got)
+        report.scales[f"grad[{k}]"] = _scale(got)
+    return report

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from seqlab.llm.sampling import sample_next as _sample_next
 from seqlab.recurrent.network import CELLS, build_stack
 from seqlab.validation import check_choice, check_float, check_int, check_tensor, fail, shape_str
 
@@ -141,13 +142,6 @@ class CharLM(nn.Module):
 
 def sample_next(logits: torch.Tensor, *, temperature: float, top_k: int | None,
                 generator: torch.Generator | None) -> int:
-    """One draw from softmax(logits / temperature), restricted to the top_k largest."""
-    logits = logits.float().cpu()
-    if temperature == 0:
-        return int(logits.argmax())
-    logits = logits / temperature
-    if top_k is not None and top_k < logits.numel():
-        kth = torch.topk(logits, top_k).values[-1]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    probs = torch.softmax(logits, dim=-1)
-    return int(torch.multinomial(probs, 1, generator=generator))
+    """One draw from softmax(logits / temperature), restricted to the top_k largest
+    (``seqlab.llm.sampling.sample_next``, which also offers top-p)."""
+    return _sample_next(logits, temperature=temperature, top_k=top_k, generator=generator)

@@ -1,0 +1,180 @@
+r"""Sampling the next token and the decoding loop, for any language model.
+
+A language model gives logits z (one per token of the vocabulary) for the next token; the
+next token is drawn from
+
+    p_i = exp(z_i / tau) / sum_j exp(z_j / tau)            temperature tau > 0
+
+restricted, if asked, to
+
+- top-k: the k tokens of largest z (tokens tied with the k-th largest are kept too);
+- top-p (nucleus): the smallest set of most probable tokens whose probability mass reaches p
+  (sorted by probability, ties by lower id; the most probable token is always kept),
+
+and renormalised over the tokens kept. top-k is applied first, then top-p on what is left.
+tau = 0 is greedy decoding: the token of largest z (the lowest id among ties).
+
+``generate`` is the decoding loop. It knows nothing of the model: ``next_logits(new_ids)``
+is given the prompt first and then each sampled token, and returns the logits (V,) for the
+token that follows everything fed so far (the model keeps its own state or KV cache).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable, Sequence
+
+import torch
+
+from seqlab.validation import check_float, check_int, check_tensor, fail
+
+
+def _check_sampling_args(temperature: float, top_k: int | None, top_p: float | None) -> float:
+    temperature = check_float(temperature, "temperature", minimum=0.0)
+    if top_k is not None:
+        check_int(top_k, "top_k", minimum=1)
+    if top_p is not None:
+        check_float(top_p, "top_p", minimum=0.0, maximum=1.0, open_min=True)
+    return temperature
+
+
+def _check_generator(generator: object) -> None:
+    if generator is None:
+        return
+    if not isinstance(generator, torch.Generator):
+        fail("generator", "a torch.Generator or None", type(generator).__name__)
+    if generator.device.type != "cpu":
+        fail("generator", "a CPU torch.Generator (sampling runs on the CPU)", f"one on {generator.device}")
+
+
+def sample_next(logits: torch.Tensor, *, temperature: float = 1.0, top_k: int | None = None,
+                top_p: float | None = None, generator: torch.Generator | None = None) -> int:
+    """One token id drawn from softmax(logits / temperature), restricted to the top_k largest
+    and then to the top_p nucleus (see the module docstring); temperature 0 is the argmax.
+
+    logits: (V,), on any device (the draw runs on the CPU with ``generator``); -inf marks a
+    token that may not be drawn."""
+    temperature = _check_sampling_args(temperature, top_k, top_p)
+    check_tensor(logits, "logits", ndim=1, dims="(vocab,)")
+    _check_generator(generator)
+    if logits.numel() == 0:
+        fail("logits", "at least one token", "an empty tensor")
+    z = logits.detach().float().cpu()
+    if bool(torch.isnan(z).any()):
+        fail("logits", "no NaN", f"{int(torch.isnan(z).sum())} NaN value(s)")
+    if bool((z == float("inf")).any()):
+        fail("logits", "finite values or -inf", f"{int((z == float('inf')).sum())} value(s) +inf")
+    if bool((z == float("-inf")).all()):
+        fail("logits", "at least one token that is not -inf", "all -inf")
+    if temperature == 0:
+        return int(z.argmax())
+    z = z / temperature
+    if top_k is not None and top_k < z.numel():
+        # keep z_i >= the k-th largest z
+        kth = torch.topk(z, top_k).values[-1]
+        z = z.masked_fill(z < kth, float("-inf"))
+    p = torch.softmax(z, dim=-1)
+    if top_p is not None and top_p < 1.0:
+        # sort by probability (stable: ties by lower id) and keep token j while the mass of
+        # the tokens before it is still < top_p; the first token is always kept
+        p_sorted, order = torch.sort(p, descending=True, stable=True)
+        mass_before = torch.cumsum(p_sorted.double(), dim=0) - p_sorted.double()
+        keep = torch.zeros_like(p, dtype=torch.bool)
+        keep[order[mass_before < top_p]] = True
+        p = p.masked_fill(~keep, 0.0)  # multinomial renormalises
+    return int(torch.multinomial(p, 1, generator=generator))
+
+
+def _check_ids(ids: object, name: str) -> list[int]:
+    if isinstance(ids, torch.Tensor):
+        if ids.dim() != 1 or ids.is_floating_point() or ids.dtype == torch.bool:
+            fail(name, "a 1-D integer tensor or a list of ints", f"shape {tuple(ids.shape)}, dtype {ids.dtype}")
+        ids = ids.tolist()
+    if isinstance(ids, (str, bytes)) or not isinstance(ids, Iterable):
+        fail(name, "a list of integer token ids", type(ids).__name__)
+    out = list(ids)
+    for i in out:
+        if isinstance(i, bool) or not isinstance(i, int) or i < 0:
+            fail(name, "integer token ids >= 0", repr(i))
+    return out
+
+
+def _cut_before(ids: list[int], text: str, position: int, decode: Callable[[list[int]], str]) -> list[int]:
+    """The longest prefix of ``ids`` whose text is a prefix of text[:position]."""
+    for j in range(len(ids), -1, -1):
+        s = decode(ids[:j])
+        if len(s) <= position and text.startswith(s):
+            return ids[:j]
+    return []  # unreachable: decode([]) is "" for any sensible decoder
+
+
+def generate(next_logits: Callable[[list[int]], torch.Tensor], prompt_ids: Sequence[int] | torch.Tensor,
+             max_new_tokens: int, *, temperature: float = 1.0, top_k: int | None = None,
+             top_p: float | None = None, seed: int | None = None, generator: torch.Generator | None = None,
+             stop_ids: Iterable[int] | None = None, stop_strings: str | Iterable[str] | None = None,
+             decode: Callable[[list[int]], str] | None = None) -> list[int]:
+    """The generated token ids (without the prompt).
+
+    next_logits(new_ids) -> (V,): called once with the prompt, then with ``[token]`` for each
+    sampled token except the last; it returns the logits of the token that comes next.
+
+    Stops after ``max_new_tokens`` tokens, or
+
+    - at a token in ``stop_ids`` (e.g. the end-of-text id): that token is not returned;
+    - when the text of the generated tokens, ``decode(generated)``, contains one of
+      ``stop_strings`` (one string or several; ``decode`` is then required): the output is
+      cut right before the earliest stop string, i.e. it is the longest run of generated
+      tokens whose text ends at or before the stop string's start. With characters the cut
+      is exact; a BPE token that straddles the start is dropped with its text before it.
+
+    Sampling is ``sample_next``'s; ``seed`` makes the draws reproducible (a fresh
+    ``torch.Generator`` seeded with it), or pass your own ``generator``; with neither, the
+    draws use torch's global generator."""
+    prompt = _check_ids(prompt_ids, "prompt_ids")
+    if not prompt:
+        fail("prompt_ids", "at least one token", "an empty prompt")
+    check_int(max_new_tokens, "max_new_tokens", minimum=0)
+    _check_sampling_args(temperature, top_k, top_p)
+    if not callable(next_logits):
+        fail("next_logits", "a callable new_ids -> logits (V,)", type(next_logits).__name__)
+    if seed is not None and generator is not None:
+        fail("seed", "a seed or a generator, not both", f"seed {seed!r} and a generator")
+    if seed is not None:
+        check_int(seed, "seed")
+        generator = torch.Generator().manual_seed(seed)
+    _check_generator(generator)
+    stops = set(_check_ids(stop_ids, "stop_ids")) if stop_ids is not None else set()
+    if isinstance(stop_strings, str):
+        stop_strings = [stop_strings]
+    strings = list(stop_strings) if stop_strings is not None else []
+    bad = [s for s in strings if not isinstance(s, str) or not s]
+    if bad:
+        fail("stop_strings", "non-empty strings", ", ".join(repr(s) for s in bad))
+    if strings and not callable(decode):
+        fail("decode", "a callable ids -> text when stop_strings are given", type(decode).__name__)
+
+    out: list[int] = []
+    if max_new_tokens == 0:
+        return out
+    logits = next_logits(prompt)
+    vocab = None
+    while True:
+        check_tensor(logits, "next_logits(...)", ndim=1, dims="(vocab,)")
+        if vocab is None:
+            vocab = logits.numel()
+        elif logits.numel() != vocab:
+            fail("next_logits(...)", f"V = {vocab} logits, as at the first step", logits.numel())
+        token = sample_next(logits, temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
+        if token in stops:
+            return out
+        out.append(token)
+        if strings:
+            text = decode(out)
+            hits = [i for i in (text.find(s) for s in strings) if i >= 0]
+            if hits:
+                return _cut_before(out, text, min(hits), decode)
+        if len(out) == max_new_tokens:
+            return out
+        logits = next_logits([token])
+
+
+__all__ = ["generate", "sample_next"]
