@@ -90,7 +90,13 @@ MODEL_OPTIONS = [
     ("--nonlinearity", str, "rnn: tanh or relu"),
     ("--reset", str, "gru: before (the lecture's form) or after (PyTorch's)"),
     ("--forget-bias", float, "lstm: initial forget-gate bias"),
+    ("--d-model", int, "gpt, bert: width D of the transformer"),
+    ("--num-heads", int, "gpt, bert: attention heads h (D must be a multiple of h)"),
+    ("--d-ff", int, "gpt, bert: hidden width of the MLP (default 4 D)"),
+    ("--position", str, "gpt: learned or sinusoidal positional encoding"),
 ]
+DATA_DESTS = ("text", "preset", "block_size", "tokenizer", "vocab_size")
+TRANSFORMERS = ("gpt", "bert")
 
 
 def _dest(flag: str) -> str:
@@ -128,7 +134,7 @@ def _train_options(args: argparse.Namespace) -> tuple[dict, dict, dict]:
     for k in ("clip_norm", "clip_value"):
         if train.get(k) == 0:
             train[k] = None
-    data = {k: given.pop(k) for k in list(given) if k in ("text", "preset", "block_size")}
+    data = {k: given.pop(k) for k in list(given) if k in DATA_DESTS}
     if given:
         raise ValueError(f"--config: expected option names such as hidden_size or lr, received unknown {sorted(given)}")
     return model, train, data
@@ -136,7 +142,55 @@ def _train_options(args: argparse.Namespace) -> tuple[dict, dict, dict]:
 
 _MODEL_DESTS = {_dest(f) for f, _, _ in MODEL_OPTIONS} | {"fused"}
 _TRAIN_DESTS = {_dest(f) for f, _, _ in TRAIN_OPTIONS}
-_ALL_DESTS = _MODEL_DESTS | _TRAIN_DESTS | {"text", "preset", "block_size"}
+_ALL_DESTS = _MODEL_DESTS | _TRAIN_DESTS | set(DATA_DESTS)
+
+
+def _saved_family(run_dir: str) -> str | None:
+    from pathlib import Path
+
+    try:
+        return json.loads((Path(run_dir) / "run.json").read_text(encoding="utf-8")).get("family")
+    except (OSError, ValueError, AttributeError):
+        return None  # the resume functions say what is wrong
+
+
+def _train_transformer(args: argparse.Namespace, model: dict, train: dict, data: dict) -> int:
+    from seqlab.llm import runs
+
+    progress = not args.quiet
+    family = args.model or _saved_family(args.resume)
+    if family == "bert":
+        from seqlab.llm import bert_runs
+
+        if args.resume:
+            result, run_dir = bert_runs.resume_bert(args.resume, progress=progress, text=data.get("text"),
+                                                    model_options=model, train_options=train)
+        else:
+            result, run_dir = bert_runs.start_bert(out=args.out, progress=progress, model_options=model,
+                                                   train_options=train, **data)
+        print(f"run {run_dir}: {bert_runs.summary(result)}")
+    else:
+        if args.resume:
+            extra = sorted(k for k in data if k != "text")
+            if extra:
+                raise ValueError(f"--resume: expected no data options but --text (the run's are kept), received {extra}")
+            result, run_dir = runs.resume_gpt(args.resume, progress=progress, text=data.get("text"),
+                                              model_options=model, train_options=train)
+        else:
+            result, run_dir = runs.start_gpt(out=args.out, progress=progress, model_options=model,
+                                             train_options=train, **data)
+        print(f"run {run_dir}: {runs.summary(result)}")
+    if result.stopped == "interrupted":
+        print(f"interrupted at step {result.steps}; saved {result.checkpoint}; "
+              f"continue with: seqlab train --resume {run_dir}")
+        return 130
+    if family == "gpt" and args.sample_length > 0 and result.checkpoint is not None:
+        print("sample:", runs.sample_gpt(run_dir, None, length=args.sample_length, temperature=0.8, seed=0))
+    if family == "bert" and result.checkpoint is not None:
+        from seqlab.llm import bert_runs
+
+        print(bert_runs.fill_demo(run_dir))
+    return 0
 
 
 @command("train")
@@ -144,6 +198,13 @@ def _train(args: argparse.Namespace) -> int:
     from seqlab.recurrent import charlm_runs
 
     model, train, data = _train_options(args)
+    if args.model in TRANSFORMERS or (args.resume and args.model is None
+                                      and _saved_family(args.resume) in TRANSFORMERS):
+        return _train_transformer(args, model, train, data)
+    for k in ("tokenizer", "vocab_size"):
+        if k in data:
+            raise ValueError(f"--{k.replace('_', '-')}: expected only with gpt or bert (the recurrent models read "
+                             f"characters), received {data[k]!r}")
     progress = not args.quiet
     if args.resume:
         if args.model:
@@ -170,16 +231,21 @@ def _train(args: argparse.Namespace) -> int:
 def _add_train(sub) -> None:
     p = sub.add_parser(
         "train",
-        help="train a character language model (rnn, lstm, gru)",
-        description="Train a character-level language model on the embedded default text "
-        "(Python's reference manual, pydoc_data.topics), on any UTF-8 file (--text PATH) or on "
-        "tiny Shakespeare (--text shakespeare). Writes a run directory with checkpoints and "
-        "metrics.jsonl; Ctrl-C saves; --resume RUN_DIR continues.",
+        help="train a language model (rnn, lstm, gru, gpt, bert)",
+        description="Train a language model on the embedded default text (Python's reference "
+        "manual, pydoc_data.topics), on any UTF-8 file (--text PATH) or on tiny Shakespeare "
+        "(--text shakespeare): a recurrent character model (rnn, lstm, gru), a GPT (next-token "
+        "prediction) or a BERT (masked-language modelling). Writes a run directory with "
+        "checkpoints and metrics.jsonl; Ctrl-C saves; --resume RUN_DIR continues.",
     )
-    p.add_argument("model", nargs="?", choices=["rnn", "lstm", "gru"], help="the recurrent cell")
+    p.add_argument("model", nargs="?", choices=["rnn", "lstm", "gru", *TRANSFORMERS], help="the model")
     p.add_argument("--text", help="a UTF-8 text file, 'pydoc' (default) or 'shakespeare'")
     p.add_argument("--preset", help="named size: cpu-tiny, cpu-small (default), cpu-medium, gpu-baby")
-    p.add_argument("--block-size", type=int, help="characters per training sequence (default 128)")
+    p.add_argument("--block-size", type=int,
+                   help="tokens per training sequence (default: 64; gpt, bert: the preset's context)")
+    p.add_argument("--tokenizer", choices=["char", "bpe"],
+                   help="gpt, bert: characters (default) or byte-level BPE trained on the text")
+    p.add_argument("--vocab-size", type=int, help="gpt, bert with --tokenizer bpe: vocabulary size (default 512)")
     g = p.add_argument_group("model")
     for flag, typ, hlp in MODEL_OPTIONS:
         g.add_argument(flag, type=typ, help=hlp)
@@ -198,23 +264,179 @@ def _add_train(sub) -> None:
 # --------------------------------------------------------------------------- sample
 @command("sample")
 def _sample(args: argparse.Namespace) -> int:
+    from seqlab.llm import runs
     from seqlab.recurrent import charlm_runs
 
-    text = charlm_runs.sample(args.run, args.prompt, length=args.length, temperature=args.temperature,
-                              top_k=args.top_k, seed=args.seed)
+    family = runs.run_family(args.run)
+    if family == "gpt":
+        text = runs.sample_gpt(args.run, args.prompt, length=args.length, temperature=args.temperature,
+                               top_k=args.top_k, top_p=args.top_p, seed=args.seed, stop=args.stop,
+                               use_cache=not args.no_cache)
+    elif family == "charlm":
+        if args.top_p is not None or args.stop or args.no_cache:
+            raise ValueError("--top-p, --stop, --no-cache: expected only with a gpt run, received a "
+                             "recurrent (charlm) run")
+        text = charlm_runs.sample(args.run, args.prompt, length=args.length, temperature=args.temperature,
+                                  top_k=args.top_k, seed=args.seed)
+    else:
+        hint = " (use seqlab fill for a bert run)" if family in ("bert", "bert-classifier") else ""
+        raise ValueError(f"sample: expected a run of a generative model (gpt, rnn, lstm, gru), "
+                         f"received a {family!r} run{hint}")
     print((args.prompt or "") + text)
     return 0
 
 
 def _add_sample(sub) -> None:
     p = sub.add_parser("sample", help="generate text from a trained model",
-                       description="Sample from the best checkpoint of RUN_DIR (or a checkpoint directory).")
+                       description="Sample from the best checkpoint of RUN_DIR (or a checkpoint directory) of a "
+                       "gpt or recurrent run. A gpt prompt longer than the model's context is cropped from "
+                       "the left (its last block_size tokens are used).")
     p.add_argument("run", metavar="RUN_DIR")
     p.add_argument("--prompt", default=None, help="text to start from (default: a newline)")
-    p.add_argument("--length", type=int, default=300, help="characters to generate")
+    p.add_argument("--length", type=int, default=300, help="tokens (characters) to generate at most")
     p.add_argument("--temperature", type=float, default=0.8, help="softmax temperature (0 = greedy)")
-    p.add_argument("--top-k", type=int, default=None, help="sample among the k most likely characters")
+    p.add_argument("--top-k", type=int, default=None, help="sample among the k most likely tokens")
+    p.add_argument("--top-p", type=float, default=None,
+                   help="gpt: sample among the most likely tokens whose probability mass reaches p, 0 < p <= 1")
+    p.add_argument("--stop", action="append", metavar="TEXT",
+                   help="gpt: stop before this text (repeat for several)")
+    p.add_argument("--no-cache", action="store_true", help="gpt: recompute every position at each step")
     p.add_argument("--seed", type=int, default=0)
+
+
+# --------------------------------------------------------------------------- attention
+def _load_transformer(run: str):
+    """(model, tokenizer, family) of a gpt or bert run."""
+    from seqlab.llm import runs
+
+    family = runs.run_family(run)
+    if family == "gpt":
+        model, tok, _ = runs.load_gpt(run)
+    elif family == "bert":
+        from seqlab.llm import bert_runs
+
+        model, tok, _ = bert_runs.load_bert(run)
+    else:
+        raise ValueError(f"run: expected a gpt or bert run, received a {family!r} run")
+    return model, tok, family
+
+
+@command("attention")
+def _attention(args: argparse.Namespace) -> int:
+    import torch
+
+    from seqlab.viz.attention import attention_maps, plot_attention_maps
+
+    model, tok, family = _load_transformer(args.run)
+    maps = attention_maps(model, tok, args.text, specials=family == "bert")
+    if args.json:
+        print(json.dumps(maps.to_json()))
+        return 0
+    path = plot_attention_maps(maps, args.out, title=f"{family} attention on {args.text[:40]!r}")
+    L, h = maps.num_layers, maps.num_heads
+    print(f"wrote {path}: {L} layers x {h} heads over {len(maps.tokens)} tokens")
+    for l in range(L):
+        # where each head looks most, averaged over the queries: the mean distance s - t
+        S = len(maps.tokens)
+        pos = torch.arange(S, dtype=maps.weights.dtype)
+        dist = (maps.weights[l] * (pos[:, None] - pos[None, :]).abs()).sum(-1).mean(-1)  # (h,)
+        print(f"layer {l + 1}: mean |s - t| per head " + " ".join(f"{d:.1f}" for d in dist.tolist()))
+    return 0
+
+
+def _add_attention(sub) -> None:
+    p = sub.add_parser("attention", help="draw the attention maps of a gpt or bert run",
+                       description="Run the model of RUN_DIR on TEXT and draw the attention weights of every "
+                       "layer and head as heat maps (queries down, keys across) in one PNG. A GPT's maps are "
+                       "zero above the diagonal (the causal mask); a BERT's are not.")
+    p.add_argument("run", metavar="RUN_DIR")
+    p.add_argument("--text", required=True, help="the text to read (at most the model's context in tokens)")
+    p.add_argument("--out", default="attention.png", help="PNG file to write (default attention.png)")
+    p.add_argument("--json", action="store_true", help="print the tokens and weights as JSON instead")
+
+
+# --------------------------------------------------------------------------- fill, finetune, classify
+@command("fill")
+def _fill(args: argparse.Namespace) -> int:
+    from seqlab.llm import bert_runs
+
+    fillers = bert_runs.fill_text(args.run, args.text, top_k=args.top_k)
+    if args.json:
+        print(json.dumps([[{"token": t, "probability": p} for t, p in options] for options in fillers]))
+    else:
+        print(bert_runs.format_fill(args.text, fillers))
+    return 0
+
+
+def _add_fill(sub) -> None:
+    p = sub.add_parser("fill", help="fill in the [MASK] tokens of a text with a bert run",
+                       description="Print, for each [MASK] in TEXT, the top-k tokens the BERT of RUN_DIR "
+                       "predicts there, with their probabilities.")
+    p.add_argument("run", metavar="RUN_DIR")
+    p.add_argument("text", metavar="TEXT", help='text with one or more [MASK], e.g. "def f(x): ret[MASK]rn x"')
+    p.add_argument("--top-k", type=int, default=5, help="fillers per mask (default 5)")
+    p.add_argument("--json", action="store_true")
+
+
+def _label_files(items: list[str] | None) -> dict[str, str] | None:
+    if not items:
+        return None
+    out = {}
+    for item in items:
+        label, sep, path = item.partition("=")
+        if not sep or not label or not path:
+            raise ValueError(f"--text: expected LABEL=PATH, received {item!r}")
+        if label in out:
+            raise ValueError(f"--text: expected each label once, received {label!r} twice")
+        out[label] = path
+    if len(out) < 2:
+        raise ValueError(f"--text: expected at least two LABEL=PATH corpora, received {len(out)}")
+    return out
+
+
+@command("finetune")
+def _finetune(args: argparse.Namespace) -> int:
+    from seqlab.llm import bert_runs
+
+    _, train, _ = _train_options(args)
+    result, run_dir, acc = bert_runs.start_classifier(args.run, texts=_label_files(args.text), out=args.out,
+                                                      pooling=args.pooling, progress=not args.quiet,
+                                                      train_options=train)
+    print(f"run {run_dir}: {bert_runs.summary(result, 'accuracy on validation batches')}; "
+          f"accuracy over every validation passage (best checkpoint) {acc:.3f}")
+    return 130 if result.stopped == "interrupted" else 0
+
+
+def _add_finetune(sub) -> None:
+    p = sub.add_parser("finetune", help="fine-tune a bert run as a passage classifier",
+                       description="Add a classification head to the pretrained BERT of RUN_DIR and fine-tune "
+                       "all its weights to tell which corpus a passage comes from. Default corpora (embedded): "
+                       "Python's reference manual ('manual') against standard-library source code ('code').")
+    p.add_argument("run", metavar="RUN_DIR", help="a bert run (seqlab train bert)")
+    p.add_argument("--text", action="append", metavar="LABEL=PATH", help="a labelled corpus (repeat, at least two)")
+    p.add_argument("--pooling", choices=["cls", "mean"], default="cls", help="[CLS] position (default) or mean")
+    p.add_argument("--out", help="run directory (default runs/bert-classifier-DATE-TIME)")
+    p.add_argument("--quiet", action="store_true")
+    g = p.add_argument_group("training")
+    for flag, typ, hlp in TRAIN_OPTIONS:
+        g.add_argument(flag, type=typ, help=hlp)
+
+
+@command("classify")
+def _classify(args: argparse.Namespace) -> int:
+    from seqlab.llm import bert_runs
+
+    for label, p in bert_runs.classify(args.run, args.text):
+        print(f"{label}\t{p:.3f}")
+    return 0
+
+
+def _add_classify(sub) -> None:
+    p = sub.add_parser("classify", help="classify a passage with a fine-tuned bert classifier",
+                       description="Print the class probabilities of TEXT under the classifier of RUN_DIR "
+                       "(seqlab finetune); the text is cropped to the model's context.")
+    p.add_argument("run", metavar="RUN_DIR")
+    p.add_argument("--text", required=True)
 
 
 # --------------------------------------------------------------------------- tour
@@ -346,6 +568,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_tour(sub)
     _add_train(sub)
     _add_sample(sub)
+    _add_attention(sub)
+    _add_fill(sub)
+    _add_finetune(sub)
+    _add_classify(sub)
     _add_unfold(sub)
     _add_bptt(sub)
     _add_gradflow(sub)

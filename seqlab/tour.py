@@ -56,6 +56,7 @@ def section(order: int, title: str):
 def _load_sections() -> None:
     # importing a section's tour module registers its steps
     import seqlab.recurrent.tour  # noqa: F401
+    import seqlab.transformer.tour  # noqa: F401
 
 
 def run_tour(out: str | Path = "tour", *, quick: bool = False, progress: bool = True, only: list[str] | None = None,

@@ -127,10 +127,15 @@ def test_corrupt_and_truncated_checkpoints(run, capsys):
 def test_checkpoint_of_another_family(run, capsys):
     cfg = run / "checkpoints" / "step-00000008" / "config.json"
     saved = json.loads(cfg.read_text())
-    saved["family"] = "gpt"
+    saved["family"] = "hopfield"
     cfg.write_text(json.dumps(saved))
     assert main(["sample", str(run), "--prompt", "a"]) == 2
-    _one_line_error(capsys, "expected 'charlm', received 'gpt'")
+    _one_line_error(capsys, "sample: expected a run of a generative model (gpt, rnn, lstm, gru), "
+                            "received a 'hopfield' run")
+    from seqlab.recurrent import charlm_runs
+
+    with pytest.raises(ValueError, match="checkpoint family: expected 'charlm', received 'hopfield'"):
+        charlm_runs.load(run)
 
 
 def test_text_errors(tmp_path, capsys):

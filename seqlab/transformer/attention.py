@@ -200,9 +200,12 @@ def attend(q, k, v, *, mask=None, causal=False, scale=None, dropout_p=0.0, train
     have checked their inputs already, such as ``MultiHeadAttention``)."""
     S, T, m = q.shape[-2], k.shape[-2], q.shape[-1]
     scale = 1.0 / math.sqrt(m) if scale is None else scale
+    p = dropout_p if training else 0.0
+    if fused and causal and mask is None and S == T:
+        # causal only: the kernel builds the mask itself (and may pick a flash kernel)
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True, scale=scale)
     if causal:
         mask = combine_masks(mask, causal_mask(S, T, device=q.device))  # (..., S, T)
-    p = dropout_p if training else 0.0
     if fused:
         context = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, scale=scale)
         if mask is not None:

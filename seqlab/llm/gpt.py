@@ -1,0 +1,258 @@
+r"""GPT: a decoder-only transformer language model.
+
+Lecture, "Large Language Models": a GPT is a stack of transformer blocks whose
+self-attention is causal, trained to predict the next token. With the notation of the
+Transformers section (a query at position s sees keys t <= s):
+
+    x_t      = w^(e)[c_t] + p_t                        token embedding + position   (D,)
+    a^(l)    = Block_l(a^(l-1)),  a^(0) = x            L pre-norm blocks, causal     (T, D)
+    o_t      = softmax(w^(e) . LN(a^(L)_t))            weight tying: the output layer is
+                                                       the embedding matrix           (V,)
+    C        = -(1/T) sum_t log o_t[c_(t+1)]           next-token cross entropy
+
+Generation feeds the sampled token back in. The keys and values of the positions already
+seen do not change when a token is appended (the mask hides the future), so a KV cache
+(``seqlab.transformer.KVCache``) keeps them and each new token costs one position of work
+instead of the whole context. The context holds at most ``block_size`` positions: a prompt
+longer than that is cropped from the left (its last ``block_size`` tokens are used), and
+once the window is full each step re-reads the last ``block_size`` tokens (the learned
+positions move, so the cached keys are no longer valid); cached and uncached generation
+give exactly the same tokens.
+
+Code names: ``w_e`` (V, D) the token embedding w^(e), ``pos`` the positional encoding,
+``blocks`` the ``Encoder`` (causal blocks + final LayerNorm), ``w_out`` (V, D) only when
+the weights are not tied.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from seqlab.llm.sampling import generate as _generate
+from seqlab.transformer.block import BlockConfig, Encoder
+from seqlab.transformer.position import LearnedPositionalEncoding, SinusoidalPositionalEncoding
+from seqlab.validation import check_choice, check_float, check_int, check_tensor, fail, shape_str
+
+LN2 = math.log(2.0)
+POSITIONS = ("learned", "sinusoidal")
+
+# Named sizes. cpu-small is nanoGPT's CPU recipe for tiny Shakespeare (4 layers, 4 heads,
+# width 128, context 64, no dropout, no biases); gpu-baby is its "baby GPT" on a GPU
+# (6 layers, 6 heads, width 384, context 256, dropout 0.2).
+GPT_PRESETS: dict[str, dict] = {
+    "cpu-tiny": dict(num_layers=2, num_heads=4, d_model=64, block_size=64),
+    "cpu-small": dict(num_layers=4, num_heads=4, d_model=128, block_size=64),
+    "cpu-medium": dict(num_layers=6, num_heads=6, d_model=192, block_size=128, dropout=0.1),
+    "gpu-baby": dict(num_layers=6, num_heads=6, d_model=384, block_size=256, dropout=0.2),
+}
+
+
+@dataclass(frozen=True)
+class GPTConfig:
+    """vocab_size V; block_size: the context (most positions); d_model D; num_heads h;
+    num_layers L; d_ff: the MLP's hidden width (default 4 D); dropout; bias: biases in the
+    projections, MLPs and norms; tie_weights: output layer = token embedding; position:
+    "learned" or "sinusoidal"; fused: ``F.scaled_dot_product_attention`` in the blocks."""
+
+    vocab_size: int = 65
+    block_size: int = 64
+    d_model: int = 128
+    num_heads: int = 4
+    num_layers: int = 4
+    d_ff: int | None = None
+    dropout: float = 0.0
+    bias: bool = False
+    tie_weights: bool = True
+    position: str = "learned"
+    fused: bool = True
+
+    def __post_init__(self) -> None:
+        check_int(self.vocab_size, "vocab_size", minimum=1)
+        check_int(self.block_size, "block_size", minimum=1)
+        check_int(self.num_layers, "num_layers", minimum=1)
+        check_choice(self.position, "position", POSITIONS)
+        for name in ("bias", "tie_weights", "fused"):
+            if not isinstance(getattr(self, name), bool):
+                fail(name, "True or False", repr(getattr(self, name)))
+        self.block_config()  # checks d_model, num_heads, d_ff, dropout
+
+    def block_config(self) -> BlockConfig:
+        return BlockConfig(d_model=self.d_model, num_heads=self.num_heads, d_ff=self.d_ff or 4 * self.d_model,
+                           dropout=self.dropout, activation="gelu", norm_first=True, causal=True,
+                           bias=self.bias, fused=self.fused)
+
+    @classmethod
+    def preset(cls, name: str, **overrides) -> "GPTConfig":
+        check_choice(name, "preset", GPT_PRESETS)
+        return cls(**{**GPT_PRESETS[name], **overrides})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "GPTConfig":
+        known = set(cls.__dataclass_fields__)
+        unknown = set(d) - known
+        if unknown:
+            fail("GPT config", f"fields among {sorted(known)}", f"unknown fields {sorted(unknown)}")
+        return cls(**d)
+
+
+class GPT(nn.Module):
+    """``forward(ids, *, cache=None, need_weights=False)`` -> logits (B, T, V);
+    ``loss((x, y))`` for the trainer; ``generate(prompt_ids, max_new_tokens, ...)``."""
+
+    family = "gpt"
+
+    def __init__(self, config: GPTConfig | None = None, /, **kwargs) -> None:
+        super().__init__()
+        if config is None:
+            config = GPTConfig(**kwargs)
+        elif kwargs:
+            raise TypeError("pass either a config or keyword arguments, not both")
+        if not isinstance(config, GPTConfig):
+            fail("config", "GPTConfig", type(config).__name__)
+        self.config = c = config
+        self.w_e = nn.Parameter(torch.empty(c.vocab_size, c.d_model))  # w^(e): (V, D)
+        if c.position == "learned":
+            self.pos = LearnedPositionalEncoding(max_len=c.block_size, d_model=c.d_model)
+        else:
+            self.pos = SinusoidalPositionalEncoding(d_model=c.d_model, max_len=c.block_size)
+        self.blocks = Encoder(num_layers=c.num_layers, config=c.block_config(), final_norm=True)
+        self.w_out = None if c.tie_weights else nn.Parameter(torch.empty(c.vocab_size, c.d_model))  # (V, D)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """GPT-2's initialisation: weights N(0, 0.02^2), biases 0, and the projections that
+        write into the residual stream (w^(o) of the attention, w^(2) of the MLP) scaled by
+        1 / sqrt(2 L) so that the residual's variance does not grow with depth."""
+        std = 0.02
+        nn.init.normal_(self.w_e, std=std)
+        if self.w_out is not None:
+            nn.init.normal_(self.w_out, std=std)
+        residual_std = std / math.sqrt(2 * self.config.num_layers)
+        for block in self.blocks.blocks:
+            att = block.self_attn
+            for w in (att.w_q, att.w_k, att.w_v, block.w_1):
+                nn.init.normal_(w, std=std)
+            for w in (att.w_o, block.w_2):
+                nn.init.normal_(w, std=residual_std)
+            for b in (att.b_q, att.b_k, att.b_v, att.b_o, block.b_1, block.b_2):
+                if b is not None:
+                    nn.init.zeros_(b)
+
+    def num_parameters(self, *, embeddings: bool = True) -> int:
+        n = sum(p.numel() for p in self.parameters())
+        if not embeddings and isinstance(self.pos, LearnedPositionalEncoding):
+            n -= self.pos.p.numel()
+        return n
+
+    # -- forward -------------------------------------------------------------------------
+    def check_ids(self, ids: object, *, offset: int = 0) -> torch.Tensor:
+        check_tensor(ids, "ids", ndim=2, dims="(batch, time)")
+        if ids.is_floating_point() or ids.dtype == torch.bool:
+            fail("ids", "integer token ids", f"dtype {ids.dtype}")
+        V, T = self.config.vocab_size, ids.shape[1]
+        if T == 0:
+            fail("ids", "at least one position", f"shape {shape_str(ids)}")
+        if offset + T > self.config.block_size:
+            what = f"{T} positions" if offset == 0 else f"{offset} cached + {T} new positions"
+            fail("ids", f"at most block_size = {self.config.block_size} positions", what)
+        lo, hi = int(ids.min()), int(ids.max())
+        if lo < 0 or hi >= V:
+            fail("ids", f"token ids in [0, {V - 1}]", f"values in [{lo}, {hi}]")
+        return ids
+
+    def forward(self, ids: torch.Tensor, *, cache=None, need_weights: bool = False):
+        """ids: (B, T) token ids. cache: ``self.new_cache()`` to decode incrementally (the ids
+        then continue the cached positions). Returns logits (B, T, V), or (logits, weights)
+        with ``need_weights``: a list over layers of {"self": (B, h, T, T_total)}."""
+        offset = 0 if cache is None else cache[0].length if cache else 0
+        self.check_ids(ids, offset=offset)
+        # x_t = w^(e)[c_t] + p_t
+        x = F.embedding(ids, self.w_e)  # (B, T, D)
+        x = self.pos._forward(x, offset)  # (B, T, D)
+        x = F.dropout(x, self.config.dropout, training=self.training and self.config.dropout > 0)
+        out = self.blocks(x, cache=cache, need_weights=need_weights)  # LN(a^(L)): (B, T, D)
+        h, weights = out if need_weights else (out, None)
+        # o_t = w^(e) . LN(a^(L)_t)  (logits; the softmax is in the loss and the sampler)
+        logits = h @ (self.w_e if self.w_out is None else self.w_out).T  # (B, T, V)
+        return (logits, weights) if need_weights else logits
+
+    def new_cache(self):
+        """One empty KV cache per block."""
+        return self.blocks.new_cache()
+
+    def loss(self, batch) -> tuple[torch.Tensor, dict]:
+        """batch = (x, y), (B, T) each, y the next tokens: C = -(1/(B T)) sum log o_t[y_t]."""
+        x, y = batch
+        logits = self(x)
+        if not isinstance(y, torch.Tensor) or y.shape != x.shape:
+            fail("y", f"next-token ids of shape {tuple(x.shape)}", f"shape {shape_str(y)}"
+                 if isinstance(y, torch.Tensor) else type(y).__name__)
+        # the loss in at least float32 (logits may be bf16 under autocast)
+        logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+        return loss, {"bits": loss.item() / LN2, "tokens": y.numel()}
+
+    # -- generation ----------------------------------------------------------------------
+    def next_logits_fn(self, *, use_cache: bool = True) -> Callable[[list[int]], torch.Tensor]:
+        """The ``next_logits(new_ids) -> (V,)`` callable that ``seqlab.llm.sampling.generate``
+        drives: it keeps the context (the last ``block_size`` tokens) and, with
+        ``use_cache``, the KV cache."""
+        T_max = self.config.block_size
+        device = self.w_e.device
+        context: list[int] = []
+        state = {"cache": None}
+
+        def run(ids: list[int], cache) -> torch.Tensor:
+            return self(torch.tensor([ids], device=device), cache=cache)[0, -1]  # (V,)
+
+        def next_logits(new_ids: list[int]) -> torch.Tensor:
+            context.extend(new_ids)
+            if not use_cache:
+                return run(context[-T_max:], None)
+            cache = state["cache"]
+            if cache is not None and cache[0].length + len(new_ids) <= T_max:
+                return run(new_ids, cache)  # the cached positions plus the new ones
+            if len(context) <= T_max:
+                state["cache"] = self.new_cache()
+                return run(context, state["cache"])
+            # the window slides: positions shift and the cache is void; read the last T_max
+            state["cache"] = None
+            return run(context[-T_max:], None)
+
+        return next_logits
+
+    @torch.no_grad()
+    def generate(self, prompt_ids, max_new_tokens: int, *, temperature: float = 1.0, top_k: int | None = None,
+                 top_p: float | None = None, seed: int | None = None, generator: torch.Generator | None = None,
+                 stop_ids: Iterable[int] | None = None, stop_strings=None, decode=None,
+                 use_cache: bool = True) -> list[int]:
+        """Token ids sampled after ``prompt_ids`` (the prompt not included); see
+        ``seqlab.llm.sampling.generate`` for the sampling options. A prompt longer than
+        ``block_size`` is cropped from the left."""
+        if isinstance(prompt_ids, torch.Tensor) and prompt_ids.dim() == 1:
+            prompt_ids = prompt_ids.tolist()
+        if isinstance(prompt_ids, (list, tuple)):
+            V = self.config.vocab_size
+            bad = [i for i in prompt_ids if isinstance(i, int) and not 0 <= i < V]
+            if bad:
+                fail("prompt_ids", f"token ids in [0, {V - 1}]", f"{bad[0]}")
+        was_training = self.training
+        self.eval()
+        try:
+            return _generate(self.next_logits_fn(use_cache=use_cache), prompt_ids, max_new_tokens,
+                             temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, generator=generator,
+                             stop_ids=stop_ids, stop_strings=stop_strings, decode=decode)
+        finally:
+            self.train(was_training)
+
+
+__all__ = ["GPT", "GPTConfig", "GPT_PRESETS"]
