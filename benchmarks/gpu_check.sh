@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The GPU checks of the recurrent section, as one script for a lent CUDA machine:
+# The GPU checks of the recurrent and transformer sections, as one script for a lent CUDA machine:
 #   bash benchmarks/gpu_check.sh [OUT_DIR]
-# 1. the CUDA tests (parity with cuDNN in float64/float32, bf16 autocast, a GPU checkpoint
-#    loading on a CPU) and the trainer's CUDA tests;
+# 1. the CUDA tests (parity with cuDNN and PyTorch's attention in float64/float32, bf16
+#    autocast, GPT and BERT runs on the GPU loading on a CPU) and the trainer's CUDA tests;
 # 2. `seqlab train lstm --device cuda --precision bf16`, then sampling from it on the CPU;
 # 3. the speed benchmark on the GPU (seqlab's per-step loop against cuDNN, informative).
 set -uo pipefail
@@ -13,7 +13,8 @@ export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 MPLBACKEND=Agg
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
 echo "== CUDA tests"
-python3 -m pytest -q -p no:cacheprovider -p no:randomly tests/recurrent/test_cuda.py tests/training 2>&1 | tail -6
+python3 -m pytest -q -p no:cacheprovider -p no:randomly tests/recurrent/test_cuda.py tests/llm/test_llm_cuda.py \
+    tests/training 2>&1 | tail -6
 echo "== bf16 training run on the GPU, sampled on the CPU"
 python3 -m seqlab train lstm --device cuda --precision bf16 --max-steps 300 --eval-every 100 \
     --out "$OUT/gpu_run" --quiet --sample-length 0
@@ -21,3 +22,7 @@ CUDA_VISIBLE_DEVICES= python3 -m seqlab sample "$OUT/gpu_run" --prompt "def " --
 echo "== speed on the GPU"
 python3 benchmarks/bench_recurrent_speed.py --device cuda --no-readable --rounds 4 --reps 3 \
     --out "$OUT/recurrent_speed_cuda" 2>&1 | tail -8
+echo "== GPT (gpu-baby preset, bf16) on tiny Shakespeare for 2 minutes, sampled on the CPU"
+python3 -m seqlab train gpt --preset gpu-baby --text shakespeare --device cuda --precision bf16 \
+    --batch-size 64 --max-steps 2000 --max-seconds 120 --eval-every 250 --out "$OUT/gpt_run" --quiet --sample-length 0
+CUDA_VISIBLE_DEVICES= python3 -m seqlab sample "$OUT/gpt_run" --prompt "ROMEO:" --length 200 --seed 0

@@ -159,6 +159,10 @@ def _train_transformer(args: argparse.Namespace, model: dict, train: dict, data:
 
     progress = not args.quiet
     family = args.model or _saved_family(args.resume)
+    if args.resume:
+        extra = sorted(k for k in data if k != "text")
+        if extra:
+            raise ValueError(f"--resume: expected no data options but --text (the run's are kept), received {extra}")
     if family == "bert":
         from seqlab.llm import bert_runs
 
@@ -171,9 +175,6 @@ def _train_transformer(args: argparse.Namespace, model: dict, train: dict, data:
         print(f"run {run_dir}: {bert_runs.summary(result)}")
     else:
         if args.resume:
-            extra = sorted(k for k in data if k != "text")
-            if extra:
-                raise ValueError(f"--resume: expected no data options but --text (the run's are kept), received {extra}")
             result, run_dir = runs.resume_gpt(args.resume, progress=progress, text=data.get("text"),
                                               model_options=model, train_options=train)
         else:

@@ -68,7 +68,9 @@ from seqlab.validation import (
 
 # Named sizes (vocab_size and the special ids come from the tokenizer: BERTConfig.for_tokenizer).
 BERT_PRESETS: dict[str, dict] = {
+    "cpu-tiny": dict(num_layers=2, num_heads=4, d_model=64, block_size=64, dropout=0.0),
     "cpu-small": dict(num_layers=4, num_heads=4, d_model=128, block_size=128, dropout=0.0),
+    "cpu-medium": dict(num_layers=6, num_heads=6, d_model=192, block_size=128, dropout=0.1),
     "gpu-baby": dict(num_layers=6, num_heads=6, d_model=384, block_size=256, dropout=0.1),
 }
 POOLINGS = ("cls", "mean")

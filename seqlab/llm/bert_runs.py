@@ -51,6 +51,7 @@ def build_bert_run(*, text: str | None = None, preset: str = DEFAULT_PRESET, tok
         fail("model options", f"names among {sorted(BERT_MODEL_FIELDS)}", sorted(unknown))
     if block_size is not None:
         model_options["block_size"] = check_int(block_size, "block_size", minimum=2)
+    model_options.setdefault("fused", True)  # F.scaled_dot_product_attention; --no-fused for the explicit path
     name, corpus = load_text(text)
     tok = build_tokenizer(tokenizer, corpus, vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS)
     config = BERTConfig.for_tokenizer(tok, preset, **model_options)

@@ -201,21 +201,25 @@ def attend(q, k, v, *, mask=None, causal=False, scale=None, dropout_p=0.0, train
     S, T, m = q.shape[-2], k.shape[-2], q.shape[-1]
     scale = 1.0 / math.sqrt(m) if scale is None else scale
     p = dropout_p if training else 0.0
-    if fused and causal and mask is None and S == T:
+    # with the causal mask alone (T >= S) every query sees at least one key: no empty rows
+    causal_only = causal and mask is None and T >= S
+    if causal_only and S == 1:
+        causal = False  # one new query after T - 1 cached positions sees every key
+    if fused and causal_only and S == T:
         # causal only: the kernel builds the mask itself (and may pick a flash kernel)
         return F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True, scale=scale)
     if causal:
         mask = combine_masks(mask, causal_mask(S, T, device=q.device))  # (..., S, T)
     if fused:
         context = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, scale=scale)
-        if mask is not None:
+        if mask is not None and not causal_only:
             # a fully masked row: context 0 (PyTorch >= 2.5 does the same; older kernels give NaN)
             context = context.masked_fill(_dead_rows(mask), 0.0)
         return context
-    return _explicit(q, k, v, mask, scale, p, return_weights)
+    return _explicit(q, k, v, mask, scale, p, return_weights, may_have_empty_rows=not causal_only)
 
 
-def _explicit(q, k, v, mask, scale, p, return_weights):
+def _explicit(q, k, v, mask, scale, p, return_weights, may_have_empty_rows=True):
     # a^(q)_s . a^(k)_t / sqrt(m), for every query s and key t
     scores = (q @ k.transpose(-2, -1)) * scale  # (..., S, m) @ (..., m, T) -> (..., S, T)
     dead = None
@@ -225,9 +229,10 @@ def _explicit(q, k, v, mask, scale, p, return_weights):
         else:
             # masked scores = -inf, so that e^(score) = 0
             scores = scores.masked_fill(~mask, NEG_INF)  # (..., S, T)
-        dead = _dead_rows(mask)  # (..., S, 1)
-        # a row with no visible key: softmax of zeros here, weights set to 0 below
-        scores = scores.masked_fill(dead, 0.0)
+        if may_have_empty_rows:
+            dead = _dead_rows(mask)  # (..., S, 1)
+            # a row with no visible key: softmax of zeros here, weights set to 0 below
+            scores = scores.masked_fill(dead, 0.0)
     # g = softmax over the keys t
     weights = torch.softmax(scores, dim=-1)  # (..., S, T)
     if dead is not None:

@@ -117,7 +117,8 @@ def test_config_needs_a_mask_token_and_known_preset():
     with pytest.raises(ValueError, match=r"tokenizer: expected a tokenizer with a \[MASK\] special token, "
                                          r"received CharLevelTokenizer without one"):
         BERTConfig.for_tokenizer(CharLevelTokenizer("abc"))
-    with pytest.raises(ValueError, match=r"preset: expected one of 'cpu-small', 'gpu-baby', received 'huge'"):
+    with pytest.raises(ValueError, match=r"preset: expected one of 'cpu-tiny', 'cpu-small', 'cpu-medium', "
+                                         r"'gpu-baby', received 'huge'"):
         BERTConfig.for_tokenizer(letters_tok(), "huge")
 
 

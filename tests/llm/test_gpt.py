@@ -250,6 +250,8 @@ def test_cli_bad_inputs(tmp_path, capsys):
     assert "expected at most block_size = 64 tokens, received 65" in err(["attention", str(run), "--text", "a" * 65])
     assert "--tokenizer: expected only with gpt or bert" in err(["train", "lstm", "--tokenizer", "bpe"])
     assert "model options: expected names among" in err(["train", "gpt", "--hidden-size", "8"])
+    assert "--resume: expected no data options but --text (the run's are kept), received ['block_size']" in err(
+        ["train", "--resume", str(run), "--block-size", "32"])
     # a checkpoint of another family
     lstm = tmp_path / "lstm"
     assert main(["train", "lstm", "--preset", "cpu-tiny", "--max-steps", "2", "--eval-every", "2", "--eval-batches",

@@ -1,0 +1,421 @@
+"""Speed of seqlab's transformer against PyTorch's built-ins, measured in the same process:
+attention, an encoder block, a GPT training step, and generation with and without the
+KV cache.
+
+    python benchmarks/bench_transformer_speed.py            # the issue's sizes, ~3-4 minutes on 2 cores
+    python benchmarks/bench_transformer_speed.py --quick    # smaller, a smoke test; writes to /tmp
+    python benchmarks/bench_transformer_speed.py --rounds 12 --out /tmp/transformer_speed
+
+What is timed (float32, CPU, ``torch.set_num_threads`` = the machine's cores):
+
+1. Attention, forward + backward of causal self-attention on q, k, v (B, h, T, m):
+   ``F.scaled_dot_product_attention(q, k, v, is_causal=True)`` against seqlab's
+   ``scaled_dot_product_attention(q, k, v, causal=True, fused=False)`` (the explicit
+   lecture path: scores, mask, softmax, weights @ v) and ``fused=True`` (which calls the
+   PyTorch kernel after seqlab's input checks). Sizes (12, 4, 64, 32), nanoGPT's CPU recipe,
+   and (8, 6, 256, 64), its "baby GPT".
+2. Encoder block, forward + backward: ``nn.TransformerEncoderLayer(D, h, 4 D, dropout=0,
+   batch_first=True, norm_first=True, activation="gelu")`` against
+   ``TransformerBlock.from_torch(layer, fused=False / True)`` (the same weights). Both in
+   training mode with gradients on, so PyTorch's inference-only "fast path" is not taken.
+   Sizes (B, T, D, h) = (12, 64, 128, 4) and (8, 256, 384, 6).
+3. GPT training throughput, tokens per second of one full step (forward, loss, backward,
+   AdamW step; no gradient clipping, no schedule), batch 12 x context 64: seqlab's GPT
+   (preset cpu-small, V = 65, fused=True and fused=False; the loss is ``GPT.loss``, as the
+   trainer calls it) against :class:`TorchGPT`, the same model from PyTorch built-ins
+   (nn.Embedding, learned positions, nn.TransformerEncoder of pre-norm bias-free layers with
+   a causal mask, final LayerNorm, tied output head) holding seqlab's weights: the
+   parameter counts are asserted equal and the logits checked to agree. Both use the
+   trainer's optimizer (``make_optimizer``: AdamW, weight decay on matrices only).
+4. Generation: tokens per second of ``GPT.generate`` for 256 new tokens after a 128-token
+   prompt, temperature 1, fixed seed, with and without the KV cache, for a GPT of the
+   cpu-small widths with block_size 512 (random weights). Both must give the same tokens.
+   The issue's target: the cache at least 3x faster.
+
+Method. Rounds alternate between the implementations (the reference first on even rounds,
+last on odd ones), so a slow-down of the machine hits all of them alike; each figure is
+the median over all timed steps of all rounds, after warm-up steps. Ratios are times,
+seqlab / torch (> 1: seqlab slower). Writes ``benchmarks/results/transformer_speed.{md,json}``
+(``--out PREFIX`` elsewhere; ``--quick`` writes to /tmp/bench_transformer_quick unless
+``--out`` is given), with the machine, the date and the command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_recurrent_speed import machine  # noqa: E402
+from seqlab.llm.gpt import GPT, GPTConfig  # noqa: E402
+from seqlab.llm.runs import GPT_TRAIN_DEFAULTS  # noqa: E402
+from seqlab.training.trainer import TrainConfig, make_optimizer  # noqa: E402
+from seqlab.transformer.attention import scaled_dot_product_attention  # noqa: E402
+from seqlab.transformer.block import TransformerBlock  # noqa: E402
+
+ATTN_SIZES = [(12, 4, 64, 32), (8, 6, 256, 64)]  # (B, h, T, m)
+BLOCK_SIZES = [(12, 64, 128, 4), (8, 256, 384, 6)]  # (B, T, D, h)
+GPT_TRAIN = {"preset": "cpu-small", "batch": 12, "context": 64}
+GPT_GEN = {"preset": "cpu-small", "block_size": 512, "prompt": 128, "new": 256}
+QUICK_ATTN = [(4, 2, 32, 16)]
+QUICK_BLOCK = [(4, 32, 64, 4)]
+QUICK_TRAIN = {"preset": "cpu-tiny", "batch": 4, "context": 32}
+QUICK_GEN = {"preset": "cpu-tiny", "block_size": 128, "prompt": 32, "new": 32}
+VOCAB = 65  # tiny Shakespeare's characters
+CACHE_TARGET = 3.0
+
+
+# -- timing ----------------------------------------------------------------------------
+
+
+def alternate(steps: dict[str, Callable[[], object]], rounds: int, reps: int, warmup: int = 2) -> dict[str, dict]:
+    """Median seconds of each step over ``rounds`` alternating rounds of ``reps`` steps each
+    (the order reversed on odd rounds), after ``warmup`` untimed steps of each."""
+    names = list(steps)
+    for name in names:
+        for _ in range(warmup):
+            steps[name]()
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        for name in (names if r % 2 == 0 else names[::-1]):
+            for _ in range(reps):
+                t0 = time.perf_counter()
+                steps[name]()
+                times[name].append(time.perf_counter() - t0)
+    out = {}
+    for name, v in times.items():
+        q = statistics.quantiles(v, n=4) if len(v) >= 2 else [v[0]] * 3
+        out[name] = {"median_s": statistics.median(v), "q1_s": q[0], "q3_s": q[2], "n": len(v)}
+    return out
+
+
+# -- 1. attention ----------------------------------------------------------------------
+
+
+def bench_attention(size: tuple, rounds: int, reps: int) -> dict:
+    B, h, T, m = size
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(B, h, T, m, requires_grad=True) for _ in range(3))
+    g = torch.randn(B, h, T, m)
+
+    def runner(fn):
+        def step():
+            for t in (q, k, v):
+                t.grad = None
+            fn().backward(g)
+        return step
+
+    impls = {
+        "torch": lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True),
+        "seqlab": lambda: scaled_dot_product_attention(q, k, v, causal=True, fused=False),
+        "seqlab-fused": lambda: scaled_dot_product_attention(q, k, v, causal=True, fused=True),
+    }
+    with torch.no_grad():  # same function first
+        ref = impls["torch"]()
+        for name in ("seqlab", "seqlab-fused"):
+            torch.testing.assert_close(impls[name](), ref, rtol=1e-4, atol=1e-5, msg=f"attention {name} differs")
+    t = alternate({name: runner(fn) for name, fn in impls.items()}, rounds, reps)
+    ms = {name: r["median_s"] * 1e3 for name, r in t.items()}
+    return {"B": B, "h": h, "T": T, "m": m, **{f"ms_{n}": v for n, v in ms.items()},
+            "ratio": ms["seqlab"] / ms["torch"], "ratio_fused": ms["seqlab-fused"] / ms["torch"], "timings": t}
+
+
+# -- 2. encoder block ------------------------------------------------------------------
+
+
+def bench_block(size: tuple, rounds: int, reps: int) -> dict:
+    B, T, D, h = size
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(D, h, 4 * D, dropout=0.0, batch_first=True, norm_first=True,
+                                       activation="gelu")
+    models = {"torch": layer,
+              "seqlab": TransformerBlock.from_torch(layer, fused=False),
+              "seqlab-fused": TransformerBlock.from_torch(layer, fused=True)}
+    for model in models.values():
+        model.train()
+    x = torch.randn(B, T, D, requires_grad=True)
+    g = torch.randn(B, T, D)
+    with torch.no_grad():
+        ref = layer(x)
+        for name in ("seqlab", "seqlab-fused"):
+            torch.testing.assert_close(models[name](x), ref, rtol=1e-4, atol=1e-5, msg=f"block {name} differs")
+
+    def runner(model):
+        def step():
+            model.zero_grad(set_to_none=True)
+            x.grad = None
+            model(x).backward(g)
+        return step
+
+    t = alternate({name: runner(model) for name, model in models.items()}, rounds, reps)
+    ms = {name: r["median_s"] * 1e3 for name, r in t.items()}
+    return {"B": B, "T": T, "D": D, "h": h, **{f"ms_{n}": v for n, v in ms.items()},
+            "ratio": ms["seqlab"] / ms["torch"], "ratio_fused": ms["seqlab-fused"] / ms["torch"], "timings": t}
+
+
+# -- 3. GPT training -------------------------------------------------------------------
+
+
+class TorchGPT(nn.Module):
+    """seqlab's GPT (learned positions, pre-norm causal blocks without biases, final
+    LayerNorm, output tied to the token embedding) from PyTorch's built-in modules."""
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        c = config
+        if c.bias or not c.tie_weights or c.position != "learned":
+            raise ValueError("TorchGPT mirrors bias=False, tie_weights=True, position='learned'")
+        self.tok = nn.Embedding(c.vocab_size, c.d_model)  # (V, D), also the output layer
+        self.pos = nn.Parameter(torch.zeros(c.block_size, c.d_model))  # (block_size, D)
+        layer = nn.TransformerEncoderLayer(c.d_model, c.num_heads, c.d_ff or 4 * c.d_model, dropout=c.dropout,
+                                           activation="gelu", batch_first=True, norm_first=True, bias=False)
+        self.encoder = nn.TransformerEncoder(layer, c.num_layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(c.d_model, bias=False)
+        self._masks: dict[int, torch.Tensor] = {}
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        T = ids.shape[1]
+        if T not in self._masks:
+            self._masks[T] = nn.Transformer.generate_square_subsequent_mask(T)  # float, -inf above the diagonal
+        x = self.tok(ids) + self.pos[:T]  # (B, T, D)
+        x = self.encoder(x, mask=self._masks[T], is_causal=True)  # (B, T, D)
+        return self.norm(x) @ self.tok.weight.T  # (B, T, V)
+
+    @classmethod
+    def from_seqlab(cls, gpt: GPT) -> TorchGPT:
+        ref = cls(gpt.config)
+        with torch.no_grad():
+            ref.tok.weight.copy_(gpt.w_e)
+            ref.pos.copy_(gpt.pos.p)
+            for layer, block in zip(ref.encoder.layers, gpt.blocks.blocks):
+                layer.load_state_dict(TransformerBlock.map_to_torch(block.state_dict(), block.config))
+            ref.norm.weight.copy_(gpt.blocks.norm.gamma)
+        return ref
+
+
+def num_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def bench_gpt_train(spec: dict, rounds: int, reps: int) -> dict:
+    B, T = spec["batch"], spec["context"]
+    models = {}
+    for name, fused in (("seqlab", True), ("seqlab-explicit", False)):
+        torch.manual_seed(0)  # the same initial weights for both
+        models[name] = GPT(GPTConfig.preset(spec["preset"], vocab_size=VOCAB, fused=fused))
+    ours = models["seqlab"]
+    models = {"torch": TorchGPT.from_seqlab(ours), **models}
+    n_ours, n_ref = ours.num_parameters(), num_params(models["torch"])
+    assert n_ref == n_ours, f"TorchGPT has {n_ref} parameters, seqlab's GPT {n_ours}"
+    g = torch.Generator().manual_seed(1)
+    x = torch.randint(0, VOCAB, (B, T), generator=g)
+    y = torch.randint(0, VOCAB, (B, T), generator=g)
+    with torch.no_grad():
+        ref = models["torch"](x)
+        for name in ("seqlab", "seqlab-explicit"):
+            torch.testing.assert_close(models[name](x), ref, rtol=1e-4, atol=1e-5, msg=f"GPT {name} differs")
+
+    cfg = TrainConfig.from_dict(GPT_TRAIN_DEFAULTS)
+    for model in models.values():
+        model.train()
+    optims = {name: make_optimizer(model, cfg) for name, model in models.items()}
+
+    def runner(name):
+        model, opt = models[name], optims[name]
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            if name == "torch":
+                logits = model(x)
+                loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+            else:
+                loss, _ = model.loss((x, y))
+            loss.backward()
+            opt.step()
+        return step
+
+    t = alternate({name: runner(name) for name in models}, rounds, reps)
+    tps = {name: B * T / r["median_s"] for name, r in t.items()}
+    return {"preset": spec["preset"], "B": B, "T": T, "params": n_ours,
+            **{f"tokens_per_s_{n}": v for n, v in tps.items()},
+            **{f"ms_{n}": r["median_s"] * 1e3 for n, r in t.items()},
+            "ratio": tps["torch"] / tps["seqlab"], "ratio_explicit": tps["torch"] / tps["seqlab-explicit"],
+            "timings": t}
+
+
+# -- 4. generation ---------------------------------------------------------------------
+
+
+def bench_generate(spec: dict, rounds: int) -> dict:
+    torch.manual_seed(0)
+    model = GPT(GPTConfig.preset(spec["preset"], vocab_size=VOCAB, block_size=spec["block_size"]))
+    model.eval()
+    g = torch.Generator().manual_seed(2)
+    prompt = torch.randint(0, VOCAB, (spec["prompt"],), generator=g).tolist()
+    n = spec["new"]
+
+    def gen(use_cache: bool, k: int = n) -> list[int]:
+        return model.generate(prompt, k, temperature=1.0, seed=0, use_cache=use_cache)
+
+    cached, uncached = gen(True), gen(False)  # also the warm-up
+    assert len(cached) == n, f"generated {len(cached)} tokens, asked {n}"
+    if cached != uncached:
+        i = next(j for j, (a, b) in enumerate(zip(cached, uncached)) if a != b)
+        raise AssertionError(f"generation with and without the KV cache gave different tokens: first at new "
+                             f"token {i} ({cached[i]} with the cache, {uncached[i]} without)")
+    t = alternate({"cache": lambda: gen(True), "no-cache": lambda: gen(False)}, rounds, 1, warmup=0)
+    tps = {name: n / r["median_s"] for name, r in t.items()}
+    return {"preset": spec["preset"], "block_size": spec["block_size"], "prompt": spec["prompt"], "new": n,
+            "params": model.num_parameters(), "same_tokens": True,
+            "tokens_per_s_cache": tps["cache"], "tokens_per_s_no_cache": tps["no-cache"],
+            "speedup": tps["cache"] / tps["no-cache"], "target": CACHE_TARGET, "timings": t}
+
+
+# -- report ----------------------------------------------------------------------------
+
+
+def markdown(info: dict, command: str, date: str, res: dict, quick: bool) -> str:
+    L = [
+        "# Transformer: seqlab against PyTorch's built-ins",
+        "",
+        f"Machine: {info['cpu']}, {info['cores']} CPU cores, {info['threads']} threads, torch {info['torch']}, "
+        f"Python {info['python']}; measured {date}. float32, CPU; each figure is the median of alternating "
+        f"rounds ({res['rounds']} rounds x {res['reps']} steps; generation {res['gen_rounds']} round(s) x 1 call). "
+        f"Ratios are times, seqlab / torch (> 1: seqlab slower). Command: `{command}`."
+        + (" **Quick run: small sizes, not the issue's figures.**" if quick else ""),
+        "",
+        "## 1. Causal attention, forward + backward",
+        "",
+        ("torch = `F.scaled_dot_product_attention(q, k, v, is_causal=True)`; seqlab = "
+         "`scaled_dot_product_attention(q, k, v, causal=True, fused=False)` (explicit scores, mask, softmax); "
+         "seqlab fused = the same with `fused=True`."),
+        "",
+        "| B | h | T | m | torch (ms) | seqlab explicit (ms) | ratio | seqlab fused (ms) | ratio |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in res["attention"]:
+        L.append(f"| {r['B']} | {r['h']} | {r['T']} | {r['m']} | {r['ms_torch']:.2f} | {r['ms_seqlab']:.2f} | "
+                 f"{r['ratio']:.2f} | {r['ms_seqlab-fused']:.2f} | {r['ratio_fused']:.2f} |")
+    L += [
+        "",
+        "## 2. Encoder block, forward + backward (training mode)",
+        "",
+        ("torch = `nn.TransformerEncoderLayer(D, h, 4D, dropout=0, batch_first=True, norm_first=True, "
+         "activation=\"gelu\")`; seqlab = `TransformerBlock.from_torch(layer, fused=...)`, the same weights."),
+        "",
+        "| B | T | D | h | torch (ms) | seqlab explicit (ms) | ratio | seqlab fused (ms) | ratio |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in res["block"]:
+        L.append(f"| {r['B']} | {r['T']} | {r['D']} | {r['h']} | {r['ms_torch']:.2f} | {r['ms_seqlab']:.2f} | "
+                 f"{r['ratio']:.2f} | {r['ms_seqlab-fused']:.2f} | {r['ratio_fused']:.2f} |")
+    r = res["gpt_train"]
+    L += [
+        "",
+        "## 3. GPT training step (forward, loss, backward, AdamW)",
+        "",
+        (f"Preset {r['preset']}, V = {VOCAB}, {r['params']:,} parameters (the PyTorch reference: the same count "
+         f"and the same weights), batch {r['B']} x context {r['T']}."),
+        "",
+        "| model | tokens/s | ms / step | time ratio vs torch |",
+        "|---|---|---|---|",
+        f"| torch built-ins (TorchGPT) | {r['tokens_per_s_torch']:,.0f} | {r['ms_torch']:.1f} | 1.00 |",
+        f"| seqlab GPT, fused=True | {r['tokens_per_s_seqlab']:,.0f} | {r['ms_seqlab']:.1f} | {r['ratio']:.2f} |",
+        (f"| seqlab GPT, fused=False | {r['tokens_per_s_seqlab-explicit']:,.0f} | {r['ms_seqlab-explicit']:.1f} | "
+         f"{r['ratio_explicit']:.2f} |"),
+    ]
+    r = res["generate"]
+    verdict = "meets" if r["speedup"] >= r["target"] else "**misses**"
+    note = " (quick sizes; the target is for the full run)" if quick else ""
+    L += [
+        "",
+        "## 4. Generation with and without the KV cache",
+        "",
+        (f"{r['new']} new tokens after a {r['prompt']}-token prompt, temperature 1, seed 0; preset {r['preset']} "
+         f"widths with block_size {r['block_size']} ({r['params']:,} parameters, random weights). Both give the "
+         "same tokens."),
+        "",
+        "| KV cache | tokens/s |",
+        "|---|---|",
+        f"| yes | {r['tokens_per_s_cache']:,.0f} |",
+        f"| no | {r['tokens_per_s_no_cache']:,.0f} |",
+        "",
+        f"Speed-up of the cache: {r['speedup']:.2f}x ({verdict} the issue's target of {r['target']:.0f}x){note}.",
+    ]
+    return "\n".join(L) + "\n"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="small sizes, few rounds; writes to /tmp unless --out")
+    p.add_argument("--rounds", type=int, default=None, help="alternating rounds (default 8; quick 2)")
+    p.add_argument("--reps", type=int, default=None, help="timed steps per implementation per round (default 3)")
+    p.add_argument("--out", default=None, help="output prefix: writes PREFIX.md and PREFIX.json (default "
+                   "benchmarks/results/transformer_speed; with --quick /tmp/bench_transformer_quick)")
+    args = p.parse_args(argv)
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    rounds = args.rounds if args.rounds is not None else (2 if args.quick else 8)
+    reps = args.reps if args.reps is not None else (2 if args.quick else 3)
+    if rounds < 1 or reps < 1:
+        p.error("--rounds and --reps must be >= 1")
+    gen_rounds = max(1, rounds // 2)  # one generation call is seconds long
+    out = Path(args.out) if args.out else (Path("/tmp/bench_transformer_quick") if args.quick
+                                           else ROOT / "benchmarks" / "results" / "transformer_speed")
+    attn_sizes, block_sizes = (QUICK_ATTN, QUICK_BLOCK) if args.quick else (ATTN_SIZES, BLOCK_SIZES)
+    train_spec, gen_spec = (QUICK_TRAIN, QUICK_GEN) if args.quick else (GPT_TRAIN, GPT_GEN)
+    info = machine()
+    date = time.strftime("%Y-%m-%d")
+    command = " ".join(["python benchmarks/bench_transformer_speed.py", *(argv if argv is not None else sys.argv[1:])])
+    print(f"machine: {info['cpu']}, {info['cores']} cores, {info['threads']} threads, torch {info['torch']}")
+    t_start = time.perf_counter()
+    res: dict = {"rounds": rounds, "reps": reps, "gen_rounds": gen_rounds, "attention": [], "block": []}
+
+    for size in attn_sizes:
+        r = bench_attention(size, rounds, reps)
+        res["attention"].append(r)
+        print(f"attention B={r['B']} h={r['h']} T={r['T']} m={r['m']}: torch {r['ms_torch']:.2f} ms, "
+              f"seqlab explicit {r['ms_seqlab']:.2f} ms (x{r['ratio']:.2f}), "
+              f"seqlab fused {r['ms_seqlab-fused']:.2f} ms (x{r['ratio_fused']:.2f})", flush=True)
+    for size in block_sizes:
+        r = bench_block(size, rounds, reps)
+        res["block"].append(r)
+        print(f"block B={r['B']} T={r['T']} D={r['D']} h={r['h']}: torch {r['ms_torch']:.2f} ms, "
+              f"seqlab explicit {r['ms_seqlab']:.2f} ms (x{r['ratio']:.2f}), "
+              f"seqlab fused {r['ms_seqlab-fused']:.2f} ms (x{r['ratio_fused']:.2f})", flush=True)
+    r = res["gpt_train"] = bench_gpt_train(train_spec, rounds, reps)
+    print(f"GPT train {r['preset']} ({r['params']:,} params) B={r['B']} T={r['T']}: "
+          f"torch {r['tokens_per_s_torch']:,.0f} tok/s, seqlab fused {r['tokens_per_s_seqlab']:,.0f} tok/s "
+          f"(time x{r['ratio']:.2f}), seqlab explicit {r['tokens_per_s_seqlab-explicit']:,.0f} tok/s "
+          f"(time x{r['ratio_explicit']:.2f})", flush=True)
+    r = res["generate"] = bench_generate(gen_spec, gen_rounds)
+    print(f"generate {r['new']} after {r['prompt']} (block_size {r['block_size']}): "
+          f"cache {r['tokens_per_s_cache']:,.0f} tok/s, no cache {r['tokens_per_s_no_cache']:,.0f} tok/s, "
+          f"speed-up x{r['speedup']:.2f} (target x{r['target']:.0f}), same tokens", flush=True)
+    elapsed = time.perf_counter() - t_start
+    print(f"total {elapsed:.0f} s")
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    md, js = Path(f"{out}.md"), Path(f"{out}.json")
+    js.write_text(json.dumps({"machine": info, "date": date, "command": command, "quick": args.quick,
+                              "seconds": elapsed, **res}, indent=2))
+    md.write_text(markdown(info, command, date, res, args.quick))
+    print(f"wrote {md} and {js}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
