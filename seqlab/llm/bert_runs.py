@@ -17,12 +17,11 @@ import torch
 
 from seqlab.data.mlm import MLMDataset, PassageClassificationDataset, default_classification_corpora
 from seqlab.data.text import load_text, read_text_file
-from seqlab.llm.bert import (BERT, BERT_PRESETS, BERTClassifier, BERTClassifierConfig, BERTConfig, evaluate, fill,
-                             unigram_accuracy)
-from seqlab.llm.runs import build_tokenizer, default_run_dir, read_run, source_name
+from seqlab.llm.bert import (BERT, BERT_PRESETS, BERTClassifier, BERTClassifierConfig, BERTConfig, evaluate, fill)
+from seqlab.llm.runs import build_tokenizer, default_run_dir, saved_tokenizer, source_name
 from seqlab.llm.tokenizers import Tokenizer, tokenizer_from_json
-from seqlab.training.checkpoint import Checkpoint, load_checkpoint, resolve_checkpoint
-from seqlab.training.trainer import TrainConfig, TrainResult, train
+from seqlab.training.checkpoint import Checkpoint, checkpoint_file, load_checkpoint, load_weights, resolve_checkpoint
+from seqlab.training.trainer import TrainConfig, TrainResult, read_run, train
 from seqlab.validation import check_choice, check_int, fail
 
 FAMILY = "bert"
@@ -72,9 +71,7 @@ def start_bert(*, out: str | os.PathLike | None = None, progress: bool = True, *
 
 
 def _tokenizer_of(ckpt: Checkpoint) -> Tokenizer:
-    if "tokenizer.json" not in ckpt.files:
-        fail(f"checkpoint {ckpt.path}", "a tokenizer.json file", "none")
-    return tokenizer_from_json(ckpt.files["tokenizer.json"])
+    return tokenizer_from_json(checkpoint_file(ckpt, "tokenizer.json"))
 
 
 def resume_bert(run_dir: str | os.PathLike, *, progress: bool = True, text: str | None = None,
@@ -88,7 +85,7 @@ def resume_bert(run_dir: str | os.PathLike, *, progress: bool = True, text: str 
     if source is not None and source not in ("pydoc", "shakespeare") and not Path(source).exists():
         fail("resume", f"the run's text file {source!r}", "no such file (pass --text PATH)")
     _, corpus = load_text(source)
-    tok = _tokenizer_of(load_checkpoint(resolve_checkpoint(run_dir), family=FAMILY))
+    tok = saved_tokenizer(run_dir, FAMILY)
     config = BERTConfig.from_dict(saved["model_config"])
     data = MLMDataset.from_text(corpus, tok, config.block_size, val_fraction=data_saved.get("val_fraction", 0.1))
     model = BERT(config)
@@ -101,18 +98,11 @@ def resume_bert(run_dir: str | os.PathLike, *, progress: bool = True, text: str 
     return result, run_dir
 
 
-def _load_weights(model: torch.nn.Module, ckpt: Checkpoint) -> None:
-    try:
-        model.load_state_dict(ckpt.state_dict)
-    except RuntimeError as e:
-        fail(f"checkpoint {ckpt.path}", "weights matching its config", f"a mismatch ({str(e).splitlines()[0]})")
-
-
 def load_bert(path: str | os.PathLike, map_location: str = "cpu") -> tuple[BERT, Tokenizer, Checkpoint]:
     """A pretrained BERT from a run directory (best checkpoint, else latest) or a checkpoint."""
     ckpt = load_checkpoint(resolve_checkpoint(path), family=FAMILY, map_location=map_location)
     model = BERT(BERTConfig.from_dict(ckpt.config))
-    _load_weights(model, ckpt)
+    load_weights(model, ckpt)
     tok = _tokenizer_of(ckpt)
     if tok.vocab_size != model.config.vocab_size:
         fail(f"checkpoint {ckpt.path}", f"a tokenizer of {model.config.vocab_size} tokens", f"{tok.vocab_size}")
@@ -216,11 +206,9 @@ def load_classifier(path: str | os.PathLike, map_location: str = "cpu"
                     ) -> tuple[BERTClassifier, Tokenizer, list[str]]:
     ckpt = load_checkpoint(resolve_checkpoint(path), family=CLASSIFIER_FAMILY, map_location=map_location)
     model = BERTClassifier.from_config(BERTClassifierConfig.from_dict(ckpt.config))
-    _load_weights(model, ckpt)
+    load_weights(model, ckpt)
     tok = _tokenizer_of(ckpt)
-    if "labels.json" not in ckpt.files:
-        fail(f"checkpoint {ckpt.path}", "a labels.json file", "none")
-    labels = json.loads(ckpt.files["labels.json"])
+    labels = json.loads(checkpoint_file(ckpt, "labels.json"))
     model.eval()
     return model, tok, labels
 

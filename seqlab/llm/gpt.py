@@ -27,7 +27,7 @@ the weights are not tied.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Callable, Iterable
 
 import torch
@@ -37,7 +37,7 @@ from torch import nn
 from seqlab.llm.sampling import generate as _generate
 from seqlab.transformer.block import BlockConfig, Encoder
 from seqlab.transformer.position import LearnedPositionalEncoding, SinusoidalPositionalEncoding
-from seqlab.validation import check_choice, check_float, check_int, check_tensor, fail, shape_str
+from seqlab.validation import check_choice, check_int, check_tensor, fail, shape_str
 
 LN2 = math.log(2.0)
 POSITIONS = ("learned", "sinusoidal")

@@ -21,8 +21,8 @@ from seqlab.data.text import load_text
 from seqlab.data.tokens import TokenDataset
 from seqlab.llm.gpt import GPT, GPT_PRESETS, LN2, GPTConfig
 from seqlab.llm.tokenizers import BPETokenizer, CharLevelTokenizer, Tokenizer, tokenizer_from_json
-from seqlab.training.checkpoint import Checkpoint, load_checkpoint, resolve_checkpoint
-from seqlab.training.trainer import TrainConfig, TrainResult, train
+from seqlab.training.checkpoint import Checkpoint, checkpoint_file, load_checkpoint, load_weights, resolve_checkpoint
+from seqlab.training.trainer import TrainConfig, TrainResult, read_run, train
 from seqlab.validation import check_choice, check_int, fail
 
 GPT_FAMILY = "gpt"
@@ -92,20 +92,6 @@ def start_gpt(*, out: str | os.PathLike | None = None, progress: bool = True, **
     return result, run_dir
 
 
-def read_run(run_dir: str | os.PathLike, family: str | tuple[str, ...]) -> dict:
-    f = Path(run_dir) / "run.json"
-    if not f.is_file():
-        fail("resume", "a run directory holding run.json", f"{str(run_dir)!r} (no run.json there)")
-    try:
-        saved = json.loads(f.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        fail(f"run file {f}", "readable JSON", f"an unreadable file ({e})")
-    families = (family,) if isinstance(family, str) else family
-    if saved.get("family") not in families:
-        fail("run family", " or ".join(map(repr, families)), repr(saved.get("family")))
-    return saved
-
-
 def run_family(path: str | os.PathLike) -> str:
     """The model family of a run directory or checkpoint ("charlm", "gpt", "bert", ...)."""
     ckpt_dir = resolve_checkpoint(path)
@@ -116,11 +102,10 @@ def run_family(path: str | os.PathLike) -> str:
         fail(f"checkpoint {ckpt_dir}", "a config.json naming the model family", f"an unreadable file ({e})")
 
 
-def _saved_tokenizer(run_dir: Path, family: str) -> Tokenizer:
-    ckpt = load_checkpoint(resolve_checkpoint(run_dir), family=family)
-    if "tokenizer.json" not in ckpt.files:
-        fail(f"checkpoint {ckpt.path}", "a tokenizer.json file", "none")
-    return tokenizer_from_json(ckpt.files["tokenizer.json"])
+def saved_tokenizer(path: str | os.PathLike, family: str) -> Tokenizer:
+    """The tokenizer saved with the checkpoint of a run (or a checkpoint directory)."""
+    ckpt = load_checkpoint(resolve_checkpoint(path), family=family)
+    return tokenizer_from_json(checkpoint_file(ckpt, "tokenizer.json"))
 
 
 def resume_gpt(run_dir: str | os.PathLike, *, progress: bool = True, text: str | None = None,
@@ -134,7 +119,7 @@ def resume_gpt(run_dir: str | os.PathLike, *, progress: bool = True, text: str |
     if source is not None and source not in ("pydoc", "shakespeare") and not Path(source).exists():
         fail("resume", f"the run's text file {source!r}", "no such file (pass --text PATH)")
     _, corpus = load_text(source)
-    tok = _saved_tokenizer(run_dir, GPT_FAMILY)
+    tok = saved_tokenizer(run_dir, GPT_FAMILY)
     config = GPTConfig.from_dict(saved["model_config"])
     data = TokenDataset.from_text(corpus, tok, config.block_size, val_fraction=data_saved.get("val_fraction", 0.1))
     if data_saved.get("sha256") not in (None, data.sha256):
@@ -156,13 +141,8 @@ def load_gpt(path: str | os.PathLike, map_location: str = "cpu") -> tuple[GPT, T
     ckpt = load_checkpoint(resolve_checkpoint(path), family=GPT_FAMILY, map_location=map_location)
     config = GPTConfig.from_dict(ckpt.config)
     model = GPT(config)
-    try:
-        model.load_state_dict(ckpt.state_dict)
-    except RuntimeError as e:
-        fail(f"checkpoint {ckpt.path}", "weights matching its config", f"a mismatch ({str(e).splitlines()[0]})")
-    if "tokenizer.json" not in ckpt.files:
-        fail(f"checkpoint {ckpt.path}", "a tokenizer.json file", "none")
-    tokenizer = tokenizer_from_json(ckpt.files["tokenizer.json"])
+    load_weights(model, ckpt)
+    tokenizer = tokenizer_from_json(checkpoint_file(ckpt, "tokenizer.json"))
     if tokenizer.vocab_size != config.vocab_size:
         fail(f"checkpoint {ckpt.path}", f"a tokenizer of {config.vocab_size} tokens", f"{tokenizer.vocab_size} tokens")
     model.eval()

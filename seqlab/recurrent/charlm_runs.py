@@ -3,7 +3,6 @@ the tour and the benchmarks): corpus -> tokenizer -> CharLM -> the generic train
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import fields
@@ -14,8 +13,9 @@ import torch
 
 from seqlab.data.text import CharDataset, CharTokenizer, load_text
 from seqlab.recurrent.charlm import LN2, PRESETS, CharLM, CharLMConfig
-from seqlab.training.checkpoint import Checkpoint, load_checkpoint, resolve_checkpoint
+from seqlab.training.checkpoint import Checkpoint, checkpoint_file, load_checkpoint, load_weights, resolve_checkpoint
 from seqlab.training.trainer import TrainConfig, TrainResult, train
+from seqlab.training.trainer import read_run as _read_run
 from seqlab.validation import check_choice, check_int, fail
 
 FAMILY = "charlm"
@@ -96,16 +96,7 @@ def resume(run_dir: str | os.PathLike, *, progress: bool = True, text: str | Non
 
 
 def read_run(run_dir: Path) -> dict:
-    f = Path(run_dir) / "run.json"
-    if not f.is_file():
-        fail("resume", "a run directory holding run.json", f"{str(run_dir)!r} (no run.json there)")
-    try:
-        saved = json.loads(f.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        fail(f"run file {f}", "readable JSON", f"an unreadable file ({e})")
-    if saved.get("family") != FAMILY:
-        fail("run family", repr(FAMILY), repr(saved.get("family")))
-    return saved
+    return _read_run(run_dir, FAMILY)
 
 
 def load(path: str | os.PathLike, map_location: str = "cpu") -> tuple[CharLM, CharTokenizer, Checkpoint]:
@@ -114,13 +105,8 @@ def load(path: str | os.PathLike, map_location: str = "cpu") -> tuple[CharLM, Ch
     ckpt = load_checkpoint(resolve_checkpoint(path), family=FAMILY, map_location=map_location)
     config = CharLMConfig.from_dict(ckpt.config)
     model = CharLM(config)
-    try:
-        model.load_state_dict(ckpt.state_dict)
-    except RuntimeError as e:
-        fail(f"checkpoint {ckpt.path}", "weights matching its config", f"a mismatch ({str(e).splitlines()[0]})")
-    if "tokenizer.json" not in ckpt.files:
-        fail(f"checkpoint {ckpt.path}", "a tokenizer.json file", "none")
-    tokenizer = CharTokenizer.from_json(ckpt.files["tokenizer.json"])
+    load_weights(model, ckpt)
+    tokenizer = CharTokenizer.from_json(checkpoint_file(ckpt, "tokenizer.json"))
     if tokenizer.vocab_size != config.vocab_size:
         fail(f"checkpoint {ckpt.path}", f"a tokenizer of {config.vocab_size} characters",
              f"{tokenizer.vocab_size} characters")

@@ -602,3 +602,19 @@ def prune_checkpoints(run_dir: PathLike, keep_last: int, *, keep: Sequence[PathL
             else:
                 p.unlink(missing_ok=True)
     return removed
+
+
+def load_weights(model, ckpt: Checkpoint) -> None:
+    """Load ``ckpt``'s weights into ``model`` (built from the checkpoint's config); a
+    mismatch is a ValueError naming the checkpoint."""
+    try:
+        model.load_state_dict(ckpt.state_dict)
+    except RuntimeError as e:
+        fail(f"checkpoint {ckpt.path}", "weights matching its config", f"a mismatch ({str(e).splitlines()[0]})")
+
+
+def checkpoint_file(ckpt: Checkpoint, name: str) -> str:
+    """The text of the file ``name`` saved with ``ckpt`` (e.g. tokenizer.json)."""
+    if name not in ckpt.files:
+        fail(f"checkpoint {ckpt.path}", f"a {name} file", "none")
+    return ckpt.files[name]

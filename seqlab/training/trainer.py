@@ -413,6 +413,19 @@ def _read_run_json(run_dir: Path) -> dict:
     return obj
 
 
+def read_run(run_dir: str | Path, family: str | tuple[str, ...]) -> dict:
+    """The ``run.json`` of a run directory, checked to be a run of ``family`` (a name or
+    several)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / RUN_FILE).is_file():
+        fail("resume", f"a run directory holding {RUN_FILE}", f"{str(run_dir)!r} (no {RUN_FILE} there)")
+    saved = _read_run_json(run_dir)
+    families = (family,) if isinstance(family, str) else tuple(family)
+    if saved.get("family") not in families:
+        fail("run family", " or ".join(map(repr, families)), repr(saved.get("family")))
+    return saved
+
+
 def _resume_differences(saved: dict, family: str, model_config: dict, cfg: TrainConfig,
                         data_info: dict | None) -> list[str]:
     diffs: list[str] = []

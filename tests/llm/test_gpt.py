@@ -2,7 +2,6 @@
 
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -10,7 +9,6 @@ import torch
 from seqlab.cli import main
 from seqlab.llm import runs
 from seqlab.llm.gpt import GPT, GPT_PRESETS, GPTConfig
-from seqlab.llm.tokenizers import CharLevelTokenizer
 
 TINY = dict(vocab_size=11, block_size=16, d_model=16, num_heads=4, num_layers=2)
 
