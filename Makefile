@@ -32,6 +32,10 @@ test-slow: install
 bench: install
 	$(BIN)/python benchmarks/bench_recurrent_speed.py
 	$(BIN)/python benchmarks/bench_charlm_quality.py
+	$(BIN)/python benchmarks/bench_transformer_speed.py
+	$(BIN)/python benchmarks/bench_gpt_quality.py nanogpt
+	$(BIN)/python benchmarks/bench_gpt_quality.py budget
+	$(BIN)/python benchmarks/bench_bert_mlm.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

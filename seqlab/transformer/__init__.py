@@ -9,6 +9,7 @@ Boolean masks say True = may attend, everywhere in seqlab (as
 
 from seqlab.transformer.attention import causal_mask, padding_mask, scaled_dot_product_attention
 from seqlab.transformer.block import BlockConfig, Decoder, Encoder, TransformerBlock
+from seqlab.transformer.compile import maybe_compile
 from seqlab.transformer.layernorm import LayerNorm
 from seqlab.transformer.multihead import KVCache, MultiHeadAttention, MultiHeadAttentionConfig
 from seqlab.transformer.position import LearnedPositionalEncoding, SinusoidalPositionalEncoding, sinusoidal_table
@@ -19,4 +20,5 @@ __all__ = [
     "SinusoidalPositionalEncoding", "LearnedPositionalEncoding", "sinusoidal_table",
     "LayerNorm",
     "BlockConfig", "TransformerBlock", "Encoder", "Decoder",
+    "maybe_compile",
 ]
