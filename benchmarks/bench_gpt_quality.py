@@ -2,6 +2,7 @@
 project's trainer on this machine's CPU.
 
     python benchmarks/bench_gpt_quality.py nanogpt     # nanoGPT's CPU recipe, 2,000 steps (a few minutes)
+    python benchmarks/bench_gpt_quality.py nanogpt --set bias=true --set tie_weights=false   # seqlab's variant
     python benchmarks/bench_gpt_quality.py budget      # the best configuration found for 10 minutes
     python benchmarks/bench_gpt_quality.py nanogpt --max-steps 50 --out /tmp/q   # smoke test
 
