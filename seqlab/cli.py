@@ -555,6 +555,68 @@ def _add_bptt(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
 
 
+# --------------------------------------------------------------------------- hopfield
+def _parse_list(text: str, name: str, kind):
+    want = "comma-separated integers" if kind is int else "comma-separated numbers"
+    try:
+        vals = [kind(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"{name}: expected {want}, received {text!r}") from None
+    if not vals:
+        raise ValueError(f"{name}: expected {want}, received {text!r}")
+    return vals
+
+
+@command("hopfield")
+def _hopfield(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import torch
+
+    from seqlab.energy import capacity as cap
+    from seqlab.energy.hopfield import RULES
+    from seqlab.training.checkpoint import atomic_write_json
+
+    units = _parse_list(args.units, "--units", int)
+    loads = _parse_list(args.loads, "--loads", float) if args.loads else list(cap.DEFAULT_LOADS)
+    if args.rule not in RULES + ("all",):
+        raise ValueError(f"--rule: expected one of {', '.join(RULES + ('all',))}, received {args.rule!r}")
+    rules = list(RULES) if args.rule == "all" else [args.rule]
+    results = []
+    for rule in rules:
+        gen = torch.Generator().manual_seed(args.seed)
+        results.append(cap.measure_capacity(units, loads, rule=rule, trials=args.trials, generator=gen,
+                                            max_sweeps=args.max_sweeps, flip=args.flip))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cap.plot(results, out / "capacity.png")
+    payload = {"theory_alpha_c": cap.ALPHA_C, "results": [cap.to_json(r) for r in results]}
+    atomic_write_json(out / "capacity.json", payload)
+    if args.json:
+        print(json.dumps(payload))
+        return 0
+    print(cap.format_table(results))
+    print(f"wrote {out / 'capacity.png'}, {out / 'capacity.json'}")
+    return 0
+
+
+def _add_hopfield(sub) -> None:
+    p = sub.add_parser("hopfield", help="binary Hopfield network experiments (capacity)",
+                       description="Binary Hopfield network experiments. 'capacity': store P = load * N random "
+                       "patterns, start asynchronous recall at each, and report the mean final overlap against "
+                       "P/N and the critical load (theory, Hebbian rule: 0.138).")
+    p.add_argument("action", choices=["capacity"], help="what to run")
+    p.add_argument("--units", required=True, help="comma-separated network sizes N (>= 2), e.g. 100,200,500")
+    p.add_argument("--rule", default="hebbian", help="hebbian, pseudo-inverse, storkey or all (default hebbian)")
+    p.add_argument("--loads", default=None, help="comma-separated loads P/N in (0, 1.5] (default 0.02 ... 0.8)")
+    p.add_argument("--trials", type=int, default=3, help="independent pattern draws per point (default 3)")
+    p.add_argument("--flip", type=float, default=0.0, help="fraction of units flipped in the start state (default 0)")
+    p.add_argument("--max-sweeps", type=int, default=20, help="asynchronous sweeps at most (default 20)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="hopfield", help="output folder (default ./hopfield)")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+
+
 # --------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -576,6 +638,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_unfold(sub)
     _add_bptt(sub)
     _add_gradflow(sub)
+    _add_hopfield(sub)
     return parser
 
 
