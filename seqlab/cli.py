@@ -155,7 +155,7 @@ def _saved_family(run_dir: str) -> str | None:
 
 
 def _train_transformer(args: argparse.Namespace, model: dict, train: dict, data: dict) -> int:
-    from seqlab.llm import runs
+    from seqlab.llm import bert_runs, runs
 
     progress = not args.quiet
     family = args.model or _saved_family(args.resume)
@@ -164,8 +164,6 @@ def _train_transformer(args: argparse.Namespace, model: dict, train: dict, data:
         if extra:
             raise ValueError(f"--resume: expected no data options but --text (the run's are kept), received {extra}")
     if family == "bert":
-        from seqlab.llm import bert_runs
-
         if args.resume:
             result, run_dir = bert_runs.resume_bert(args.resume, progress=progress, text=data.get("text"),
                                                     model_options=model, train_options=train)
@@ -188,8 +186,6 @@ def _train_transformer(args: argparse.Namespace, model: dict, train: dict, data:
     if family == "gpt" and args.sample_length > 0 and result.checkpoint is not None:
         print("sample:", runs.sample_gpt(run_dir, None, length=args.sample_length, temperature=0.8, seed=0))
     if family == "bert" and result.checkpoint is not None:
-        from seqlab.llm import bert_runs
-
         print(bert_runs.fill_demo(run_dir))
     return 0
 

@@ -108,6 +108,21 @@ def check_float(
     return value
 
 
+def fields_from_dict(cls, d: object, what: str) -> dict:
+    """The fields of dataclass ``cls`` from the mapping ``d`` (e.g. a checkpoint's
+    config.json), refusing anything that is not a mapping or names an unknown field."""
+    import dataclasses
+    from collections.abc import Mapping
+
+    if not isinstance(d, Mapping):
+        fail(what, "a dict", type(d).__name__)
+    known = sorted(f.name for f in dataclasses.fields(cls))
+    unknown = sorted(set(d) - set(known))
+    if unknown:
+        fail(what, f"fields among {known}", f"unknown fields {unknown}")
+    return dict(d)
+
+
 def check_choice(value: object, name: str, choices: Iterable[str]) -> str:
     choices = tuple(choices)
     if value not in choices:

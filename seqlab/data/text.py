@@ -197,6 +197,15 @@ def load_text(source: str | os.PathLike | None = None) -> tuple[str, str]:
     return Path(source).name, read_text_file(source)
 
 
+def resume_text(saved_source: str | None, text: str | os.PathLike | None = None) -> str:
+    """The corpus a resumed run reads: ``text`` if given, else the source saved in its
+    run.json; a saved file that is gone is an error that says to pass --text."""
+    source = text if text is not None else saved_source
+    if source is not None and source not in ("pydoc", "shakespeare") and not Path(source).exists():
+        fail("resume", f"the run's text file {str(source)!r}", "no such file (pass --text PATH)")
+    return load_text(source)[1]
+
+
 # --------------------------------------------------------------------------- dataset
 
 

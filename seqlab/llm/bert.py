@@ -37,7 +37,6 @@ Code names: ``w_x`` (V, D) token embedding, ``pos.p`` (block_size, D), ``encoder
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -63,6 +62,7 @@ from seqlab.validation import (
     check_int,
     check_tensor,
     fail,
+    fields_from_dict,
     shape_str,
 )
 
@@ -149,13 +149,7 @@ class BERTConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "BERTConfig":
-        if not isinstance(d, Mapping):
-            fail("BERT config", "a dict", type(d).__name__)
-        known = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(d) - set(known))
-        if unknown:
-            fail("BERT config", f"fields among {known}", f"unknown fields {unknown}")
-        return cls(**dict(d))
+        return cls(**fields_from_dict(cls, d, "BERT config"))
 
 
 def _check_ids(ids: object, config: BERTConfig, name: str = "ids") -> torch.Tensor:
@@ -370,13 +364,7 @@ class BERTClassifierConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "BERTClassifierConfig":
-        if not isinstance(d, Mapping):
-            fail("BERT classifier config", "a dict", type(d).__name__)
-        known = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(d) - set(known))
-        if unknown:
-            fail("BERT classifier config", f"fields among {known}", f"unknown fields {unknown}")
-        fields = dict(d)
+        fields = fields_from_dict(cls, d, "BERT classifier config")
         if "bert" in fields:
             fields["bert"] = BERTConfig.from_dict(fields["bert"])
         return cls(**fields)

@@ -16,8 +16,9 @@ from typing import Any, Mapping
 import torch
 
 from seqlab.data.mlm import MLMDataset, PassageClassificationDataset, default_classification_corpora
-from seqlab.data.text import load_text, read_text_file
-from seqlab.llm.bert import (BERT, BERT_PRESETS, BERTClassifier, BERTClassifierConfig, BERTConfig, evaluate, fill)
+from seqlab.data.text import load_text, read_text_file, resume_text
+from seqlab.llm.bert import (BERT, BERT_PRESETS, BERTClassifier, BERTClassifierConfig, BERTConfig, evaluate, fill,
+                             unigram_accuracy)
 from seqlab.llm.runs import build_tokenizer, default_run_dir, saved_tokenizer, source_name
 from seqlab.llm.tokenizers import Tokenizer, tokenizer_from_json
 from seqlab.training.checkpoint import Checkpoint, checkpoint_file, load_checkpoint, load_weights, resolve_checkpoint
@@ -81,10 +82,7 @@ def resume_bert(run_dir: str | os.PathLike, *, progress: bool = True, text: str 
     run_dir = Path(run_dir)
     saved = read_run(run_dir, FAMILY)
     data_saved = saved.get("data") or {}
-    source = text if text is not None else data_saved.get("source")
-    if source is not None and source not in ("pydoc", "shakespeare") and not Path(source).exists():
-        fail("resume", f"the run's text file {source!r}", "no such file (pass --text PATH)")
-    _, corpus = load_text(source)
+    corpus = resume_text(data_saved.get("source"), text)
     tok = saved_tokenizer(run_dir, FAMILY)
     config = BERTConfig.from_dict(saved["model_config"])
     data = MLMDataset.from_text(corpus, tok, config.block_size, val_fraction=data_saved.get("val_fraction", 0.1))
@@ -146,8 +144,7 @@ def masked_accuracy(model: BERT, data: MLMDataset, *, batches: int = 50, batch_s
     g = torch.Generator().manual_seed(seed)
     counts = torch.bincount(data.data.train_data, minlength=model.config.vocab_size)
     correct = total = 0
-    base_correct = 0
-    guess = int(counts.argmax())
+    base_correct = 0.0
     was_training = model.training
     model.eval()
     try:
@@ -155,9 +152,10 @@ def masked_accuracy(model: BERT, data: MLMDataset, *, batches: int = 50, batch_s
             x, y = data.get_batch("val", batch_size, g)
             logits = model(x)
             sel = y != -100
+            n = int(sel.sum())
             correct += int((logits.argmax(-1)[sel] == y[sel]).sum())
-            base_correct += int((y[sel] == guess).sum())
-            total += int(sel.sum())
+            base_correct += unigram_accuracy(y, counts) * n
+            total += n
     finally:
         model.train(was_training)
     return {"accuracy": correct / total, "unigram_accuracy": base_correct / total, "masked": total}

@@ -37,7 +37,7 @@ from torch import nn
 from seqlab.llm.sampling import generate as _generate
 from seqlab.transformer.block import BlockConfig, Encoder
 from seqlab.transformer.position import LearnedPositionalEncoding, SinusoidalPositionalEncoding
-from seqlab.validation import check_choice, check_int, check_tensor, fail, shape_str
+from seqlab.validation import check_choice, check_int, check_tensor, fail, fields_from_dict, shape_str
 
 LN2 = math.log(2.0)
 POSITIONS = ("learned", "sinusoidal")
@@ -97,11 +97,7 @@ class GPTConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "GPTConfig":
-        known = set(cls.__dataclass_fields__)
-        unknown = set(d) - known
-        if unknown:
-            fail("GPT config", f"fields among {sorted(known)}", f"unknown fields {sorted(unknown)}")
-        return cls(**d)
+        return cls(**fields_from_dict(cls, d, "GPT config"))
 
 
 class GPT(nn.Module):
@@ -172,7 +168,7 @@ class GPT(nn.Module):
     def forward(self, ids: torch.Tensor, *, cache=None, need_weights: bool = False):
         """ids: (B, T) token ids. cache: ``self.new_cache()`` to decode incrementally (the ids
         then continue the cached positions). Returns logits (B, T, V), or (logits, weights)
-        with ``need_weights``: a list over layers of {"self": (B, h, T, T_total)}."""
+        with ``need_weights``: a list over layers of (B, h, T, T_total) attention weights."""
         offset = 0 if cache is None else cache[0].length if cache else 0
         self.check_ids(ids, offset=offset)
         # x_t = w^(e)[c_t] + p_t
@@ -183,7 +179,7 @@ class GPT(nn.Module):
         h, weights = out if need_weights else (out, None)
         # o_t = w^(e) . LN(a^(L)_t)  (logits; the softmax is in the loss and the sampler)
         logits = h @ (self.w_e if self.w_out is None else self.w_out).T  # (B, T, V)
-        return (logits, weights) if need_weights else logits
+        return (logits, [w["self"] for w in weights]) if need_weights else logits
 
     def new_cache(self):
         """One empty KV cache per block."""

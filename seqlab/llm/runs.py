@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 import torch
 
-from seqlab.data.text import load_text
+from seqlab.data.text import load_text, resume_text
 from seqlab.data.tokens import TokenDataset
 from seqlab.llm.gpt import GPT, GPT_PRESETS, LN2, GPTConfig
 from seqlab.llm.tokenizers import BPETokenizer, CharLevelTokenizer, Tokenizer, tokenizer_from_json
@@ -115,10 +115,7 @@ def resume_gpt(run_dir: str | os.PathLike, *, progress: bool = True, text: str |
     run_dir = Path(run_dir)
     saved = read_run(run_dir, GPT_FAMILY)
     data_saved = saved.get("data") or {}
-    source = text if text is not None else data_saved.get("source")
-    if source is not None and source not in ("pydoc", "shakespeare") and not Path(source).exists():
-        fail("resume", f"the run's text file {source!r}", "no such file (pass --text PATH)")
-    _, corpus = load_text(source)
+    corpus = resume_text(data_saved.get("source"), text)
     tok = saved_tokenizer(run_dir, GPT_FAMILY)
     config = GPTConfig.from_dict(saved["model_config"])
     data = TokenDataset.from_text(corpus, tok, config.block_size, val_fraction=data_saved.get("val_fraction", 0.1))

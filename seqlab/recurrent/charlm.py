@@ -21,7 +21,7 @@ from torch import nn
 
 from seqlab.llm.sampling import sample_next as _sample_next
 from seqlab.recurrent.network import CELLS, build_stack
-from seqlab.validation import check_choice, check_float, check_int, check_tensor, fail, shape_str
+from seqlab.validation import check_choice, check_float, check_int, check_tensor, fail, fields_from_dict, shape_str
 
 LN2 = math.log(2.0)
 
@@ -65,11 +65,7 @@ class CharLMConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "CharLMConfig":
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = set(d) - known
-        if unknown:
-            fail("CharLM config", f"fields among {sorted(known)}", f"unknown fields {sorted(unknown)}")
-        return cls(**d)
+        return cls(**fields_from_dict(cls, d, "CharLM config"))
 
 
 class CharLM(nn.Module):

@@ -11,7 +11,7 @@ from typing import Any, Mapping
 
 import torch
 
-from seqlab.data.text import CharDataset, CharTokenizer, load_text
+from seqlab.data.text import CharDataset, CharTokenizer, load_text, resume_text
 from seqlab.recurrent.charlm import LN2, PRESETS, CharLM, CharLMConfig
 from seqlab.training.checkpoint import Checkpoint, checkpoint_file, load_checkpoint, load_weights, resolve_checkpoint
 from seqlab.training.trainer import TrainConfig, TrainResult, train
@@ -75,10 +75,7 @@ def resume(run_dir: str | os.PathLike, *, progress: bool = True, text: str | Non
     run_dir = Path(run_dir)
     saved = read_run(run_dir)
     data_saved = saved.get("data") or {}
-    source = text if text is not None else data_saved.get("source")
-    if source is not None and source not in ("pydoc", "shakespeare") and not Path(source).exists():
-        fail("resume", f"the run's text file {source!r}", "no such file (pass --text PATH)")
-    _, corpus = load_text(source)
+    corpus = resume_text(data_saved.get("source"), text)
     data = CharDataset(corpus, block_size or data_saved.get("block_size", DEFAULT_BLOCK_SIZE),
                        val_fraction=data_saved.get("val_fraction", 0.1))
     model = CharLM(CharLMConfig.from_dict(saved["model_config"]))
@@ -87,7 +84,7 @@ def resume(run_dir: str | os.PathLike, *, progress: bool = True, text: str | Non
     # a wall-clock budget belongs to one invocation: a resumed run has none unless given again
     saved_train = {k: v for k, v in saved["train_config"].items() if k != "max_seconds"}
     cfg = TrainConfig.from_dict({**saved_train, **dict(train_options or {})})
-    info = {"source": _source_name(source) if text is not None else data_saved.get("source"),
+    info = {"source": _source_name(text) if text is not None else data_saved.get("source"),
             "name": data_saved.get("name"), **data.info()}
     result = train(model, data, cfg, run_dir, family=FAMILY, model_config=requested,
                    files={"tokenizer.json": data.tokenizer.to_json()}, resume=True, progress=progress,

@@ -68,12 +68,10 @@ def attention_maps(model, tokenizer, text: str, *, specials: bool = False) -> At
     model.eval()
     try:
         x = torch.tensor([ids], device=next(model.parameters()).device)
-        _, per_layer = model(x, need_weights=True)  # [{"self": (1, h, S, S)}] * L
+        _, per_layer = model(x, need_weights=True)  # [(1, h, S, S)] * L
     finally:
         model.train(was_training)
-    # a GPT gives {"self": (1, h, S, S)} per layer, a BERT (1, h, S, S)
-    weights = torch.stack([(w["self"] if isinstance(w, dict) else w)[0] for w in per_layer])
-    weights = weights.float().cpu()  # (L, h, S, S)
+    weights = torch.stack([w[0] for w in per_layer]).float().cpu()  # L x (1, h, S, S) -> (L, h, S, S)
     return AttentionMaps(weights=weights, tokens=_token_strings(tokenizer, ids), family=model.family)
 
 

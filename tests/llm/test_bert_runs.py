@@ -65,6 +65,16 @@ def test_finetune_and_classify(bert_run, tmp_path, capsys):
     assert rows[0][0] == "as" and float(rows[0][1]) > 0.5 and {r[0] for r in rows} == {"as", "cs"}
 
 
+def test_classify_bad_text(bert_run, tmp_path):
+    _, run_dir, _ = bert_runs.start_classifier(
+        bert_run, out=tmp_path / "clf", progress=False,
+        train_options=dict(max_steps=1, batch_size=2, eval_every=1, eval_batches=1, warmup_steps=0))
+    with pytest.raises(ValueError, match=r"text: expected a non-empty string, received ''"):
+        bert_runs.classify(run_dir, "")
+    with pytest.raises(ValueError, match=r"received unknown characters '☃'"):
+        bert_runs.classify(run_dir, "a☃")
+
+
 def test_default_corpora_finetune_runs(bert_run, tmp_path):
     result, run_dir, acc = bert_runs.start_classifier(
         bert_run, out=tmp_path / "clf", progress=False,
@@ -88,6 +98,10 @@ def test_bad_inputs(bert_run, tmp_path, capsys):
     assert "--text: expected at least two LABEL=PATH corpora, received 1" in err(
         ["finetune", str(bert_run), "--text", "x=y"])
     assert "num_heads = 3" in err(["train", "bert", "--num-heads", "3", "--out", str(tmp_path / "x")])
+    assert "expected an existing UTF-8 text file, received" in err(
+        ["finetune", str(bert_run), "--text", f"a={tmp_path / 'missing.txt'}", "--text", f"b={tmp_path / 'b.txt'}"])
+    assert "--text: expected each label once, received 'a' twice" in err(
+        ["finetune", str(bert_run), "--text", "a=x", "--text", "a=y"])
     gpt = tmp_path / "gpt"
     assert main(["train", "gpt", "--preset", "cpu-tiny", "--max-steps", "2", "--eval-every", "2", "--eval-batches",
                  "1", "--batch-size", "2", "--quiet", "--out", str(gpt), "--sample-length", "0"]) == 0
@@ -95,4 +109,13 @@ def test_bad_inputs(bert_run, tmp_path, capsys):
     assert "checkpoint family: expected 'bert', received 'gpt'" in err(["fill", str(gpt), "a[MASK]"])
     assert "checkpoint family: expected 'bert', received 'gpt'" in err(["finetune", str(gpt)])
     assert "checkpoint family: expected 'bert-classifier', received 'gpt'" in err(["classify", str(gpt), "--text", "a"])
+    # a run whose text file is gone: resuming says to pass --text
+    moved = tmp_path / "corpus.txt"
+    moved.write_text("some text for a tiny model, long enough to split into windows. " * 40)
+    run = tmp_path / "bert_file"
+    assert main(["train", "bert", *SMALL, "--max-steps", "2", "--eval-every", "2", "--text", str(moved),
+                 "--out", str(run)]) == 0
+    capsys.readouterr()
+    moved.unlink()
+    assert "resume: expected the run's text file" in err(["train", "--resume", str(run), "--max-steps", "4"])
     assert "run family: expected 'bert', received 'gpt'" in err(["train", "bert", "--resume", str(gpt)])

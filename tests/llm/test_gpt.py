@@ -130,6 +130,8 @@ def test_config_round_trip_and_presets():
     assert GPTConfig.preset("cpu-small").d_model == 128
     with pytest.raises(ValueError, match=r"GPT config: expected fields among .*received unknown fields \['width'\]"):
         GPTConfig.from_dict({**TINY, "width": 3})
+    with pytest.raises(ValueError, match=r"GPT config: expected a dict, received list"):
+        GPTConfig.from_dict([1, 2])
 
 
 def test_bad_inputs_name_expected_and_received():
