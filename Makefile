@@ -37,6 +37,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_gpt_quality.py budget
 	$(BIN)/python benchmarks/bench_bert_mlm.py
 	$(BIN)/python benchmarks/bench_hopfield.py
+	$(BIN)/python benchmarks/bench_rbm.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

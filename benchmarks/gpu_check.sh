@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The GPU checks of the recurrent and transformer sections, as one script for a lent CUDA machine:
+# The GPU checks of the recurrent, transformer and energy sections, as one script for a lent CUDA machine:
 #   bash benchmarks/gpu_check.sh [OUT_DIR]
+# Tiny Shakespeare is read from $SEQLAB_SHAKESPEARE, else .gpu_data/tinyshakespeare.txt (a copy
+# carried to the machine: the device tool does not send ../shared), else the GPT step fails.
 # 1. the CUDA tests (parity with cuDNN and PyTorch's attention in float64/float32, bf16
 #    autocast, GPT and BERT runs on the GPU loading on a CPU) and the trainer's CUDA tests;
 # 2. `seqlab train lstm --device cuda --precision bf16`, then sampling from it on the CPU;
@@ -10,11 +12,17 @@ cd "$(dirname "$0")/.."
 OUT=${1:-${OUT:-/tmp/seqlab_gpu}}
 mkdir -p "$OUT"
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 MPLBACKEND=Agg
+if [ -z "${SEQLAB_SHAKESPEARE:-}" ] && [ -f .gpu_data/tinyshakespeare.txt ]; then
+    export SEQLAB_SHAKESPEARE=$PWD/.gpu_data/tinyshakespeare.txt
+fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
 echo "== CUDA tests"
 python3 -m pytest -q -p no:cacheprovider -p no:randomly tests/recurrent/test_cuda.py tests/llm/test_llm_cuda.py \
-    tests/training 2>&1 | tail -6
+    tests/energy/test_energy_cuda.py tests/training 2>&1 | tail -6
+echo "== RBM (PCD-1) trained on the GPU through the trainer, evaluated and sampled on the CPU"
+python3 -m seqlab train rbm --device cuda --out "$OUT/rbm_run" --quiet
+CUDA_VISIBLE_DEVICES= python3 -m seqlab sample "$OUT/rbm_run" --n 16 --steps 200 --png "$OUT/rbm_samples.png"
 echo "== bf16 training run on the GPU, sampled on the CPU"
 python3 -m seqlab train lstm --device cuda --precision bf16 --max-steps 300 --eval-every 100 \
     --out "$OUT/gpu_run" --quiet --sample-length 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Callable, Sequence
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
@@ -94,9 +95,29 @@ MODEL_OPTIONS = [
     ("--num-heads", int, "gpt, bert: attention heads h (D must be a multiple of h)"),
     ("--d-ff", int, "gpt, bert: hidden width of the MLP (default 4 D)"),
     ("--position", str, "gpt: learned or sinusoidal positional encoding"),
+    ("--k", int, "rbm: Gibbs steps per update (CD-k / PCD-k, default 1)"),
+    ("--n-chains", int, "rbm: persistent chains (default: the batch size)"),
+    ("--init-std", float, "rbm: standard deviation of the initial weights (default 0.01)"),
+    ("--latent-size", int, "vae: latent dimensions (default 8; 2 for a latent map with a decoded grid)"),
+    ("--noise-size", int, "gan: noise dimensions (default 32)"),
+    ("--g-width", int, "gan: generator width"),
+    ("--d-width", int, "gan: discriminator width"),
+    ("--gan-loss", str, "gan: non-saturating (default) or minimax generator loss"),
+    ("--d-steps", int, "gan: discriminator updates per generator update"),
+    ("--timesteps", int, "diffusion: noising steps T (default 200)"),
+    ("--beta-schedule", str, "diffusion: linear (default) or cosine noise schedule"),
+    ("--base-channels", int, "diffusion: U-Net width"),
 ]
-DATA_DESTS = ("text", "preset", "block_size", "tokenizer", "vocab_size")
+DATA_DESTS = ("text", "preset", "block_size", "tokenizer", "vocab_size", "images", "image_size", "channels")
+GENERATIVE = ("gan", "vae", "diffusion")
+# CLI name -> model config field, per generative family
+GENERATIVE_FIELDS = {"gan": {"noise_size": "noise_size", "g_width": "g_width", "d_width": "d_width",
+                             "gan_loss": "loss", "d_steps": "d_steps"},
+                     "vae": {"latent_size": "latent_size", "hidden_size": "hidden"},
+                     "diffusion": {"timesteps": "timesteps", "beta_schedule": "schedule",
+                                   "base_channels": "base_channels"}}
 TRANSFORMERS = ("gpt", "bert")
+RBM_DATA = ("images",)
 
 
 def _dest(flag: str) -> str:
@@ -140,7 +161,7 @@ def _train_options(args: argparse.Namespace) -> tuple[dict, dict, dict]:
     return model, train, data
 
 
-_MODEL_DESTS = {_dest(f) for f, _, _ in MODEL_OPTIONS} | {"fused"}
+_MODEL_DESTS = {_dest(f) for f, _, _ in MODEL_OPTIONS} | {"fused", "persistent"}
 _TRAIN_DESTS = {_dest(f) for f, _, _ in TRAIN_OPTIONS}
 _ALL_DESTS = _MODEL_DESTS | _TRAIN_DESTS | set(DATA_DESTS)
 
@@ -190,11 +211,91 @@ def _train_transformer(args: argparse.Namespace, model: dict, train: dict, data:
     return 0
 
 
+def _train_generative(args: argparse.Namespace, model: dict, train: dict, data: dict) -> int:
+    from seqlab.generative import runs as gruns
+
+    progress = not args.quiet
+    family = args.model or _saved_family(args.resume)
+    names = GENERATIVE_FIELDS[family]
+    extra = sorted([k for k in model if k not in names] + [k for k in data if k not in ("images", "image_size",
+                                                                                         "channels")])
+    if extra:
+        allowed = ", ".join("--" + k.replace("_", "-") for k in names)
+        raise ValueError(f"{family}: expected only the options {allowed}, --images, --image-size, --channels and "
+                         f"the training options, received {['--' + k.replace('_', '-') for k in extra]}")
+    model = {names[k]: v for k, v in model.items()}
+    if args.resume:
+        if data:
+            raise ValueError(f"--resume: expected no data options (the run's images are kept), received {sorted(data)}")
+        result, run_dir = gruns.resume_run(args.resume, progress=progress, model_options=model, train_options=train)
+    else:
+        result, run_dir = gruns.start_run(family, out=args.out, progress=progress, model_options=model,
+                                          train_options=train, **data)
+    print(f"run {run_dir}: {gruns.summary(result, family)}")
+    if result.stopped == "interrupted":
+        print(f"interrupted at step {result.steps}; saved {result.checkpoint}; "
+              f"continue with: seqlab train --resume {run_dir}")
+        return 130
+    print(f"sample grids in {Path(run_dir) / 'samples'}; evaluate with: seqlab eval {run_dir}")
+    return 0
+
+
+def _train_rbm(args: argparse.Namespace, model: dict, train: dict, data: dict) -> int:
+    from seqlab.energy import rbm_runs
+
+    progress = not args.quiet
+    if "hidden_size" in model:
+        model["n_hidden"] = model.pop("hidden_size")
+    extra = sorted(k for k in list(model) + list(data) if k not in rbm_runs.RBM_MODEL_FIELDS and k not in RBM_DATA)
+    if extra:
+        raise ValueError(f"rbm: expected only the options --hidden-size, --k, --cd, --n-chains, --init-std, "
+                         f"--images and the training options, received {['--' + k.replace('_', '-') for k in extra]}")
+    if args.resume:
+        if data:
+            raise ValueError(f"--resume: expected no data options (the run's images are kept), received {sorted(data)}")
+        result, run_dir = rbm_runs.resume_rbm(args.resume, progress=progress, model_options=model,
+                                              train_options=train)
+    else:
+        result, run_dir = rbm_runs.start_rbm(out=args.out, progress=progress, model_options=model,
+                                             train_options=train, **data)
+    print(f"run {run_dir}: {rbm_runs.summary(result)}")
+    if result.stopped == "interrupted":
+        print(f"interrupted at step {result.steps}; saved {result.checkpoint}; "
+              f"continue with: seqlab train --resume {run_dir}")
+        return 130
+    if result.checkpoint is not None:
+        rbm, _ = rbm_runs.load_rbm(run_dir)
+        images = rbm_runs.run_images(run_dir)
+        print(rbm_runs.evaluate_rbm(rbm, images).line())
+        paths = rbm_runs.write_pictures(rbm, images, run_dir)
+        print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
 @command("train")
 def _train(args: argparse.Namespace) -> int:
     from seqlab.recurrent import charlm_runs
 
     model, train, data = _train_options(args)
+    saved = _saved_family(args.resume) if args.resume and args.model is None else None
+    if args.model in GENERATIVE or saved in GENERATIVE:
+        return _train_generative(args, model, train, data)
+    for k in ("image_size", "channels"):
+        if k in data:
+            raise ValueError(f"--{k.replace('_', '-')}: expected only with gan, vae or diffusion and a folder of "
+                             f"images, received {data[k]!r}")
+    gen_only = sorted({k for f in GENERATIVE_FIELDS.values() for k in f} - {"hidden_size"} & set(model))
+    if gen_only:
+        raise ValueError(f"{', '.join('--' + k.replace('_', '-') for k in gen_only)}: expected only with gan, vae "
+                         f"or diffusion, received them with {args.model or 'a resumed run'}")
+    if args.model == "rbm" or (args.resume and args.model is None and _saved_family(args.resume) == "rbm"):
+        return _train_rbm(args, model, train, data)
+    if "images" in data:
+        raise ValueError(f"--images: expected only with rbm, received {data['images']!r}")
+    bad = sorted(k for k in ("k", "n_chains", "init_std", "persistent") if k in model)
+    if bad:
+        raise ValueError(f"{', '.join('--' + k.replace('_', '-') for k in bad)}: expected only with rbm, "
+                         f"received them with {args.model or 'a resumed run'}")
     if args.model in TRANSFORMERS or (args.resume and args.model is None
                                       and _saved_family(args.resume) in TRANSFORMERS):
         return _train_transformer(args, model, train, data)
@@ -228,14 +329,21 @@ def _train(args: argparse.Namespace) -> int:
 def _add_train(sub) -> None:
     p = sub.add_parser(
         "train",
-        help="train a language model (rnn, lstm, gru, gpt, bert)",
+        help="train a model (rnn, lstm, gru, gpt, bert, rbm, gan, vae, diffusion)",
         description="Train a language model on the embedded default text (Python's reference "
         "manual, pydoc_data.topics), on any UTF-8 file (--text PATH) or on tiny Shakespeare "
         "(--text shakespeare): a recurrent character model (rnn, lstm, gru), a GPT (next-token "
-        "prediction) or a BERT (masked-language modelling). Writes a run directory with "
-        "checkpoints and metrics.jsonl; Ctrl-C saves; --resume RUN_DIR continues.",
+        "prediction) or a BERT (masked-language modelling); or a restricted Boltzmann machine (rbm) "
+        "on binarized 8x8 digits, by persistent contrastive divergence (--cd for CD-k); or a generative "
+        "model of images (gan, vae, diffusion) on the 8x8 digits, Fashion-MNIST or a folder. Writes a run "
+        "directory with checkpoints and metrics.jsonl; Ctrl-C saves; --resume RUN_DIR continues.",
     )
-    p.add_argument("model", nargs="?", choices=["rnn", "lstm", "gru", *TRANSFORMERS], help="the model")
+    p.add_argument("model", nargs="?", choices=["rnn", "lstm", "gru", *TRANSFORMERS, "rbm", *GENERATIVE],
+                   help="the model")
+    p.add_argument("--images", help="rbm, gan, vae, diffusion: digits (the default: scikit-learn's 8x8 digits), "
+                   "fashion-mnist (Debian's dataset-fashion-mnist) or, for gan, vae, diffusion, a folder of images")
+    p.add_argument("--image-size", type=int, help="gan, vae, diffusion with a folder: resize to this (default 28)")
+    p.add_argument("--channels", type=int, help="gan, vae, diffusion with a folder: 1 (grey, default) or 3 (RGB)")
     p.add_argument("--text", help="a UTF-8 text file, 'pydoc' (default) or 'shakespeare'")
     p.add_argument("--preset", help="named size: cpu-tiny, cpu-small (default), cpu-medium, gpu-baby")
     p.add_argument("--block-size", type=int,
@@ -248,6 +356,8 @@ def _add_train(sub) -> None:
         g.add_argument(flag, type=typ, help=hlp)
     g.add_argument("--no-fused", dest="fused", action="store_const", const=False,
                    help="use the readable per-step code instead of the fused fast path")
+    g.add_argument("--cd", dest="persistent", action="store_const", const=False,
+                   help="rbm: CD-k (chains start at the data) instead of persistent CD")
     g = p.add_argument_group("training")
     for flag, typ, hlp in TRAIN_OPTIONS:
         g.add_argument(flag, type=typ, help=hlp)
@@ -265,32 +375,75 @@ def _sample(args: argparse.Namespace) -> int:
     from seqlab.recurrent import charlm_runs
 
     family = runs.run_family(args.run)
+    if family == "rbm":
+        if args.method is not None:
+            raise ValueError("--method: expected only with a diffusion run, received an rbm run")
+        return _sample_rbm(args)
+    if family in GENERATIVE:
+        return _sample_generative(args, family)
+    if args.png is not None or args.n is not None or args.steps is not None or args.method is not None:
+        raise ValueError(f"--n, --png, --steps, --method: expected only with an image model (rbm, gan, vae, "
+                         f"diffusion), received a {family!r} run")
+    length = 300 if args.length is None else args.length
     if family == "gpt":
-        text = runs.sample_gpt(args.run, args.prompt, length=args.length, temperature=args.temperature,
+        text = runs.sample_gpt(args.run, args.prompt, length=length, temperature=args.temperature,
                                top_k=args.top_k, top_p=args.top_p, seed=args.seed, stop=args.stop,
                                use_cache=not args.no_cache)
     elif family == "charlm":
         if args.top_p is not None or args.stop or args.no_cache:
             raise ValueError("--top-p, --stop, --no-cache: expected only with a gpt run, received a "
                              "recurrent (charlm) run")
-        text = charlm_runs.sample(args.run, args.prompt, length=args.length, temperature=args.temperature,
+        text = charlm_runs.sample(args.run, args.prompt, length=length, temperature=args.temperature,
                                   top_k=args.top_k, seed=args.seed)
     else:
         hint = " (use seqlab fill for a bert run)" if family in ("bert", "bert-classifier") else ""
-        raise ValueError(f"sample: expected a run of a generative model (gpt, rnn, lstm, gru), "
+        raise ValueError(f"sample: expected a run of a generative model (gpt, rnn, lstm, gru, rbm), "
                          f"received a {family!r} run{hint}")
     print((args.prompt or "") + text)
     return 0
 
 
+def _text_options(args: argparse.Namespace) -> list[str]:
+    return [f for f, v in (("--prompt", args.prompt), ("--top-k", args.top_k), ("--top-p", args.top_p),
+                           ("--stop", args.stop), ("--no-cache", args.no_cache or None),
+                           ("--length", args.length)) if v is not None]
+
+
+def _sample_generative(args: argparse.Namespace, family: str) -> int:
+    from seqlab.generative import runs as gruns
+
+    if _text_options(args):
+        raise ValueError(f"{', '.join(_text_options(args))}: expected only with a text model, received a "
+                         f"{family!r} run")
+    n = 64 if args.n is None else args.n
+    png = args.png or "samples.png"
+    x = gruns.sample_run(args.run, n=n, seed=args.seed, method=args.method, steps=args.steps, png=png)
+    print(f"{x.shape[0]} {family} samples, mean pixel {float(x.mean()):.3f}; wrote {png}")
+    return 0
+
+
+def _sample_rbm(args: argparse.Namespace) -> int:
+    from seqlab.energy import rbm_runs
+
+    text_opts = _text_options(args)
+    if text_opts:
+        raise ValueError(f"{', '.join(text_opts)}: expected only with a text model, received an rbm run")
+    n = 64 if args.n is None else args.n
+    steps = 1000 if args.steps is None else args.steps
+    png = args.png or "samples.png"
+    pv = rbm_runs.sample_rbm(args.run, n=n, steps=steps, seed=args.seed, png=png)
+    print(f"{pv.shape[0]} samples after {steps} Gibbs steps, mean pixel {float(pv.mean()):.3f}; wrote {png}")
+    return 0
+
+
 def _add_sample(sub) -> None:
-    p = sub.add_parser("sample", help="generate text from a trained model",
+    p = sub.add_parser("sample", help="generate text or images from a trained model",
                        description="Sample from the best checkpoint of RUN_DIR (or a checkpoint directory) of a "
-                       "gpt or recurrent run. A gpt prompt longer than the model's context is cropped from "
+                       "gpt, recurrent or rbm run (an rbm writes a PNG grid of Gibbs samples). A gpt prompt longer than the model's context is cropped from "
                        "the left (its last block_size tokens are used).")
     p.add_argument("run", metavar="RUN_DIR")
     p.add_argument("--prompt", default=None, help="text to start from (default: a newline)")
-    p.add_argument("--length", type=int, default=300, help="tokens (characters) to generate at most")
+    p.add_argument("--length", type=int, default=None, help="tokens (characters) to generate at most (default 300)")
     p.add_argument("--temperature", type=float, default=0.8, help="softmax temperature (0 = greedy)")
     p.add_argument("--top-k", type=int, default=None, help="sample among the k most likely tokens")
     p.add_argument("--top-p", type=float, default=None,
@@ -298,6 +451,11 @@ def _add_sample(sub) -> None:
     p.add_argument("--stop", action="append", metavar="TEXT",
                    help="gpt: stop before this text (repeat for several)")
     p.add_argument("--no-cache", action="store_true", help="gpt: recompute every position at each step")
+    p.add_argument("--n", type=int, default=None, help="image models: images to sample (default 64)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="rbm: Gibbs steps from a random start (default 1000); diffusion: DDIM steps")
+    p.add_argument("--method", default=None, help="diffusion: ddpm (ancestral, default) or ddim")
+    p.add_argument("--png", default=None, help="image models: the image grid to write (default samples.png)")
     p.add_argument("--seed", type=int, default=0)
 
 
@@ -624,13 +782,14 @@ def _hopfield_recall(args: argparse.Namespace) -> int:
     if args.mode not in ("async", "sync"):
         raise ValueError(f"--mode: expected async or sync, received {args.mode!r}")
     rec = im.recall_images(args.digit, digits=digits, noise=args.noise, occlude=args.occlude, rule=rule,
-                           mode=args.mode, seed=args.seed)
+                           mode=args.mode, seed=args.seed, images=args.images)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     png = im.plot_recall(rec, out / "recall.png")
     res = rec.result
     e0, e1 = float(res.energies[0]), float(res.energies[-1])
-    payload = {"digit": args.digit, "digits": list(rec.labels), "rule": rule, "mode": args.mode,
+    payload = {"images": args.images, "digit": args.digit, "digits": list(rec.labels), "rule": rule,
+               "mode": args.mode,
                "noise": args.noise, "occlude": args.occlude, "seed": args.seed, "match": rec.match,
                "exact": rec.exact, "overlaps": {str(d): float(m) for d, m in zip(rec.labels, rec.overlaps)},
                "converged": res.converged, "cycle": res.cycle, "steps": res.steps,
@@ -672,7 +831,87 @@ def _add_hopfield(sub) -> None:
     p.add_argument("--noise", type=float, default=0.2, help="recall: fraction of units flipped (default 0.2)")
     p.add_argument("--occlude", default=None, help="recall: set half the image to -1: top, bottom, left or right")
     p.add_argument("--mode", default="async", help="recall: async or sync updates (default async)")
+    p.add_argument("--images", default="digits",
+                   help="recall: digits (8x8, the default) or fashion-mnist (28x28, classes 0-9; needs Debian's "
+                   "dataset-fashion-mnist)")
     p.add_argument("--out", default="hopfield", help="output folder (default ./hopfield)")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+
+
+@command("boltzmann")
+def _boltzmann(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from seqlab.energy import boltzmann as bm
+    from seqlab.training.checkpoint import atomic_write_json
+
+    hidden = _parse_list(args.hidden, "--hidden", int)
+    result = bm.demo(hidden, epochs=args.epochs, lr=args.lr, momentum=args.momentum, init_std=args.init_std,
+                     seed=args.seed, method=args.method, n_bits=args.bits)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    bm.plot_demo(result, out / "boltzmann.png")
+    payload = {"n_bits": result.n_bits, "method": result.method, "epochs": result.epochs, "lr": result.lr,
+               "momentum": result.momentum, "init_std": result.init_std, "seed": result.seed,
+               "seconds": result.seconds, "log2": result.log2,
+               "final_kl": {str(k): v for k, v in result.final_kl.items()},
+               "kl": {str(k): v for k, v in result.kl.items()}}
+    atomic_write_json(out / "boltzmann.json", payload)
+    if args.json:
+        print(json.dumps({k: v for k, v in payload.items() if k != "kl"}))
+        return 0
+    print(f"{result.n_bits}-bit parity, {result.method} gradient, {result.epochs} epochs, lr {result.lr:g}, "
+          f"momentum {result.momentum:g} ({result.seconds:.1f} s)")
+    print(f"KL(data || p(v)) at the end; without hidden units the best possible is log 2 = {result.log2:.4f}")
+    for k in result.n_hidden_values:
+        print(f"  {k:2d} hidden units: {result.final_kl[k]:.4f}")
+    print(f"wrote {out / 'boltzmann.png'}, {out / 'boltzmann.json'}")
+    return 0
+
+
+def _add_boltzmann(sub) -> None:
+    p = sub.add_parser("boltzmann", help="Boltzmann machine with hidden units on n-bit parity, checked exactly",
+                       description="Fit fully connected Boltzmann machines (visible and hidden units, Gibbs "
+                       "sampling or exact enumeration for the model statistics) to the uniform distribution on "
+                       "even-parity vectors, and report the exact KL(data || p(v)) for each number of hidden "
+                       "units: without hidden units it cannot go below log 2.")
+    p.add_argument("--hidden", default="0,1,2,4", help="comma-separated numbers of hidden units (default 0,1,2,4)")
+    p.add_argument("--bits", type=int, default=3, help="parity of this many visible bits (default 3)")
+    p.add_argument("--method", default="exact", help="exact (enumeration) or gibbs (sampled statistics)")
+    p.add_argument("--epochs", type=int, default=1000, help="full-batch gradient steps (default 1000)")
+    p.add_argument("--lr", type=float, default=0.2, help="learning rate (default 0.2)")
+    p.add_argument("--momentum", type=float, default=0.9, help="momentum (default 0.9; use 0 with gibbs)")
+    p.add_argument("--init-std", type=float, default=1.0, help="standard deviation of the initial weights")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="boltzmann", help="output folder (default ./boltzmann)")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+
+
+@command("eval")
+def _eval(args: argparse.Namespace) -> int:
+    from seqlab.generative import runs as gruns
+
+    ev = gruns.evaluate_run(args.run, n=args.n, seed=args.seed, method=args.method, steps=args.steps,
+                            progress=not args.json)
+    if args.json:
+        print(json.dumps(ev.to_json()))
+        return 0
+    print(ev.table(gruns.run_family(args.run)))
+    return 0
+
+
+def _add_eval(sub) -> None:
+    p = sub.add_parser("eval", help="evaluate a gan, vae or diffusion run (Frechet distance, coverage, confidence)",
+                       description="The evaluation protocol of the generative models: a reference classifier "
+                       "trained once on the real training images (cached) gives features for the Frechet "
+                       "distance between n samples and half of the real test images, next to the distance "
+                       "between the two halves of the real test images (the floor), and class predictions for "
+                       "the coverage (classes that appear) and the share of confident predictions.")
+    p.add_argument("run", metavar="RUN_DIR")
+    p.add_argument("--n", type=int, default=None, help="samples (default: half the test split, at most 2000)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--method", default=None, help="diffusion: ddpm (default) or ddim")
+    p.add_argument("--steps", type=int, default=None, help="diffusion with ddim: sampling steps")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
 
 
@@ -698,6 +937,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_bptt(sub)
     _add_gradflow(sub)
     _add_hopfield(sub)
+    _add_boltzmann(sub)
+    _add_eval(sub)
     return parser
 
 

@@ -55,8 +55,28 @@ def section(order: int, title: str):
 
 def _load_sections() -> None:
     # importing a section's tour module registers its steps
+    import seqlab.energy.tour  # noqa: F401
+    import seqlab.generative.tour  # noqa: F401
     import seqlab.recurrent.tour  # noqa: F401
     import seqlab.transformer.tour  # noqa: F401
+
+
+RUNS_MARK = ".seqlab-tour"
+
+
+def _fresh_runs(runs: Path) -> None:
+    """The steps train into ``out/runs/NAME``; a new tour into the same folder replaces the
+    run directories of the previous one (marked by a file), and never touches a ``runs``
+    folder the tour did not make."""
+    import shutil
+
+    if runs.exists():
+        if not (runs / RUNS_MARK).exists():
+            raise ValueError(f"out: expected a folder whose runs/ was made by seqlab tour (or none), received "
+                             f"{str(runs.parent)!r}, whose runs/ holds other files; choose another --out")
+        shutil.rmtree(runs)
+    runs.mkdir(parents=True)
+    (runs / RUNS_MARK).write_text("run directories of seqlab tour; replaced by the next tour into this folder\n")
 
 
 def run_tour(out: str | Path = "tour", *, quick: bool = False, progress: bool = True, only: list[str] | None = None,
@@ -64,6 +84,7 @@ def run_tour(out: str | Path = "tour", *, quick: bool = False, progress: bool = 
     _load_sections()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    _fresh_runs(out / "runs")
     report = Report("seqlab tour" + (" (quick)" if quick else ""))
     ctx = TourContext(out=out, quick=quick, progress=progress, report=report)
     result = TourResult()

@@ -23,3 +23,12 @@ def shakespeare_path():
     if not os.path.exists(SHAKESPEARE):
         pytest.skip("tiny Shakespeare is not at ../shared/data (tests that need it are skipped)")
     return SHAKESPEARE
+
+
+@pytest.fixture
+def no_tf32():
+    """Full float32 precision on the GPU (the CUDA tests compare against tight tolerances)."""
+    old = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old

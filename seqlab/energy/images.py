@@ -10,8 +10,7 @@ class is thresholded at *its own median* pixel value:
 
 so about half the units are on, which keeps the prototypes balanced (a fixed threshold
 of 8 of 16 gives sparse, strongly correlated "ink" patterns). Only ``size=8`` is
-supported: that is the resolution of the bundled data. Fashion-MNIST and other image
-sets (which need a download) are out of scope.
+supported for the digits: that is the resolution of the bundled data.
 
 Corruption. ``corrupt`` flips a fraction ``noise`` of the units (exactly
 round(noise N) distinct units, drawn from the generator) and/or occludes half of the
@@ -25,6 +24,10 @@ hebbian, pseudo-inverse or storkey), corrupts one of them and runs
 The prototypes of different digits overlap strongly (they share the background), so the
 Hebbian rule often falls into a mixture state; the projection (pseudo-inverse) rule makes
 every stored prototype an exact fixed point and recalls them reliably.
+
+``images="fashion-mnist"`` takes the prototypes of Fashion-MNIST's classes instead (28x28 =
+784 units; class means over its 70,000 images, thresholded at their medians), when Debian's
+``dataset-fashion-mnist`` is installed.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from seqlab.energy.hopfield import (
 from seqlab.validation import check_choice, check_float, check_int, fail
 
 SIDES = ("top", "bottom", "left", "right")
+IMAGE_SETS = ("digits", "fashion-mnist")
 DIGITS = tuple(range(10))
 SIZE = 8
 
@@ -64,23 +68,33 @@ def _check_digits(digits: object) -> tuple[int, ...]:
     return tuple(out)
 
 
-def digit_patterns(digits: Sequence[int] = (0, 1, 2, 3, 4), *, size: int = SIZE) -> torch.Tensor:
-    """One bipolar prototype per digit: (len(digits), size * size) float64 of -1 / +1.
+def digit_patterns(digits: Sequence[int] = (0, 1, 2, 3, 4), *, size: int = SIZE,
+                   images: str = "digits") -> torch.Tensor:
+    """One bipolar prototype per class: (len(digits), side * side) float64 of -1 / +1.
 
-    The mean 8x8 image of the class in ``sklearn.datasets.load_digits`` thresholded at its
-    median (see the module docstring). Row p is digit ``digits[p]``, row-major pixels.
+    The mean image of the class thresholded at its median (see the module docstring). Row
+    p is class ``digits[p]``, row-major pixels. ``images="digits"`` (8x8, ``size`` must be
+    8) or ``"fashion-mnist"`` (28x28, classes 0-9 = T-shirt/top ... ankle boot; needs
+    Debian's dataset-fashion-mnist, see ``seqlab.data.images``).
     """
     digits = _check_digits(digits)
-    size = check_int(size, "size", minimum=1)
-    if size != SIZE:
-        fail("size", f"{SIZE} (the resolution of sklearn's load_digits)", size)
-    from sklearn.datasets import load_digits
+    check_choice(images, "images", IMAGE_SETS)
+    if images == "fashion-mnist":
+        from seqlab.data.images import load_fashion_mnist_array
 
-    data = load_digits()
-    X, y = np.asarray(data.data, dtype=np.float64), np.asarray(data.target)
+        x8, y = load_fashion_mnist_array()
+        X = x8.astype(np.float64)
+    else:
+        size = check_int(size, "size", minimum=1)
+        if size != SIZE:
+            fail("size", f"{SIZE} (the resolution of sklearn's load_digits)", size)
+        from sklearn.datasets import load_digits
+
+        data = load_digits()
+        X, y = np.asarray(data.data, dtype=np.float64), np.asarray(data.target)
     rows = []
     for d in digits:
-        mean = X[y == d].mean(axis=0)  # (64,)
+        mean = X[y == d].mean(axis=0)  # (side * side,)
         rows.append(np.where(mean > np.median(mean), 1.0, -1.0))
     return torch.as_tensor(np.stack(rows))
 
@@ -149,6 +163,7 @@ class ImageRecall:
     overlaps   (P,) overlap of the final state with each stored pattern
     match      the label of the stored pattern with the largest overlap
     exact      the final state equals the target
+    shape      (height, width) of the images
     """
 
     result: RecallResult
@@ -159,14 +174,15 @@ class ImageRecall:
     overlaps: torch.Tensor
     match: int
     exact: bool
+    shape: tuple[int, int] = (SIZE, SIZE)
 
 
 def recall_images(digit: int = 3, *, digits: Sequence[int] = (0, 1, 2, 3, 4), noise: float = 0.2,
                   occlude: str | None = None, rule: str = "pseudo-inverse", mode: str = "async",
-                  seed: int = 0, max_steps: int | None = None) -> ImageRecall:
-    """Store the prototypes of ``digits`` with ``rule``, corrupt the one of ``digit`` and
-    recall it (``mode`` async or sync) with ``torch.Generator().manual_seed(seed)`` used
-    for both the corruption and the update order."""
+                  seed: int = 0, max_steps: int | None = None, images: str = "digits") -> ImageRecall:
+    """Store the prototypes of ``digits`` (classes of ``images``) with ``rule``, corrupt the
+    one of ``digit`` and recall it (``mode`` async or sync) with
+    ``torch.Generator().manual_seed(seed)`` used for both the corruption and the update order."""
     digits = _check_digits(digits)
     if isinstance(digit, bool) or not isinstance(digit, (int, np.integer)) or int(digit) not in digits:
         fail("digit", f"one of the stored digits {', '.join(map(str, digits))}", repr(digit))
@@ -176,20 +192,21 @@ def recall_images(digit: int = 3, *, digits: Sequence[int] = (0, 1, 2, 3, 4), no
     rule = check_choice(rule, "rule", RULES)
     mode = check_choice(mode, "mode", MODES)
     seed = check_int(seed, "seed", minimum=0)
-    X = digit_patterns(digits)  # (P, 64)
+    X = digit_patterns(digits, images=images)  # (P, side * side)
+    side = int(round(X.shape[1] ** 0.5))
     target = X[digits.index(int(digit))]
     gen = torch.Generator().manual_seed(seed)
-    start = corrupt(target, noise=noise, occlude=occlude, generator=gen)
+    start = corrupt(target, noise=noise, occlude=occlude, shape=(side, side), generator=gen)
     net = HopfieldNetwork(X.shape[1], rule=rule).store(X)
     res = net.recall(start, mode=mode, max_steps=max_steps, generator=gen)
     m = overlaps(res.state, X)
     return ImageRecall(result=res, start=start, target=target.clone(), patterns=X, labels=digits,
                        overlaps=m, match=digits[int(torch.argmax(m))],
-                       exact=bool(torch.equal(res.state, target)))
+                       exact=bool(torch.equal(res.state, target)), shape=(side, side))
 
 
 def plot_recall(result: RecallResult | ImageRecall, path: str | os.PathLike, *,
-                shape: tuple[int, int] = (SIZE, SIZE), stored: object = None, snapshots: int = 3) -> Path:
+                shape: tuple[int, int] | None = None, stored: object = None, snapshots: int = 3) -> Path:
     """PNG: the state at the start, ``snapshots`` intermediate updates, the final state and
     (if given, or taken from an ``ImageRecall``) the stored target, over the energy E
     against the update number."""
@@ -197,7 +214,9 @@ def plot_recall(result: RecallResult | ImageRecall, path: str | os.PathLike, *,
 
     if isinstance(result, ImageRecall):
         stored = result.target if stored is None else stored
+        shape = result.shape if shape is None else shape
         result = result.result
+    shape = (SIZE, SIZE) if shape is None else shape
     if not isinstance(result, RecallResult):
         fail("result", "a RecallResult or ImageRecall", type(result).__name__)
     path = check_output_path(path, "path")

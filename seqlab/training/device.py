@@ -101,3 +101,20 @@ def autocast_context(device: torch.device | str, precision: str) -> ContextManag
     if resolve_precision(device, precision) == "bf16":
         return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def cpu_threads(n: int | None):
+    """Run the block with ``n`` intra-op CPU threads (``None``: leave the setting alone), then
+    restore the previous count. For loops of many small tensor operations, where splitting
+    each one across threads costs more in synchronisation than it saves (and far more on a
+    machine whose other cores are busy)."""
+    if n is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

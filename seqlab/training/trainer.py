@@ -12,6 +12,15 @@ What it does, step ``s = 1 .. max_steps``:
     g      = clip_by_norm(clip_by_value(grad loss))                   non-finite norm -> NonFiniteLossError
     theta  = AdamW(theta, g, lr(s))                                   weight decay on tensors with dim >= 2
 
+A model with a training procedure of its own (an RBM's contrastive divergence, a GAN's
+alternating updates) provides ``model.train_step(batch, lr=lr(s), weight_decay=...,
+generator=...) -> (loss, metrics)``, which updates its parameters itself; the trainer then runs
+no backward pass. If the model also has ``make_optimizer(cfg)``, the trainer creates that
+optimizer, sets each group's lr to lr(s) times the group's ``lr_scale`` (default 1), passes it
+as ``optimizer=`` and saves and restores its state; otherwise there is no optimizer. Everything
+else (schedule, batches, evaluation with ``model.loss``, checkpoints, logging, resume) stays the
+same. The step's generator is seeded from (seed, s), so a resumed run is exact.
+
 Every ``eval_every`` steps (and at the last step) the mean validation loss over ``eval_batches``
 fixed batches is computed; the run keeps the best one, stops early after ``patience``
 evaluations without improvement, and saves a checkpoint (``seqlab.training.checkpoint``).
@@ -413,6 +422,16 @@ def _read_run_json(run_dir: Path) -> dict:
     return obj
 
 
+def find_run_dir(path: str | Path) -> Path:
+    """The run directory of ``path``: itself, or for a checkpoint (RUN/checkpoints/step-N) the
+    run two levels up."""
+    path = Path(path)
+    for candidate in (path, path.parent, path.parent.parent):
+        if (candidate / RUN_FILE).exists():
+            return candidate
+    fail("run", "a run directory (holding run.json) or a checkpoint inside one", f"{str(path)!r}")
+
+
 def read_run(run_dir: str | Path, family: str | tuple[str, ...]) -> dict:
     """The ``run.json`` of a run directory, checked to be a run of ``family`` (a name or
     several)."""
@@ -469,8 +488,9 @@ def _truncate_metrics(path: Path, step: int) -> list[dict]:
 
 
 class _Run:
-    def __init__(self, model, data, cfg, run_dir, family, model_config, files, progress, data_info):
+    def __init__(self, model, data, cfg, run_dir, family, model_config, files, progress, data_info, on_eval=None):
         self.model: nn.Module = model
+        self.on_eval = on_eval
         self.data = data
         self.cfg: TrainConfig = cfg
         self.run_dir: Path = run_dir
@@ -501,7 +521,13 @@ class _Run:
         self.model.to(self.device)
         self.model.train()
         self.params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = make_optimizer(self.model, cfg)
+        # a model with its own update rule (train_step) brings its optimizer, if any
+        self.own_step = callable(getattr(self.model, "train_step", None))
+        if self.own_step:
+            make = getattr(self.model, "make_optimizer", None)
+            self.optimizer = make(cfg) if callable(make) else None
+        else:
+            self.optimizer = make_optimizer(self.model, cfg)
         seed_everything(cfg.seed)
         self.eval_seed = _eval_seed(cfg.seed)
         metrics_path = self.run_dir / METRICS_FILE
@@ -531,14 +557,15 @@ class _Run:
 
     def _restore(self, ckpt) -> None:
         ts = ckpt.trainer_state
-        if ts is None or ckpt.optimizer_state is None:
+        if ts is None or (self.optimizer is not None and ckpt.optimizer_state is None):
             fail(f"checkpoint {ckpt.path}", "a training checkpoint (with trainer state)", "weights only")
         try:
             self.model.load_state_dict(ckpt.state_dict, strict=True)
         except RuntimeError as e:
             fail(f"checkpoint {ckpt.path}", "weights that fit the model", str(e).splitlines()[0])
         try:
-            self.optimizer.load_state_dict(ckpt.optimizer_state)
+            if self.optimizer is not None:
+                self.optimizer.load_state_dict(ckpt.optimizer_state)
         except (ValueError, KeyError, RuntimeError) as e:
             fail(f"checkpoint {ckpt.path}", "an optimizer state that fits the model", str(e))
         self.step = int(ts["step"])
@@ -584,10 +611,13 @@ class _Run:
         cfg = self.cfg
         s = self.step + 1
         lr = lr_at(s, cfg)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
         generator = torch.Generator().manual_seed(_batch_seed(cfg.seed, s))
         batch = _to_device(self.data.get_batch("train", cfg.batch_size, generator), self.device)
+        if self.own_step:
+            self._own_step(s, lr, batch)
+            return
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
         with autocast_context(self.device, self.precision):
             out = self.model.loss(batch)
         loss, metrics = self._check_output(out, training=True)
@@ -599,18 +629,45 @@ class _Run:
         grad_norm = clip_gradients(self.params, clip_value=cfg.clip_value, clip_norm=cfg.clip_norm)
         if not math.isfinite(grad_norm):
             raise NonFiniteLossError("gradient norm", s, grad_norm, self._last_good())
+        metrics["grad_norm"] = grad_norm
         with self.guard.critical():
             self.optimizer.step()
-            self.step = s
-            w = self.window
-            w["count"] += 1
-            w["loss"] += value
-            metrics["grad_norm"] = grad_norm
-            for k, v in metrics.items():
-                w["metrics"][k] = w["metrics"].get(k, 0.0) + v
-            self.rate_tokens += metrics.get("tokens", 0.0)
-            self.rate_steps += 1
-            self.rng_snapshot = capture_rng_state()
+            self._count(s, value, metrics)
+
+    def _own_step(self, s: int, lr: float, batch: Any) -> None:
+        """The model's own update rule (see the module docstring): it changes the weights
+        itself, so a non-finite result is checked on the weights before anything is saved."""
+        generator = torch.Generator(device=self.device).manual_seed(_batch_seed(self.cfg.seed, s) + 1)
+        kwargs: dict[str, Any] = dict(lr=lr, weight_decay=self.cfg.weight_decay, generator=generator)
+        if self.optimizer is not None:
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr * group.get("lr_scale", 1.0)
+            kwargs["optimizer"] = self.optimizer
+        with self.guard.critical():
+            out = self.model.train_step(batch, **kwargs)
+            if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], Mapping)):
+                fail("model.train_step(batch, ...)", "a tuple (loss, metrics dict)", type(out).__name__)
+            value, metrics = float(out[0]), {}
+            for k, v in out[1].items():
+                if not isinstance(k, str) or k in _RESERVED_METRICS:
+                    fail("model.train_step metrics", "string names other than " + ", ".join(_RESERVED_METRICS),
+                         repr(k))
+                metrics[k] = float(v)
+            if not math.isfinite(value):
+                raise NonFiniteLossError("training loss", s, value, self._last_good())
+            self._count(s, value, metrics)
+
+    def _count(self, s: int, value: float, metrics: dict[str, float]) -> None:
+        """Book-keeping after an update (called inside the critical section)."""
+        self.step = s
+        w = self.window
+        w["count"] += 1
+        w["loss"] += value
+        for k, v in metrics.items():
+            w["metrics"][k] = w["metrics"].get(k, 0.0) + v
+        self.rate_tokens += metrics.get("tokens", 0.0)
+        self.rate_steps += 1
+        self.rng_snapshot = capture_rng_state()
         self.bar.update(1)
 
     # ---- logging, evaluation, saving
@@ -701,7 +758,8 @@ class _Run:
                 raise NonFiniteLossError("model parameters", self.step, float("nan"), self._last_good())
             path = self.run_dir / CHECKPOINTS_DIR / checkpoint_name(self.step)
             save_checkpoint(path, family=self.family, config=self.model_config, state_dict=self.model.state_dict(),
-                            trainer_state=self.trainer_state(), optimizer_state=self.optimizer.state_dict(),
+                            trainer_state=self.trainer_state(),
+                            optimizer_state=None if self.optimizer is None else self.optimizer.state_dict(),
                             files=self.files)
             if improved:
                 write_pointer(self.run_dir, BEST_FILE, step=self.step, path=path, val_loss=self.best_val)
@@ -740,6 +798,13 @@ class _Run:
         if self._eval_due(s) and self.last_eval_step < s:
             improved = self.evaluate()
             evaluated = True
+            if self.on_eval is not None:
+                was_training = self.model.training
+                self.model.eval()
+                try:
+                    self.on_eval(s)
+                finally:
+                    self.model.train(was_training)
         if self._save_due(s, evaluated, improved) and (evaluated or self.last_saved_step != s):
             self.save(improved)
         self.rate_t0 += time.perf_counter() - started  # throughput counts training time only
@@ -796,6 +861,7 @@ def train(
     resume: bool = False,
     progress: bool = True,
     data_info: dict | None = None,
+    on_eval: Any = None,
 ) -> TrainResult:
     """Train ``model`` on ``data`` with ``cfg``, writing into ``run_dir`` (see the module
     docstring and ``seqlab.training.checkpoint`` for the layout).
@@ -803,6 +869,9 @@ def train(
     ``family`` and ``model_config`` are stored with every checkpoint so that it can be loaded
     without the code that trained it; ``files`` are extra text files saved with each checkpoint
     (``{"tokenizer.json": ...}``); ``data_info`` describes the data in ``run.json``.
+    ``on_eval(step)`` is called after every evaluation, with the model in eval mode (to write
+    sample grids, say); it must not draw from the global random generators, or a resumed run
+    would no longer equal the uninterrupted one.
 
     A new run into a directory that already holds checkpoints is a ValueError (pass
     ``resume=True``); so is ``resume=True`` without a checkpoint, or with settings that differ
@@ -840,6 +909,8 @@ def train(
             fail("resume", "the settings the run was started with (or a new run directory)",
                  "different ones: " + "; ".join(diffs))
 
-    run = _Run(model, data, cfg, run_dir, family, model_config, files, progress, data_info)
+    if on_eval is not None and not callable(on_eval):
+        fail("on_eval", "a function of the step, or None", type(on_eval).__name__)
+    run = _Run(model, data, cfg, run_dir, family, model_config, files, progress, data_info, on_eval)
     run.setup(resume)
     return run.run()

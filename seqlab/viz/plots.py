@@ -72,3 +72,51 @@ def plot_curves(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]], p
         ax.legend()
     ax.grid(alpha=0.3)
     return save_png(fig, path)
+
+
+def plot_image_grid(images, path: str | os.PathLike, *, side: int, cols: int = 10, title: str = "",
+                    cmap: str = "gray_r", vmin: float | None = 0.0, vmax: float | None = 1.0,
+                    row_labels: Sequence[str] | None = None) -> Path:
+    """A grid of square images: ``images`` (n, side * side) (tensor or array), ``cols`` per row,
+    drawn as one mosaic (one image call, fast for many tiles). ``vmin = vmax = None`` scales
+    each image to its own range (for weight filters); empty cells are left blank."""
+    import numpy as np
+
+    from seqlab.validation import check_int, fail
+
+    path = check_output_path(path, "path")
+    check_int(side, "side", minimum=1)
+    check_int(cols, "cols", minimum=1)
+    arr = images.detach().cpu().double().numpy() if hasattr(images, "detach") else np.asarray(images, dtype=float)
+    if arr.ndim != 2 or arr.shape[1] != side * side or arr.shape[0] == 0:
+        fail("images", f"a 2-D array (n >= 1, {side * side})", f"shape {tuple(arr.shape)}")
+    n = arr.shape[0]
+    if vmin is None or vmax is None:  # each tile to [0, 1] on its own range
+        lo, hi = arr.min(1, keepdims=True), arr.max(1, keepdims=True)
+        arr = (arr - lo) / np.where(hi > lo, hi - lo, 1.0)
+        vmin, vmax = 0.0, 1.0
+    cols = min(cols, n)
+    rows = (n + cols - 1) // cols
+    gap = 1
+    mosaic = np.full((rows * (side + gap) - gap, cols * (side + gap) - gap), np.nan)
+    for k in range(n):
+        r, c = divmod(k, cols)
+        mosaic[r * (side + gap):r * (side + gap) + side, c * (side + gap):c * (side + gap) + side] = \
+            arr[k].reshape(side, side)
+    fig = new_figure(0.55 * cols + (0.8 if row_labels else 0.2), 0.55 * rows + (0.5 if title else 0.2))
+    ax = fig.add_subplot(1, 1, 1)
+    import matplotlib
+
+    cm = matplotlib.colormaps[cmap].with_extremes(bad="white")
+    ax.imshow(np.ma.masked_invalid(mosaic), cmap=cm, vmin=vmin, vmax=vmax, interpolation="nearest")
+    ax.set_xticks([])
+    if row_labels:
+        ax.set_yticks([r * (side + gap) + (side - 1) / 2 for r in range(min(rows, len(row_labels)))])
+        ax.set_yticklabels(list(row_labels)[:rows], fontsize=8)
+    else:
+        ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    if title:
+        ax.set_title(title, fontsize=9)
+    return save_png(fig, path)

@@ -11,15 +11,8 @@ from seqlab.llm.gpt import GPT, GPTConfig
 from seqlab.testing import module_parity
 from seqlab.transformer import MultiHeadAttention, TransformerBlock, causal_mask
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-
-
-@pytest.fixture(autouse=True)
-def no_tf32():
-    old = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = False
-    yield
-    torch.backends.cuda.matmul.allow_tf32 = old
+pytestmark = [pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
+              pytest.mark.usefixtures("no_tf32")]  # the fixture is in tests/conftest.py
 
 
 @pytest.mark.parametrize("fused", [False, True])

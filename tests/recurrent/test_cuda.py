@@ -8,18 +8,11 @@ from torch import nn
 from seqlab.recurrent import GRU, LSTM, RNN
 from seqlab.testing import recurrent_parity
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+pytestmark = [pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
+              pytest.mark.usefixtures("no_tf32")]  # the fixture is in tests/conftest.py
 
 CASES = [(RNN, lambda: nn.RNN(5, 8, 2, batch_first=True)), (LSTM, lambda: nn.LSTM(5, 8, 2, batch_first=True)),
          (GRU, lambda: nn.GRU(5, 8, 2, batch_first=True))]
-
-
-@pytest.fixture(autouse=True)
-def no_tf32():
-    old = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    yield
-    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
 
 
 @pytest.mark.parametrize("cls,make", CASES, ids=["rnn", "lstm", "gru"])
