@@ -12,7 +12,8 @@ For each model (the default configuration of ``seqlab train gan|vae|diffusion``)
      sampled with seed 0 and scored by seqlab.generative.evaluate (Frechet distance on the
      reference classifier's features against half the real test split, next to the
      real-data floor; class coverage; share of samples classified with confidence >= 0.9);
-  3. VAE: the importance-weighted negative log-likelihood (k = 1000) of the test images,
+  3. VAE: the importance-weighted negative log-likelihood (k = 1000) of the test images (at
+     most the first 2000),
      in nats per image (pixels are grey levels in [0, 1] under a Bernoulli decoder, so this
      is a cross-entropy, not a likelihood of discrete data);
   4. diffusion: ancestral (DDPM, all T steps) against DDIM with 50 steps: images per second
@@ -42,14 +43,14 @@ from seqlab.generative import runs  # noqa: E402
 from seqlab.generative.evaluate import default_n, evaluate_samples  # noqa: E402
 
 
-def step_time(family: str, images: str, steps: int = 60) -> float:
+def step_time(family: str, images: str, device: str, steps: int = 60) -> float:
     """Seconds per training step: the trainer's own throughput over steps 21-60 of a
     throw-away run (the first 20 pay for warm-up)."""
     tmp = Path(tempfile.mkdtemp())
     try:
         result, _ = runs.start_run(family, images=images, out=tmp / "r", progress=False,
                                    train_options={"max_steps": steps, "eval_every": 10 ** 6, "eval_batches": 1,
-                                                  "log_every": 20})
+                                                  "log_every": 20, "device": device})
         rates = [r["steps_per_s"] for r in result.history if r["split"] == "train"][1:]
         return 1.0 / (sum(rates) / len(rates))
     finally:
@@ -63,23 +64,29 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default=None)
     ap.add_argument("--families", default=",".join(runs.FAMILIES))
+    ap.add_argument("--device", default="cpu", help="cpu (the issue's setting) or cuda")
     args = ap.parse_args()
     if args.quick:
         args.budget = 10.0
     out = Path(args.out) if args.out else (Path("/tmp/seqlab_bench") if args.quick else ROOT / "benchmarks" / "results")
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="bench_generative_"))
-    suffix = "" if args.images == "digits" else "_" + args.images.replace("-", "_")
+    suffix = ("" if args.images == "digits" else "_" + args.images.replace("-", "_")) + \
+        ("" if args.device == "cpu" else "_" + args.device.split(":")[0])
     rows = {}
     for family in args.families.split(","):
-        t_step = step_time(family, args.images)
+        t_step = step_time(family, args.images, args.device)
         max_steps = max(20, int(0.95 * args.budget / t_step))
         print(f"{family}: {t_step * 1000:.1f} ms/step -> max_steps {max_steps}", flush=True)
         options = {"max_steps": max_steps, "max_seconds": args.budget,
-                   "eval_every": max(10, max_steps // 10)}
+                   "eval_every": max(10, max_steps // 10), "device": args.device}
         result, run_dir = runs.start_run(family, images=args.images, out=work / family, progress=False,
                                          train_options=options)
-        model, ckpt = runs.load_model(run_dir)
+        model, ckpt = runs.load_model(run_dir, map_location=args.device)
+
+        def gen(seed: int) -> torch.Generator:
+            return torch.Generator(device=args.device).manual_seed(seed)
+
         data = runs.run_data(run_dir)
         n = default_n(data)
         row = {"steps": result.steps, "seconds": result.seconds, "ms_per_step": t_step * 1000,
@@ -89,25 +96,25 @@ def main() -> None:
                 row["timesteps"] = model.config.timesteps
                 for method, steps in (("ddpm", None), ("ddim", 50)):
                     kw = {"method": method} if steps is None else {"method": method, "steps": steps}
-                    model.sample(8, generator=torch.Generator().manual_seed(1), **kw)  # warm-up
+                    model.sample(8, generator=gen(1), **kw)  # warm-up
                     t = time.perf_counter()
-                    model.sample(256, generator=torch.Generator().manual_seed(1), **kw)
+                    model.sample(256, generator=gen(1), **kw)
                     speed = 256 / (time.perf_counter() - t)
-                    x = model.sample(n, generator=torch.Generator().manual_seed(0), **kw)
+                    x = model.sample(n, generator=gen(0), **kw)
                     ev = evaluate_samples(x, data, seed=0, progress=True)
                     row[method] = {"images_per_s": speed, **ev.to_json()}
                     print(f"  {method}: {speed:.1f} images/s, FD {ev.frechet:.2f}", flush=True)
                 ev_main = row["ddpm"]
             else:
-                x = model.sample(n, generator=torch.Generator().manual_seed(0))
+                x = model.sample(n, generator=gen(0))
                 ev = evaluate_samples(x, data, seed=0, progress=True)
                 ev_main = ev.to_json()
                 row["eval"] = ev_main
             if family == "vae":
-                test = data.images("test")
-                nll = -model.log_likelihood(test, k=1000, generator=torch.Generator().manual_seed(0)).mean()
+                test = data.images("test")[:2000].to(args.device)  # all 359 digits; 2000 of Fashion's 14000
+                nll = -model.log_likelihood(test, k=1000, generator=gen(0)).mean()
                 row["iwae_nll_k1000"] = float(nll)
-                row["neg_elbo_test"] = float(-model.elbo(test, generator=torch.Generator().manual_seed(0)).mean())
+                row["neg_elbo_test"] = float(-model.elbo(test, generator=gen(0)).mean())
         rows[family] = row
         print(f"{family}: {result.steps} steps in {result.seconds:.0f} s; FD {ev_main['frechet']:.2f} "
               f"(floor {ev_main['floor']:.2f}), coverage {ev_main['coverage']}/{ev_main['classes']}, "
@@ -115,16 +122,21 @@ def main() -> None:
     shutil.rmtree(work, ignore_errors=True)
 
     info = machine()
-    payload = {"machine": info, "images": args.images, "budget_s": args.budget, "quick": args.quick, "models": rows}
+    if args.device != "cpu":
+        info["device"] = torch.cuda.get_device_name() if args.device.startswith("cuda") else args.device
+    payload = {"machine": info, "device": args.device, "images": args.images, "budget_s": args.budget, "quick": args.quick, "models": rows}
     (out / f"generative{suffix}.json").write_text(json.dumps(payload, indent=2) + "\n")
     first = next(iter(rows.values()))
     ev0 = first.get("eval") or first.get("ddpm")
     md = [
-        f"# GAN, VAE and diffusion after {args.budget:.0f} s of CPU training ({args.images})",
+        f"# GAN, VAE and diffusion after {args.budget:.0f} s of "
+        f"{'CPU training' if args.device == 'cpu' else 'training on one GPU'} ({args.images})",
         "",
-        f"Machine: {info['cpu']}, {info['cores']} cores, {info['threads']} threads, torch {info['torch']}, "
+        f"Machine: {info.get('device', '')}{', ' if 'device' in info else ''}{info['cpu']}, {info['cores']} cores, "
+        f"{info['threads']} threads, torch {info['torch']}, "
         f"Python {info['python']}; measured {time.strftime('%Y-%m-%d')}. Command: "
         f"`python benchmarks/bench_generative.py" + ("" if args.images == "digits" else f" --images {args.images}")
+        + ("" if args.device == "cpu" else f" --device {args.device}")
         + (f" --budget {args.budget:.0f}" if args.budget != 300 else "") + "`.",
         "",
         f"Evaluation: {ev0['n']} samples (seed 0) against {ev0['n']} real test images; the reference classifier "
@@ -142,7 +154,7 @@ def main() -> None:
             md.append(f"| {name} | {row['steps']} | {e['frechet']:.2f} | {e['floor']:.2f} | "
                       f"{e['coverage']}/{e['classes']} | {e['confident']:.1%} |")
     if "vae" in rows:
-        md += ["", f"VAE: importance-weighted negative log-likelihood (k = 1000) of the test images "
+        md += ["", f"VAE: importance-weighted negative log-likelihood (k = 1000) of the test images (at most 2000) "
                    f"{rows['vae']['iwae_nll_k1000']:.2f} nats per image (negative ELBO "
                    f"{rows['vae']['neg_elbo_test']:.2f}); grey levels under a Bernoulli decoder, so these are "
                    f"cross-entropies."]

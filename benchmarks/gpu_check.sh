@@ -19,7 +19,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
 echo "== CUDA tests"
 python3 -m pytest -q -p no:cacheprovider -p no:randomly tests/recurrent/test_cuda.py tests/llm/test_llm_cuda.py \
-    tests/energy/test_energy_cuda.py tests/training 2>&1 | tail -6
+    tests/energy/test_energy_cuda.py tests/generative/test_generative_cuda.py tests/training 2>&1 | tail -6
 echo "== RBM (PCD-1) trained on the GPU through the trainer, evaluated and sampled on the CPU"
 python3 -m seqlab train rbm --device cuda --out "$OUT/rbm_run" --quiet
 CUDA_VISIBLE_DEVICES= python3 -m seqlab sample "$OUT/rbm_run" --n 16 --steps 200 --png "$OUT/rbm_samples.png"

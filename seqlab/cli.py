@@ -376,14 +376,17 @@ def _sample(args: argparse.Namespace) -> int:
 
     family = runs.run_family(args.run)
     if family == "rbm":
-        if args.method is not None:
-            raise ValueError("--method: expected only with a diffusion run, received an rbm run")
+        if args.method is not None or _view_options(args):
+            raise ValueError(f"{', '.join(['--method'] * (args.method is not None) + _view_options(args))}: "
+                             f"expected only with a diffusion or vae run, received an rbm run")
         return _sample_rbm(args)
     if family in GENERATIVE:
         return _sample_generative(args, family)
-    if args.png is not None or args.n is not None or args.steps is not None or args.method is not None:
-        raise ValueError(f"--n, --png, --steps, --method: expected only with an image model (rbm, gan, vae, "
-                         f"diffusion), received a {family!r} run")
+    image_opts = [f for f, v in (("--n", args.n), ("--png", args.png), ("--steps", args.steps),
+                                 ("--method", args.method)) if v is not None] + _view_options(args)
+    if image_opts:
+        raise ValueError(f"{', '.join(image_opts)}: expected only with an image model (rbm, gan, vae, diffusion), "
+                         f"received a {family!r} run")
     length = 300 if args.length is None else args.length
     if family == "gpt":
         text = runs.sample_gpt(args.run, args.prompt, length=length, temperature=args.temperature,
@@ -403,6 +406,11 @@ def _sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _view_options(args: argparse.Namespace) -> list[str]:
+    return [f for f, v in (("--trajectory", args.trajectory), ("--latent-map", args.latent_map),
+                           ("--interpolate", args.interpolate), ("--reconstruct", args.reconstruct)) if v is not None]
+
+
 def _text_options(args: argparse.Namespace) -> list[str]:
     return [f for f, v in (("--prompt", args.prompt), ("--top-k", args.top_k), ("--top-p", args.top_p),
                            ("--stop", args.stop), ("--no-cache", args.no_cache or None),
@@ -419,6 +427,11 @@ def _sample_generative(args: argparse.Namespace, family: str) -> int:
     png = args.png or "samples.png"
     x = gruns.sample_run(args.run, n=n, seed=args.seed, method=args.method, steps=args.steps, png=png)
     print(f"{x.shape[0]} {family} samples, mean pixel {float(x.mean()):.3f}; wrote {png}")
+    views = gruns.write_views(args.run, seed=args.seed, method=args.method, steps=args.steps,
+                              trajectory=args.trajectory, latent_map=args.latent_map, interpolate=args.interpolate,
+                              reconstruct=args.reconstruct)
+    if views:
+        print("wrote " + ", ".join(str(p) for p in views))
     return 0
 
 
@@ -456,6 +469,10 @@ def _add_sample(sub) -> None:
                    help="rbm: Gibbs steps from a random start (default 1000); diffusion: DDIM steps")
     p.add_argument("--method", default=None, help="diffusion: ddpm (ancestral, default) or ddim")
     p.add_argument("--png", default=None, help="image models: the image grid to write (default samples.png)")
+    p.add_argument("--trajectory", metavar="PNG", help="diffusion: also draw the denoising trajectory x_T ... x_0")
+    p.add_argument("--latent-map", metavar="PNG", help="vae: also draw the latent space (test images by class)")
+    p.add_argument("--interpolate", metavar="PNG", help="vae: also draw interpolations between test images")
+    p.add_argument("--reconstruct", metavar="PNG", help="vae: also draw test images and their reconstructions")
     p.add_argument("--seed", type=int, default=0)
 
 

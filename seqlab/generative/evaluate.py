@@ -101,27 +101,31 @@ class ClassifierInfo:
 
 def train_classifier(data: ImageData, *, epochs: int = 15, seed: int = 0, batch_size: int = 64,
                      lr: float = 2e-3) -> tuple[Classifier, float]:
-    """Train the reference classifier on the train split; returns it and its test accuracy."""
+    """Train the reference classifier on the train split (on a CUDA GPU if there is one);
+    returns it on the CPU, with its test accuracy."""
     check_int(epochs, "epochs", minimum=1)
     torch.manual_seed(seed)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     C, S = data.channels, data.side
     classes = int(max(int(data.split(s).y.max()) for s in ("train", "val", "test"))) + 1
-    model = Classifier(C, S, classes)
+    model = Classifier(C, S, classes).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    x, y = data.images("train"), data.split("train").y
+    x, y = data.images("train").to(device), data.split("train").y.to(device)
     gen = torch.Generator().manual_seed(seed)
     model.train()
     for _ in range(epochs):
-        order = torch.randperm(x.shape[0], generator=gen)
+        order = torch.randperm(x.shape[0], generator=gen).to(device)
         for start in range(0, x.shape[0], batch_size):
             ix = order[start:start + batch_size]
             loss = F.cross_entropy(model(x[ix]), y[ix])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-    model.eval()
+    model.eval().cpu()
     with torch.no_grad():
-        acc = float((model(data.images("test")).argmax(1) == data.split("test").y).float().mean())
+        f, _ = _features_and_probs(model, data.images("test"))
+        logits = model.out(torch.from_numpy(f).float())
+        acc = float((logits.argmax(1) == data.split("test").y).float().mean())
     return model, acc
 
 
@@ -142,7 +146,8 @@ def reference_classifier(data: ImageData, *, epochs: int = 15, seed: int = 0, pr
         return model, ClassifierInfo(**info)
     if progress:
         print(f"training the reference classifier of {data.name} (once; cached in {path})", flush=True)
-    model, acc = train_classifier(data, epochs=epochs, seed=seed)
+    with torch.enable_grad():  # callers may sample under no_grad
+        model, acc = train_classifier(data, epochs=epochs, seed=seed)
     info = ClassifierInfo(path=str(path), sha256=weights_hash(model), test_accuracy=acc, epochs=epochs, seed=seed)
     save_checkpoint(path, family=CLASSIFIER_FAMILY, config=config, state_dict=model.state_dict(),
                     files={"classifier.json": json.dumps(asdict(info))})

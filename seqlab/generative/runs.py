@@ -179,7 +179,7 @@ def load_model(path: str | os.PathLike, family: str | None = None, map_location:
     Model, Config = _family(family)
     model = Model(Config.from_dict(ckpt.config))
     load_weights(model, ckpt)
-    model.eval()
+    model.to(map_location).eval()
     return model, ckpt
 
 
@@ -215,6 +215,61 @@ def sample_run(path: str | os.PathLike, *, n: int = 64, seed: int = 0, method: s
         plot_image_grid(x[:, 0].reshape(n, -1), png, side=side, cols=min(n, 16),
                         title=f"{ckpt.family} samples (seed {seed})")
     return x
+
+
+@torch.no_grad()
+def write_views(path: str | os.PathLike, *, seed: int = 0, method: str | None = None, steps: int | None = None,
+                trajectory: str | os.PathLike | None = None, latent_map: str | os.PathLike | None = None,
+                interpolate: str | os.PathLike | None = None, reconstruct: str | os.PathLike | None = None
+                ) -> list[Path]:
+    """The pictures of one model beyond its samples: a diffusion run's denoising ``trajectory``
+    (8 samples, x_T to x_0); a VAE run's ``latent_map`` (test images' posterior means by class,
+    with the decoded grid when the latent space is 2-D), ``interpolate`` (decoded along the line
+    between the codes of test images of different classes) and ``reconstruct`` (test images
+    over their reconstructions)."""
+    from seqlab.viz.plots import plot_image_grid
+
+    model, ckpt = load_model(path)
+    family = ckpt.family
+    asked = {"trajectory": trajectory, "latent_map": latent_map, "interpolate": interpolate,
+             "reconstruct": reconstruct}
+    allowed = {"diffusion": {"trajectory"}, "vae": {"latent_map", "interpolate", "reconstruct"}}.get(family, set())
+    wrong = [k for k, v in asked.items() if v is not None and k not in allowed]
+    if wrong:
+        fail(", ".join("--" + k.replace("_", "-") for k in wrong),
+             "--trajectory with a diffusion run; --latent-map, --interpolate, --reconstruct with a vae run",
+             f"a {family!r} run")
+    data = run_data(path)
+    side, written = data.side, []
+    if trajectory is not None:
+        from seqlab.generative.diffusion import plot_trajectory
+
+        _, snaps = model.sample(8, generator=torch.Generator().manual_seed(seed), trajectory=True,
+                                **sample_kwargs(family, method, steps))
+        ts = model.trajectory_timesteps(**sample_kwargs(family, method, steps))
+        written.append(plot_trajectory(snaps, trajectory, [f"t={t}" for t in ts]))
+    test, labels = data.images("test"), data.split("test").y
+    if latent_map is not None:
+        from seqlab.generative.vae import plot_latent_map
+
+        written.append(plot_latent_map(model, test, labels, latent_map))
+    if interpolate is not None:
+        rows = []
+        for a, b in ((0, 1), (3, 8), (4, 7), (5, 6)):  # pairs of classes (when present)
+            ia, ib = (labels == a).nonzero(), (labels == b).nonzero()
+            if len(ia) and len(ib):
+                rows.append(model.interpolate(test[ia[0]], test[ib[0]], steps=10))
+        if not rows:
+            fail("interpolate", "test images of at least two classes", f"labels {sorted(set(labels.tolist()))}")
+        grid = torch.cat(rows)
+        written.append(plot_image_grid(grid[:, 0].reshape(grid.shape[0], -1), interpolate, side=side, cols=10,
+                                       title="VAE: decoded along straight lines between two test images' codes"))
+    if reconstruct is not None:
+        x = test[:10]
+        both = torch.cat([x, model.reconstruct(x)])
+        written.append(plot_image_grid(both[:, 0].reshape(20, -1), reconstruct, side=side, cols=10,
+                                       row_labels=["data", "recon."], title="VAE: test images and reconstructions"))
+    return written
 
 
 def evaluate_run(path: str | os.PathLike, *, n: int | None = None, seed: int = 0, method: str | None = None,

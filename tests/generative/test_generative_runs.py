@@ -172,3 +172,30 @@ def test_evaluation_refuses_bad_samples(small_classifier):
         ev.evaluate_samples(torch.rand(500, 1, 8, 8), data)
     with pytest.raises(ValueError, match="samples: expected pixel values in"):
         ev.evaluate_samples(torch.rand(10, 1, 8, 8) * 2, data)
+
+
+def test_cli_views_of_vae_and_diffusion(tmp_path, capsys):
+    vae, _ = runs.start_run("vae", out=tmp_path / "vae", progress=False,
+                            model_options={"latent_size": 2}, train_options=TINY)
+    paths = {k: tmp_path / f"{k}.png" for k in ("map", "interp", "recon", "traj")}
+    assert main(["sample", str(tmp_path / "vae"), "--n", "4", "--png", str(tmp_path / "s.png"),
+                 "--latent-map", str(paths["map"]), "--interpolate", str(paths["interp"]),
+                 "--reconstruct", str(paths["recon"])]) == 0
+    assert all(paths[k].stat().st_size > 0 for k in ("map", "interp", "recon"))
+    runs.start_run("diffusion", out=tmp_path / "diff", progress=False, model_options={"timesteps": 10},
+                   train_options=TINY)
+    assert main(["sample", str(tmp_path / "diff"), "--n", "4", "--png", str(tmp_path / "s.png"),
+                 "--trajectory", str(paths["traj"])]) == 0
+    assert paths["traj"].stat().st_size > 0
+    capsys.readouterr()
+    assert main(["sample", str(tmp_path / "diff"), "--latent-map", str(paths["map"])]) == 2
+    assert "--latent-map: expected --trajectory with a diffusion run" in capsys.readouterr().err
+
+
+def test_the_classifier_trains_under_no_grad(small_classifier):
+    """Evaluation is usually called while sampling under torch.no_grad(); the first call
+    trains the reference classifier, which needs gradients."""
+    data = load_images("digits", binary=False)
+    with torch.no_grad():
+        out = ev.evaluate_samples(data.images("train")[:50], data)
+    assert out.classifier.test_accuracy > 0.5 and out.n == 50
