@@ -284,7 +284,7 @@ def _train(args: argparse.Namespace) -> int:
         if k in data:
             raise ValueError(f"--{k.replace('_', '-')}: expected only with gan, vae or diffusion and a folder of "
                              f"images, received {data[k]!r}")
-    gen_only = sorted({k for f in GENERATIVE_FIELDS.values() for k in f} - {"hidden_size"} & set(model))
+    gen_only = sorted(({k for f in GENERATIVE_FIELDS.values() for k in f} - {"hidden_size"}) & set(model))
     if gen_only:
         raise ValueError(f"{', '.join('--' + k.replace('_', '-') for k in gen_only)}: expected only with gan, vae "
                          f"or diffusion, received them with {args.model or 'a resumed run'}")
@@ -400,7 +400,8 @@ def _sample(args: argparse.Namespace) -> int:
                                   top_k=args.top_k, seed=args.seed)
     else:
         hint = " (use seqlab fill for a bert run)" if family in ("bert", "bert-classifier") else ""
-        raise ValueError(f"sample: expected a run of a generative model (gpt, rnn, lstm, gru, rbm), "
+        raise ValueError(f"sample: expected a run of a generative model (gpt, rnn, lstm, gru, rbm, gan, vae, "
+                         f"diffusion), "
                          f"received a {family!r} run{hint}")
     print((args.prompt or "") + text)
     return 0
@@ -452,7 +453,8 @@ def _sample_rbm(args: argparse.Namespace) -> int:
 def _add_sample(sub) -> None:
     p = sub.add_parser("sample", help="generate text or images from a trained model",
                        description="Sample from the best checkpoint of RUN_DIR (or a checkpoint directory) of a "
-                       "gpt, recurrent or rbm run (an rbm writes a PNG grid of Gibbs samples). A gpt prompt longer than the model's context is cropped from "
+                       "gpt, recurrent, rbm, gan, vae or diffusion run (an image model writes a PNG grid). A gpt "
+                       "prompt longer than the model's context is cropped from "
                        "the left (its last block_size tokens are used).")
     p.add_argument("run", metavar="RUN_DIR")
     p.add_argument("--prompt", default=None, help="text to start from (default: a newline)")
@@ -857,8 +859,6 @@ def _add_hopfield(sub) -> None:
 
 @command("boltzmann")
 def _boltzmann(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from seqlab.energy import boltzmann as bm
     from seqlab.training.checkpoint import atomic_write_json
 

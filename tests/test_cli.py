@@ -130,7 +130,7 @@ def test_checkpoint_of_another_family(run, capsys):
     saved["family"] = "hopfield"
     cfg.write_text(json.dumps(saved))
     assert main(["sample", str(run), "--prompt", "a"]) == 2
-    _one_line_error(capsys, "sample: expected a run of a generative model (gpt, rnn, lstm, gru, rbm), "
+    _one_line_error(capsys, "sample: expected a run of a generative model (gpt, rnn, lstm, gru, rbm, gan, vae, diffusion), "
                             "received a 'hopfield' run")
     from seqlab.recurrent import charlm_runs
 
