@@ -1,4 +1,5 @@
 import os
+import tempfile
 
 # cuBLAS needs this to run deterministically (set before CUDA initialises; harmless on CPU)
 os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -14,6 +15,8 @@ torch.set_num_threads(1)
 torch.use_deterministic_algorithms(True, warn_only=True)  # warn, not fail, on CUDA-only gaps
 torch.utils.deterministic.fill_uninitialized_memory = True
 os.environ.setdefault("MPLBACKEND", "Agg")
+# the generative evaluation caches its reference classifier here: not in the user's ~/.cache
+os.environ.setdefault("SEQLAB_CACHE", tempfile.mkdtemp(prefix="seqlab-test-cache-"))
 
 SHAKESPEARE = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "tinyshakespeare.txt")
 
