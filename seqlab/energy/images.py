@@ -88,10 +88,9 @@ def digit_patterns(digits: Sequence[int] = (0, 1, 2, 3, 4), *, size: int = SIZE,
         size = check_int(size, "size", minimum=1)
         if size != SIZE:
             fail("size", f"{SIZE} (the resolution of sklearn's load_digits)", size)
-        from sklearn.datasets import load_digits
+        from seqlab.data.images import load_digits_array
 
-        data = load_digits()
-        X, y = np.asarray(data.data, dtype=np.float64), np.asarray(data.target)
+        X, y = load_digits_array()
     rows = []
     for d in digits:
         mean = X[y == d].mean(axis=0)  # (side * side,)

@@ -377,7 +377,7 @@ class RBM(nn.Module):
         check_int(batch_size, "batch_size", minimum=1)
         lr = check_float(lr, "lr", minimum=0.0, open_min=True)
         weight_decay = check_float(weight_decay, "weight_decay", minimum=0.0)
-        n, cfg = x.shape[0], self.config
+        cfg = self.config
         M = cfg.n_chains if cfg.persistent else batch_size
         small = x.device.type == "cpu" and (batch_size + M) * (cfg.n_visible + cfg.n_hidden) <= SMALL_WORK
         with cpu_threads(1 if small else None):  # small products: one thread is faster

@@ -19,7 +19,7 @@ import torch
 from seqlab.data.images import ImageData, load_images
 from seqlab.energy.rbm import RBM, RBMConfig
 from seqlab.training.checkpoint import Checkpoint, load_checkpoint, load_weights, resolve_checkpoint
-from seqlab.training.trainer import TrainConfig, TrainResult, find_run_dir, read_run, train
+from seqlab.training.trainer import TrainConfig, TrainResult, default_run_dir, find_run_dir, read_run, train
 from seqlab.validation import check_int, fail
 
 FAMILY = "rbm"
@@ -48,16 +48,10 @@ def build_rbm_run(*, images: str = "digits", model_options: Mapping[str, Any] | 
     return RBM(config), data, cfg, {"source": images, **data.info()}
 
 
-def default_run_dir() -> Path:
-    import time
-
-    return Path("runs") / f"{FAMILY}-{time.strftime('%Y%m%d-%H%M%S')}"
-
-
 def start_rbm(*, out: str | os.PathLike | None = None, progress: bool = True, **options) -> tuple[TrainResult, Path]:
     """Train a new RBM; returns the result and the run directory."""
     model, data, cfg, info = build_rbm_run(**options)
-    run_dir = Path(out) if out is not None else default_run_dir()
+    run_dir = Path(out) if out is not None else default_run_dir(FAMILY)
     result = train(model, data, cfg, run_dir, family=FAMILY, model_config=model.config.to_dict(),
                    progress=progress, data_info=info)
     return result, run_dir

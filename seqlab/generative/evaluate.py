@@ -99,6 +99,11 @@ class ClassifierInfo:
     seed: int
 
 
+def n_classes(data: ImageData) -> int:
+    """K: one more than the largest label in any split."""
+    return int(max(int(data.split(s).y.max()) for s in ("train", "val", "test"))) + 1
+
+
 def train_classifier(data: ImageData, *, epochs: int = 15, seed: int = 0, batch_size: int = 64,
                      lr: float = 2e-3) -> tuple[Classifier, float]:
     """Train the reference classifier on the train split (on a CUDA GPU if there is one);
@@ -107,7 +112,7 @@ def train_classifier(data: ImageData, *, epochs: int = 15, seed: int = 0, batch_
     torch.manual_seed(seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     C, S = data.channels, data.side
-    classes = int(max(int(data.split(s).y.max()) for s in ("train", "val", "test"))) + 1
+    classes = n_classes(data)
     model = Classifier(C, S, classes).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     x, y = data.images("train").to(device), data.split("train").y.to(device)
@@ -136,7 +141,7 @@ def reference_classifier(data: ImageData, *, epochs: int = 15, seed: int = 0, pr
                                      "arch": 1}, sort_keys=True).encode()).hexdigest()[:16]
     path = _cache_root() / "classifiers" / f"{data.name.split()[0]}-{key}"
     config = {"channels": data.channels, "image_size": data.side,
-              "classes": int(max(int(data.split(s).y.max()) for s in ("train", "val", "test"))) + 1}
+              "classes": n_classes(data)}
     if (path / "config.json").exists():
         ckpt = load_checkpoint(path, family=CLASSIFIER_FAMILY)
         model = Classifier(**{k: ckpt.config[k] for k in ("channels", "image_size", "classes")})

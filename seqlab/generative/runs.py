@@ -9,7 +9,6 @@ and its split, so a run can be resumed and evaluated without repeating the optio
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import fields
 from pathlib import Path
 from typing import Any, Mapping
@@ -17,9 +16,10 @@ from typing import Any, Mapping
 import torch
 
 from seqlab.data.images import ImageData, load_image_folder, load_images
+from seqlab.llm.runs import run_family  # noqa: F401  (re-exported: seqlab eval names the family)
 from seqlab.training.checkpoint import (Checkpoint, latest_checkpoint, load_checkpoint, load_weights,
                                        resolve_checkpoint)
-from seqlab.training.trainer import TrainConfig, TrainResult, find_run_dir, read_run, train
+from seqlab.training.trainer import TrainConfig, TrainResult, default_run_dir, find_run_dir, read_run, train
 from seqlab.validation import check_choice, check_int, fail
 
 FAMILIES = ("gan", "vae", "diffusion")
@@ -125,10 +125,6 @@ def _flat(x: torch.Tensor, data: ImageData) -> torch.Tensor:
     return x[:, 0].reshape(x.shape[0], -1).detach().cpu()
 
 
-def default_run_dir(family: str) -> Path:
-    return Path("runs") / f"{family}-{time.strftime('%Y%m%d-%H%M%S')}"
-
-
 def start_run(family: str, *, out: str | os.PathLike | None = None, progress: bool = True,
               **options) -> tuple[TrainResult, Path]:
     """Train a new model of ``family``; a grid of samples is written at every evaluation into
@@ -156,12 +152,6 @@ def resume_run(run_dir: str | os.PathLike, *, progress: bool = True, model_optio
     result = train(model, data.as_images(), cfg, run_dir, family=family, model_config=requested, resume=True,
                    progress=progress, data_info=info, on_eval=_grid_writer(model, run_dir, data))
     return result, run_dir
-
-
-def run_family(path: str | os.PathLike) -> str:
-    from seqlab.llm.runs import run_family as family_of
-
-    return family_of(path)
 
 
 def load_model(path: str | os.PathLike, family: str | None = None, map_location: str = "cpu"):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from dataclasses import fields
 from pathlib import Path
 from typing import Any, Mapping
@@ -22,7 +21,7 @@ from seqlab.data.tokens import TokenDataset
 from seqlab.llm.gpt import GPT, GPT_PRESETS, LN2, GPTConfig
 from seqlab.llm.tokenizers import BPETokenizer, CharLevelTokenizer, Tokenizer, tokenizer_from_json
 from seqlab.training.checkpoint import Checkpoint, checkpoint_file, load_checkpoint, load_weights, resolve_checkpoint
-from seqlab.training.trainer import TrainConfig, TrainResult, read_run, train
+from seqlab.training.trainer import TrainConfig, TrainResult, default_run_dir, read_run, train
 from seqlab.validation import check_choice, check_int, fail
 
 GPT_FAMILY = "gpt"
@@ -77,10 +76,6 @@ def build_gpt_run(*, text: str | None = None, preset: str = DEFAULT_PRESET, toke
     info = {"source": source_name(text), "name": name, **data.info()}
     torch.manual_seed(cfg.seed)  # the initial weights depend on the run's seed only
     return GPT(config), data, cfg, info
-
-
-def default_run_dir(family: str) -> Path:
-    return Path("runs") / f"{family}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def start_gpt(*, out: str | os.PathLike | None = None, progress: bool = True, **options) -> tuple[TrainResult, Path]:

@@ -4,7 +4,6 @@ the tour and the benchmarks): corpus -> tokenizer -> CharLM -> the generic train
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import fields
 from pathlib import Path
 from typing import Any, Mapping
@@ -14,7 +13,7 @@ import torch
 from seqlab.data.text import CharDataset, CharTokenizer, load_text, resume_text
 from seqlab.recurrent.charlm import LN2, PRESETS, CharLM, CharLMConfig
 from seqlab.training.checkpoint import Checkpoint, checkpoint_file, load_checkpoint, load_weights, resolve_checkpoint
-from seqlab.training.trainer import TrainConfig, TrainResult, train
+from seqlab.training.trainer import TrainConfig, TrainResult, default_run_dir, train
 from seqlab.training.trainer import read_run as _read_run
 from seqlab.validation import check_choice, check_int, fail
 
@@ -52,10 +51,6 @@ def build_run(cell: str, *, text: str | None = None, preset: str = DEFAULT_PRESE
     info = {"source": _source_name(text), "name": name, **data.info()}
     torch.manual_seed(cfg.seed)  # the initial weights depend on the run's seed only
     return CharLM(config), data, cfg, info
-
-
-def default_run_dir(cell: str) -> Path:
-    return Path("runs") / f"{cell}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def start(cell: str, *, out: str | os.PathLike | None = None, progress: bool = True, **options) -> tuple[TrainResult, Path]:

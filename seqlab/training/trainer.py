@@ -422,6 +422,11 @@ def _read_run_json(run_dir: Path) -> dict:
     return obj
 
 
+def default_run_dir(family: str) -> Path:
+    """``runs/FAMILY-DATE-TIME``: where a run goes when no ``--out`` is given."""
+    return Path("runs") / f"{family}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
 def find_run_dir(path: str | Path) -> Path:
     """The run directory of ``path``: itself, or for a checkpoint (RUN/checkpoints/step-N) the
     run two levels up."""
