@@ -19,6 +19,19 @@ def fail(what: str, expected: str, received: object) -> None:
     raise ValueError(f"{what}: expected {expected}, received {received}")
 
 
+def resolve_config(config: object, kwargs: dict, config_class: type, owner: str) -> object:
+    """The config of a model built as ``Model(config)`` or ``Model(**kwargs)``: builds
+    ``config_class(**kwargs)`` when no config is given, and refuses both at once or a config
+    of another class."""
+    if config is None:
+        return config_class(**kwargs)
+    if kwargs:
+        fail(f"{owner}(config, **kwargs)", "a config or keyword arguments, not both", sorted(kwargs))
+    if not isinstance(config, config_class):
+        fail("config", f"a {config_class.__name__}", type(config).__name__)
+    return config
+
+
 def shape_str(x: torch.Tensor) -> str:
     return "(" + ", ".join(str(s) for s in x.shape) + ")"
 

@@ -60,7 +60,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from seqlab.training.device import cpu_threads
-from seqlab.validation import check_float, check_int, fail, fields_from_dict, shape_str
+from seqlab.validation import check_float, check_int, fail, fields_from_dict, resolve_config, shape_str
 
 MAX_ENUMERATE = 20  # exact log Z enumerates 2^min(D, H) states
 SMALL_WORK = 2 ** 16  # fit runs on one CPU thread when (B + M)(D + H) is at most this
@@ -128,12 +128,7 @@ class RBM(nn.Module):
 
     def __init__(self, config: RBMConfig | None = None, /, **kwargs) -> None:
         super().__init__()
-        if config is None:
-            config = RBMConfig(**kwargs)
-        elif kwargs:
-            fail("RBM(config, **kwargs)", "a config or keyword arguments, not both", sorted(kwargs))
-        if not isinstance(config, RBMConfig):
-            fail("config", "an RBMConfig", type(config).__name__)
+        config = resolve_config(config, kwargs, RBMConfig, type(self).__name__)
         self.config = config
         D, H = config.n_visible, config.n_hidden
         self.W = nn.Parameter(torch.randn(H, D) * config.init_std)  # (H, D)

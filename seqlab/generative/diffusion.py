@@ -71,7 +71,7 @@ from torch import nn
 
 from seqlab.generative.common import check_image_config, check_images, from_signed, to_signed
 from seqlab.generative.unet import UNet
-from seqlab.validation import check_choice, check_float, check_int, fail, fields_from_dict, shape_str
+from seqlab.validation import check_choice, check_float, check_int, fail, fields_from_dict, resolve_config, shape_str
 
 SCHEDULES = ("linear", "cosine")
 METHODS = ("ddpm", "ddim")
@@ -147,12 +147,7 @@ class Diffusion(nn.Module):
 
     def __init__(self, config: DiffusionConfig | None = None, /, **kwargs) -> None:
         super().__init__()
-        if config is None:
-            config = DiffusionConfig(**kwargs)
-        elif kwargs:
-            fail("Diffusion(config, **kwargs)", "a config or keyword arguments, not both", sorted(kwargs))
-        if not isinstance(config, DiffusionConfig):
-            fail("config", "a DiffusionConfig", type(config).__name__)
+        config = resolve_config(config, kwargs, DiffusionConfig, type(self).__name__)
         self.config = config
         self.T = config.timesteps
         self.net = UNet(config.channels, config.base_channels, config.channel_mults, config.time_dim)

@@ -57,7 +57,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from seqlab.generative.common import check_image_config, check_images, from_signed, to_signed
-from seqlab.validation import check_choice, check_float, check_int, fail, fields_from_dict
+from seqlab.validation import check_choice, check_float, check_int, fail, fields_from_dict, resolve_config
 
 LOSSES = ("non-saturating", "minimax")
 
@@ -166,12 +166,7 @@ class GAN(nn.Module):
 
     def __init__(self, config: GANConfig | None = None, /, **kwargs) -> None:
         super().__init__()
-        if config is None:
-            config = GANConfig(**kwargs)
-        elif kwargs:
-            fail("GAN(config, **kwargs)", "a config or keyword arguments, not both", sorted(kwargs))
-        if not isinstance(config, GANConfig):
-            fail("config", "a GANConfig", type(config).__name__)
+        config = resolve_config(config, kwargs, GANConfig, type(self).__name__)
         self.config = config
         self.generator = Generator(config)
         self.discriminator = Discriminator(config)

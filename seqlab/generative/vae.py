@@ -62,6 +62,7 @@ from seqlab.validation import (
     check_tensor,
     fail,
     fields_from_dict,
+    resolve_config,
     shape_str,
 )
 
@@ -134,12 +135,7 @@ class VAE(nn.Module):
 
     def __init__(self, config: VAEConfig | None = None, /, **kwargs) -> None:
         super().__init__()
-        if config is None:
-            config = VAEConfig(**kwargs)
-        elif kwargs:
-            fail("VAE(config, **kwargs)", "a config or keyword arguments, not both", sorted(kwargs))
-        if not isinstance(config, VAEConfig):
-            fail("config", "a VAEConfig", type(config).__name__)
+        config = resolve_config(config, kwargs, VAEConfig, type(self).__name__)
         self.config = config
         D, L = config.pixels, config.latent_size
         self.encoder = _mlp(D, config.hidden, config.depth, 2 * L)  # x (B, D) -> [mu, log sigma^2] (B, 2L)

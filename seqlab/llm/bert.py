@@ -63,6 +63,7 @@ from seqlab.validation import (
     check_tensor,
     fail,
     fields_from_dict,
+    resolve_config,
     shape_str,
 )
 
@@ -199,12 +200,7 @@ class BERT(nn.Module):
 
     def __init__(self, config: BERTConfig | None = None, /, **kwargs) -> None:
         super().__init__()
-        if config is None:
-            config = BERTConfig(**kwargs)
-        elif kwargs:
-            raise TypeError("pass either a config or keyword arguments, not both")
-        if not isinstance(config, BERTConfig):
-            fail("config", "BERTConfig", type(config).__name__)
+        config = resolve_config(config, kwargs, BERTConfig, type(self).__name__)
         self.config = c = config
         V, D = c.vocab_size, c.d_model
         self.w_x = nn.Parameter(torch.empty(V, D))  # w^(x): row i = embedding of token i, (V, D)

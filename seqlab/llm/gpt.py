@@ -37,7 +37,7 @@ from torch import nn
 from seqlab.llm.sampling import generate as _generate
 from seqlab.transformer.block import BlockConfig, Encoder
 from seqlab.transformer.position import LearnedPositionalEncoding, SinusoidalPositionalEncoding
-from seqlab.validation import check_choice, check_int, check_tensor, fail, fields_from_dict, shape_str
+from seqlab.validation import check_choice, check_int, check_tensor, fail, fields_from_dict, resolve_config, shape_str
 
 LN2 = math.log(2.0)
 POSITIONS = ("learned", "sinusoidal")
@@ -108,12 +108,7 @@ class GPT(nn.Module):
 
     def __init__(self, config: GPTConfig | None = None, /, **kwargs) -> None:
         super().__init__()
-        if config is None:
-            config = GPTConfig(**kwargs)
-        elif kwargs:
-            raise TypeError("pass either a config or keyword arguments, not both")
-        if not isinstance(config, GPTConfig):
-            fail("config", "GPTConfig", type(config).__name__)
+        config = resolve_config(config, kwargs, GPTConfig, type(self).__name__)
         self.config = c = config
         self.w_e = nn.Parameter(torch.empty(c.vocab_size, c.d_model))  # w^(e): (V, D)
         if c.position == "learned":

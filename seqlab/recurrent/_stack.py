@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from seqlab.validation import check_float, check_int, check_lengths, check_tensor, fail, shape_str
+from seqlab.validation import check_float, check_int, check_lengths, check_tensor, fail, resolve_config, shape_str
 
 
 def validate_stack_config(cfg: Any) -> None:
@@ -76,12 +76,7 @@ class RecurrentStack(nn.Module):
 
     def __init__(self, config: Any = None, /, **kwargs: Any) -> None:
         super().__init__()
-        if config is None:
-            config = self.config_class(**kwargs)
-        elif kwargs:
-            raise TypeError("pass either a config or keyword arguments, not both")
-        if not isinstance(config, self.config_class):
-            fail("config", self.config_class.__name__, type(config).__name__)
+        config = resolve_config(config, kwargs, self.config_class, type(self).__name__)
         self.config = config
         self.layers = nn.ModuleList(
             self._make_layer(config.input_size if l == 0 else config.hidden_size) for l in range(config.num_layers)

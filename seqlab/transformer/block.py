@@ -38,7 +38,7 @@ from torch import nn
 
 from seqlab.transformer.layernorm import LayerNorm
 from seqlab.transformer.multihead import KVCache, MultiHeadAttention, MultiHeadAttentionConfig, _linear
-from seqlab.validation import check_choice, check_float, check_int, fail
+from seqlab.validation import check_choice, check_float, check_int, fail, resolve_config
 
 ACTIVATIONS = ("gelu", "relu")
 
@@ -84,12 +84,7 @@ class TransformerBlock(nn.Module):
 
     def __init__(self, config: BlockConfig | None = None, /, **kwargs) -> None:
         super().__init__()
-        if config is None:
-            config = BlockConfig(**kwargs)
-        elif kwargs:
-            raise TypeError("pass either a config or keyword arguments, not both")
-        if not isinstance(config, BlockConfig):
-            fail("config", "BlockConfig", type(config).__name__)
+        config = resolve_config(config, kwargs, BlockConfig, type(self).__name__)
         self.config = c = config
         D, eps = c.d_model, c.layer_norm_eps
         self.norm_self = LayerNorm(D, eps=eps, bias=c.bias)

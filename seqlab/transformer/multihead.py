@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from seqlab.transformer.attention import attend, check_mask, combine_masks
-from seqlab.validation import check_float, check_int, check_tensor, fail, shape_str
+from seqlab.validation import check_float, check_int, check_tensor, fail, resolve_config, shape_str
 
 
 @dataclass(frozen=True)
@@ -131,12 +131,7 @@ class MultiHeadAttention(nn.Module):
 
     def __init__(self, config: MultiHeadAttentionConfig | None = None, /, **kwargs) -> None:
         super().__init__()
-        if config is None:
-            config = MultiHeadAttentionConfig(**kwargs)
-        elif kwargs:
-            raise TypeError("pass either a config or keyword arguments, not both")
-        if not isinstance(config, MultiHeadAttentionConfig):
-            fail("config", "MultiHeadAttentionConfig", type(config).__name__)
+        config = resolve_config(config, kwargs, MultiHeadAttentionConfig, type(self).__name__)
         self.config = c = config
         D = c.d_model
         self.w_q = nn.Parameter(torch.empty(D, D))  # w^(q): (D, D)
