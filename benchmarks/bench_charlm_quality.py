@@ -32,9 +32,12 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_recurrent_speed import machine  # noqa: E402
-from seqlab.data.text import CharDataset, read_text_file, shakespeare_path  # noqa: E402
+from seqlab.data.text import read_text_file, shakespeare_path  # noqa: E402
+from seqlab.data.tokens import TokenDataset  # noqa: E402
+from seqlab.llm.tokenizers import CharTokenizer  # noqa: E402
 from seqlab.recurrent.charlm import LN2, CharLM, CharLMConfig  # noqa: E402
-from seqlab.training.trainer import TrainConfig, train  # noqa: E402
+from seqlab.training.config import TrainConfig  # noqa: E402
+from seqlab.training.loop import train  # noqa: E402
 
 
 class TorchCharLM(nn.Module):
@@ -74,7 +77,7 @@ def build(name: str, vocab: int, args) -> nn.Module:
 
 
 @torch.no_grad()
-def score(model: nn.Module, data: CharDataset, batches: int, batch_size: int, seed: int = 1234) -> float:
+def score(model: nn.Module, data: TokenDataset, batches: int, batch_size: int, seed: int = 1234) -> float:
     """Mean validation cross-entropy over a fixed set of random windows of data.block_size
     characters (the same windows for every model: same generator seed)."""
     model.eval()
@@ -88,7 +91,7 @@ def score(model: nn.Module, data: CharDataset, batches: int, batch_size: int, se
 
 
 @torch.no_grad()
-def score_sequential(model: nn.Module, data: CharDataset, streams: int = 16, chunk: int = 512) -> float:
+def score_sequential(model: nn.Module, data: TokenDataset, streams: int = 16, chunk: int = 512) -> float:
     """Cross-entropy of the whole validation split read in order: the split is cut into
     ``streams`` contiguous parts, each read from its start with the recurrent state carried
     from chunk to chunk (so every character after the first few of a part has all of its
@@ -107,7 +110,7 @@ def score_sequential(model: nn.Module, data: CharDataset, streams: int = 16, chu
     return total / y.numel()
 
 
-def step_seconds(name: str, data: CharDataset, args) -> float:
+def step_seconds(name: str, data: TokenDataset, args) -> float:
     """Calibration: seconds per training step (forward, backward, AdamW): the median of
     the last 25 of 45 steps (the first steps of a process run slower while the memory
     allocator settles)."""
@@ -154,8 +157,8 @@ def main(argv=None) -> int:
     torch.set_num_threads(os.cpu_count() or 1)
     path = args.text or str(shakespeare_path())
     text = read_text_file(path)
-    data = CharDataset(text, args.block_size)
-    score_data = CharDataset(text, args.score_block, tokenizer=data.tokenizer)
+    data = TokenDataset.from_text(text, CharTokenizer.from_text(text), args.block_size)
+    score_data = TokenDataset.from_text(text, data.tokenizer, args.score_block)
     info = machine()
     print(f"corpus {path}: {len(text):,} characters, vocabulary {data.vocab_size}; "
           f"train {data.train_data.numel():,} / val {data.val_data.numel():,}; budget {args.seconds:.0f} s per model")

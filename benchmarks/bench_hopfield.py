@@ -57,7 +57,7 @@ def capacity_part(units, loads, trials, seed):
 def throughput_part(N, P, n_recall, flip, seed):
     g = torch.Generator().manual_seed(seed)
     X = torch.randint(0, 2, (P, N), generator=g).to(torch.float64) * 2 - 1
-    net = HopfieldNetwork(N).store(X)
+    net = HopfieldNetwork(n_units=N).store(X)
     noisy = X.clone()
     k = round(flip * N)
     for p in range(P):

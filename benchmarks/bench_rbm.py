@@ -46,7 +46,7 @@ from seqlab.energy.rbm_runs import feature_accuracy  # noqa: E402
 
 
 def sklearn_as_rbm(sk) -> RBM:
-    m = RBM(n_visible=sk.components_.shape[1], n_hidden=sk.components_.shape[0]).double()
+    m = RBM(visible_size=sk.components_.shape[1], hidden_size=sk.components_.shape[0]).double()
     with torch.no_grad():
         m.W.copy_(torch.from_numpy(sk.components_))
         m.b.copy_(torch.from_numpy(sk.intercept_visible_))
@@ -79,7 +79,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--batch-size", type=int, default=10)
     ap.add_argument("--lr", type=float, default=0.05)
-    ap.add_argument("--hidden", type=int, default=100)
+    ap.add_argument("--hidden-size", type=int, default=100)
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     if args.quick:
@@ -94,19 +94,19 @@ def main() -> None:
     x_tr32 = torch.from_numpy(x_tr).float()
 
     # warm-up (imports, thread pools, first-call allocations), not timed
-    BernoulliRBM(n_components=args.hidden, n_iter=1, batch_size=args.batch_size).fit(x_tr[:200])
-    RBM(n_visible=64, n_hidden=args.hidden).fit(x_tr32[:200], epochs=1, batch_size=args.batch_size)
+    BernoulliRBM(n_components=args.hidden_size, n_iter=1, batch_size=args.batch_size).fit(x_tr[:200])
+    RBM(visible_size=64, hidden_size=args.hidden_size).fit(x_tr32[:200], epochs=1, batch_size=args.batch_size)
 
     runs = []
     for seed in range(args.seeds):
-        sk = BernoulliRBM(n_components=args.hidden, learning_rate=args.lr, batch_size=args.batch_size,
+        sk = BernoulliRBM(n_components=args.hidden_size, learning_rate=args.lr, batch_size=args.batch_size,
                           n_iter=args.epochs, random_state=seed)
         t = time.perf_counter()
         sk.fit(x_tr)
         t_sk = time.perf_counter() - t
 
         torch.manual_seed(seed)
-        ours = RBM(n_visible=64, n_hidden=args.hidden, n_chains=args.batch_size)
+        ours = RBM(visible_size=64, hidden_size=args.hidden_size, n_chains=args.batch_size)
         t = time.perf_counter()
         ours.fit(x_tr32, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                  generator=torch.Generator().manual_seed(seed))
@@ -149,7 +149,7 @@ def main() -> None:
     summary["acc_met_strict"] = bool(summary["acc_diff"] >= 0)
     summary["target_met"] = summary["time_met"] and summary["pl_met_strict"] and summary["acc_met_strict"]
     info = machine()
-    settings = {"hidden": args.hidden, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
+    settings = {"hidden_size": args.hidden_size, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
                 "seeds": args.seeds, "n_train": int(x_tr.shape[0]), "n_test": int(x_te.shape[0])}
     payload = {"machine": info, "quick": args.quick, "settings": settings, "runs": runs, "summary": summary}
     (out / "rbm.json").write_text(json.dumps(payload, indent=2) + "\n")
@@ -160,8 +160,8 @@ def main() -> None:
         f"Machine: {info['cpu']}, {info['cores']} cores, {info['threads']} threads, torch {info['torch']}, "
         f"Python {info['python']}; measured {time.strftime('%Y-%m-%d')}. Command: `python benchmarks/bench_rbm.py`.",
         "",
-        f"Both: {args.hidden} hidden units, PCD-1 with {args.batch_size} persistent chains, plain SGD, lr {args.lr}, "
-        f"batch {args.batch_size}, {args.epochs} epochs over {x_tr.shape[0]} training images; scored on "
+        f"Both: {args.hidden_size} hidden units, PCD-1 with {args.batch_size} persistent chains, plain SGD, "
+        f"lr {args.lr}, batch {args.batch_size}, {args.epochs} epochs over {x_tr.shape[0]} training images; scored on "
         f"{x_te.shape[0]} test images. Mean (sd) over {args.seeds} seeds; times are medians.",
         "",
         "| | fit time (s) | test pseudo-likelihood (nats/image) | logistic regression on p(h \\| v) |",

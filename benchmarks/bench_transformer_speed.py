@@ -62,7 +62,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_recurrent_speed import machine  # noqa: E402
 from seqlab.llm.gpt import GPT, GPTConfig  # noqa: E402
 from seqlab.llm.runs import GPT_TRAIN_DEFAULTS  # noqa: E402
-from seqlab.training.trainer import TrainConfig, make_optimizer  # noqa: E402
+from seqlab.training.config import TrainConfig  # noqa: E402
+from seqlab.training.loop import make_optimizer  # noqa: E402
 from seqlab.transformer.attention import scaled_dot_product_attention  # noqa: E402
 from seqlab.transformer.block import TransformerBlock  # noqa: E402
 
@@ -198,7 +199,7 @@ class TorchGPT(nn.Module):
     def from_seqlab(cls, gpt: GPT) -> TorchGPT:
         ref = cls(gpt.config)
         with torch.no_grad():
-            ref.tok.weight.copy_(gpt.w_e)
+            ref.tok.weight.copy_(gpt.w_x)
             ref.pos.copy_(gpt.pos.p)
             for layer, block in zip(ref.encoder.layers, gpt.blocks.blocks):
                 layer.load_state_dict(TransformerBlock.map_to_torch(block.state_dict(), block.config))

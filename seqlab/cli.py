@@ -27,10 +27,11 @@ def command(name: str):
 @command("unfold")
 def _unfold(args: argparse.Namespace) -> int:
     from seqlab.recurrent import unfold as uf
+    from seqlab.viz.recurrent import plot_unfold
 
     result = uf.unfold(args.length, output=args.output, layers=args.layers, wrt=args.wrt)
     if args.png:
-        uf.render_png(result, args.png)
+        plot_unfold(result, args.png)
     if args.json:
         print(json.dumps(uf.to_json(result)))
     else:
@@ -85,7 +86,8 @@ TRAIN_OPTIONS = [
     ("--log-every", int, "steps between lines in metrics.jsonl"),
 ]
 MODEL_OPTIONS = [
-    ("--hidden-size", int, "hidden units H per layer"),
+    ("--hidden-size", int, "hidden width: rnn, lstm, gru: units H per layer; rbm: hidden units; vae: MLP width; "
+                           "gan: generator width"),
     ("--num-layers", int, "stacked recurrent layers L"),
     ("--dropout", float, "dropout between layers"),
     ("--nonlinearity", str, "rnn: tanh or relu"),
@@ -100,8 +102,7 @@ MODEL_OPTIONS = [
     ("--init-std", float, "rbm: standard deviation of the initial weights (default 0.01)"),
     ("--latent-size", int, "vae: latent dimensions (default 8; 2 for a latent map with a decoded grid)"),
     ("--noise-size", int, "gan: noise dimensions (default 32)"),
-    ("--g-width", int, "gan: generator width"),
-    ("--d-width", int, "gan: discriminator width"),
+    ("--d-hidden-size", int, "gan: discriminator width (default: the generator's, --hidden-size)"),
     ("--gan-loss", str, "gan: non-saturating (default) or minimax generator loss"),
     ("--d-steps", int, "gan: discriminator updates per generator update"),
     ("--timesteps", int, "diffusion: noising steps T (default 200)"),
@@ -111,10 +112,10 @@ MODEL_OPTIONS = [
 DATA_DESTS = ("text", "preset", "block_size", "tokenizer", "vocab_size", "images", "image_size", "channels")
 GENERATIVE = ("gan", "vae", "diffusion")
 # CLI name -> model config field, per generative family
-GENERATIVE_FIELDS = {"gan": {"noise_size": "noise_size", "g_width": "g_width", "d_width": "d_width",
-                             "gan_loss": "loss", "d_steps": "d_steps"},
-                     "vae": {"latent_size": "latent_size", "hidden_size": "hidden"},
-                     "diffusion": {"timesteps": "timesteps", "beta_schedule": "schedule",
+GENERATIVE_FIELDS = {"gan": {"noise_size": "noise_size", "hidden_size": "hidden_size",
+                             "d_hidden_size": "d_hidden_size", "gan_loss": "loss", "d_steps": "d_steps"},
+                     "vae": {"latent_size": "latent_size", "hidden_size": "hidden_size"},
+                     "diffusion": {"timesteps": "timesteps", "beta_schedule": "beta_schedule",
                                    "base_channels": "base_channels"}}
 TRANSFORMERS = ("gpt", "bert")
 RBM_DATA = ("images",)
@@ -152,9 +153,6 @@ def _train_options(args: argparse.Namespace) -> tuple[dict, dict, dict]:
     given.update({k: v for k, v in vars(args).items() if k in _ALL_DESTS and v is not None})
     model = {k: given.pop(k) for k in list(given) if k in _MODEL_DESTS}
     train = {k: given.pop(k) for k in list(given) if k in _TRAIN_DESTS}
-    for k in ("clip_norm", "clip_value"):
-        if train.get(k) == 0:
-            train[k] = None
     data = {k: given.pop(k) for k in list(given) if k in DATA_DESTS}
     if given:
         raise ValueError(f"--config: expected option names such as hidden_size or lr, received unknown {sorted(given)}")
@@ -166,20 +164,12 @@ _TRAIN_DESTS = {_dest(f) for f, _, _ in TRAIN_OPTIONS}
 _ALL_DESTS = _MODEL_DESTS | _TRAIN_DESTS | set(DATA_DESTS)
 
 
-def _saved_family(run_dir: str) -> str | None:
-    from pathlib import Path
-
-    try:
-        return json.loads((Path(run_dir) / "run.json").read_text(encoding="utf-8")).get("family")
-    except (OSError, ValueError, AttributeError):
-        return None  # the resume functions say what is wrong
-
-
 def _train_transformer(args: argparse.Namespace, model: dict, train: dict, data: dict) -> int:
     from seqlab.llm import bert_runs, runs
+    from seqlab.training.rundir import run_family
 
     progress = not args.quiet
-    family = args.model or _saved_family(args.resume)
+    family = args.model or run_family(args.resume)
     if args.resume:
         extra = sorted(k for k in data if k != "text")
         if extra:
@@ -213,9 +203,10 @@ def _train_transformer(args: argparse.Namespace, model: dict, train: dict, data:
 
 def _train_generative(args: argparse.Namespace, model: dict, train: dict, data: dict) -> int:
     from seqlab.generative import runs as gruns
+    from seqlab.training.rundir import run_family
 
     progress = not args.quiet
-    family = args.model or _saved_family(args.resume)
+    family = args.model or run_family(args.resume)
     names = GENERATIVE_FIELDS[family]
     extra = sorted([k for k in model if k not in names] + [k for k in data if k not in ("images", "image_size",
                                                                                          "channels")])
@@ -242,10 +233,9 @@ def _train_generative(args: argparse.Namespace, model: dict, train: dict, data: 
 
 def _train_rbm(args: argparse.Namespace, model: dict, train: dict, data: dict) -> int:
     from seqlab.energy import rbm_runs
+    from seqlab.viz.energy import plot_rbm_pictures
 
     progress = not args.quiet
-    if "hidden_size" in model:
-        model["n_hidden"] = model.pop("hidden_size")
     extra = sorted(k for k in list(model) + list(data) if k not in rbm_runs.RBM_MODEL_FIELDS and k not in RBM_DATA)
     if extra:
         raise ValueError(f"rbm: expected only the options --hidden-size, --k, --cd, --n-chains, --init-std, "
@@ -267,7 +257,7 @@ def _train_rbm(args: argparse.Namespace, model: dict, train: dict, data: dict) -
         rbm, _ = rbm_runs.load_rbm(run_dir)
         images = rbm_runs.run_images(run_dir)
         print(rbm_runs.evaluate_rbm(rbm, images).line())
-        paths = rbm_runs.write_pictures(rbm, images, run_dir)
+        paths = plot_rbm_pictures(rbm, images, run_dir)
         print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
 
@@ -275,9 +265,10 @@ def _train_rbm(args: argparse.Namespace, model: dict, train: dict, data: dict) -
 @command("train")
 def _train(args: argparse.Namespace) -> int:
     from seqlab.recurrent import charlm_runs
+    from seqlab.training.rundir import run_family
 
     model, train, data = _train_options(args)
-    saved = _saved_family(args.resume) if args.resume and args.model is None else None
+    saved = run_family(args.resume) if args.resume and args.model is None else None
     if args.model in GENERATIVE or saved in GENERATIVE:
         return _train_generative(args, model, train, data)
     for k in ("image_size", "channels"):
@@ -288,7 +279,7 @@ def _train(args: argparse.Namespace) -> int:
     if gen_only:
         raise ValueError(f"{', '.join('--' + k.replace('_', '-') for k in gen_only)}: expected only with gan, vae "
                          f"or diffusion, received them with {args.model or 'a resumed run'}")
-    if args.model == "rbm" or (args.resume and args.model is None and _saved_family(args.resume) == "rbm"):
+    if args.model == "rbm" or saved == "rbm":
         return _train_rbm(args, model, train, data)
     if "images" in data:
         raise ValueError(f"--images: expected only with rbm, received {data['images']!r}")
@@ -296,8 +287,7 @@ def _train(args: argparse.Namespace) -> int:
     if bad:
         raise ValueError(f"{', '.join('--' + k.replace('_', '-') for k in bad)}: expected only with rbm, "
                          f"received them with {args.model or 'a resumed run'}")
-    if args.model in TRANSFORMERS or (args.resume and args.model is None
-                                      and _saved_family(args.resume) in TRANSFORMERS):
+    if args.model in TRANSFORMERS or saved in TRANSFORMERS:
         return _train_transformer(args, model, train, data)
     for k in ("tokenizer", "vocab_size"):
         if k in data:
@@ -373,8 +363,9 @@ def _add_train(sub) -> None:
 def _sample(args: argparse.Namespace) -> int:
     from seqlab.llm import runs
     from seqlab.recurrent import charlm_runs
+    from seqlab.training.rundir import run_family
 
-    family = runs.run_family(args.run)
+    family = run_family(args.run)
     if family == "rbm":
         if args.method is not None or _view_options(args):
             raise ValueError(f"{', '.join(['--method'] * (args.method is not None) + _view_options(args))}: "
@@ -482,8 +473,9 @@ def _add_sample(sub) -> None:
 def _load_transformer(run: str):
     """(model, tokenizer, family) of a gpt or bert run."""
     from seqlab.llm import runs
+    from seqlab.training.rundir import run_family
 
-    family = runs.run_family(run)
+    family = run_family(run)
     if family == "gpt":
         model, tok, _ = runs.load_gpt(run)
     elif family == "bert":
@@ -647,24 +639,27 @@ def _gradflow(args: argparse.Namespace) -> int:
     import json as _json
     from pathlib import Path
 
+    from seqlab.recurrent import clipping
     from seqlab.recurrent import gradflow as gf
-    from seqlab.training.checkpoint import atomic_write_json, atomic_write_text
+    from seqlab.recurrent import gradflow_report as report
+    from seqlab.training.io import atomic_write_json, atomic_write_text
+    from seqlab.viz.recurrent import plot_clipping, plot_gradflow
 
     cells = [c.strip() for c in args.cells.split(",") if c.strip()]
     result = gf.gradflow(cells, args.scales, args.length, args.hidden_size, args.batch_size, args.seed,
                          repeats=args.repeats, forget_bias=None if args.default_gates else args.forget_bias)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    table = gf.format_table(result)
-    gf.plot(result, out / "gradflow.png")
+    table = report.format_table(result)
+    plot_gradflow(result, out / "gradflow.png")
     atomic_write_text(out / "gradflow.txt", table + "\n")
-    payload = {"gradflow": gf.to_json(result)}
+    payload = {"gradflow": report.to_json(result)}
     lines = [table]
     if not args.no_clipping:
-        demo = gf.clipping_demo(seed=args.seed)
-        gf.plot_clipping(demo, out / "clipping.png")
-        payload["clipping"] = gf.to_json(demo)
-        lines.append(gf.format_clipping(demo))
+        demo = clipping.clipping_demo(seed=args.seed)
+        plot_clipping(demo, out / "clipping.png")
+        payload["clipping"] = clipping.to_json(demo)
+        lines.append(clipping.format_clipping(demo))
     atomic_write_json(out / "gradflow.json", payload)
     if args.json:
         print(_json.dumps(payload))
@@ -748,7 +743,8 @@ def _hopfield(args: argparse.Namespace) -> int:
 
     from seqlab.energy import capacity as cap
     from seqlab.energy.hopfield import RULES
-    from seqlab.training.checkpoint import atomic_write_json
+    from seqlab.training.io import atomic_write_json
+    from seqlab.viz.energy import plot_capacity
 
     if args.action == "recall":
         return _hopfield_recall(args)
@@ -768,7 +764,7 @@ def _hopfield(args: argparse.Namespace) -> int:
                                             max_sweeps=args.max_sweeps, flip=args.flip))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    cap.plot(results, out / "capacity.png")
+    plot_capacity(results, out / "capacity.png")
     payload = {"theory_alpha_c": cap.ALPHA_C, "results": [cap.to_json(r) for r in results]}
     atomic_write_json(out / "capacity.json", payload)
     if args.json:
@@ -784,6 +780,7 @@ def _hopfield_recall(args: argparse.Namespace) -> int:
 
     from seqlab.energy import images as im
     from seqlab.energy.hopfield import RULES
+    from seqlab.viz.energy import plot_recall
 
     digits = _parse_list(args.digits, "--digits", int)
     for d in digits:
@@ -804,7 +801,7 @@ def _hopfield_recall(args: argparse.Namespace) -> int:
                            mode=args.mode, seed=args.seed, images=args.images)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    png = im.plot_recall(rec, out / "recall.png")
+    png = plot_recall(rec, out / "recall.png")
     res = rec.result
     e0, e1 = float(res.energies[0]), float(res.energies[-1])
     payload = {"images": args.images, "digit": args.digit, "digits": list(rec.labels), "rule": rule,
@@ -859,20 +856,17 @@ def _add_hopfield(sub) -> None:
 
 @command("boltzmann")
 def _boltzmann(args: argparse.Namespace) -> int:
-    from seqlab.energy import boltzmann as bm
-    from seqlab.training.checkpoint import atomic_write_json
+    from seqlab.energy import parity_demo
+    from seqlab.training.io import atomic_write_json
+    from seqlab.viz.energy import plot_parity_demo
 
     hidden = _parse_list(args.hidden, "--hidden", int)
-    result = bm.demo(hidden, epochs=args.epochs, lr=args.lr, momentum=args.momentum, init_std=args.init_std,
-                     seed=args.seed, method=args.method, n_bits=args.bits)
+    result = parity_demo.demo(hidden, epochs=args.epochs, lr=args.lr, momentum=args.momentum,
+                              init_std=args.init_std, seed=args.seed, method=args.method, n_bits=args.bits)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    bm.plot_demo(result, out / "boltzmann.png")
-    payload = {"n_bits": result.n_bits, "method": result.method, "epochs": result.epochs, "lr": result.lr,
-               "momentum": result.momentum, "init_std": result.init_std, "seed": result.seed,
-               "seconds": result.seconds, "log2": result.log2,
-               "final_kl": {str(k): v for k, v in result.final_kl.items()},
-               "kl": {str(k): v for k, v in result.kl.items()}}
+    plot_parity_demo(result, out / "boltzmann.png")
+    payload = parity_demo.to_json(result)
     atomic_write_json(out / "boltzmann.json", payload)
     if args.json:
         print(json.dumps({k: v for k, v in payload.items() if k != "kl"}))
@@ -880,7 +874,7 @@ def _boltzmann(args: argparse.Namespace) -> int:
     print(f"{result.n_bits}-bit parity, {result.method} gradient, {result.epochs} epochs, lr {result.lr:g}, "
           f"momentum {result.momentum:g} ({result.seconds:.1f} s)")
     print(f"KL(data || p(v)) at the end; without hidden units the best possible is log 2 = {result.log2:.4f}")
-    for k in result.n_hidden_values:
+    for k in result.hidden_sizes:
         print(f"  {k:2d} hidden units: {result.final_kl[k]:.4f}")
     print(f"wrote {out / 'boltzmann.png'}, {out / 'boltzmann.json'}")
     return 0
@@ -907,13 +901,14 @@ def _add_boltzmann(sub) -> None:
 @command("eval")
 def _eval(args: argparse.Namespace) -> int:
     from seqlab.generative import runs as gruns
+    from seqlab.training.rundir import run_family
 
     ev = gruns.evaluate_run(args.run, n=args.n, seed=args.seed, method=args.method, steps=args.steps,
                             progress=not args.json)
     if args.json:
         print(json.dumps(ev.to_json()))
         return 0
-    print(ev.table(gruns.run_family(args.run)))
+    print(ev.table(run_family(args.run)))
     return 0
 
 

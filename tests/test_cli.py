@@ -97,6 +97,45 @@ def test_resume_continues_and_matches_an_uninterrupted_run(tmp_path, capsys):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_resume_with_a_moved_copy_of_the_text(tmp_path, capsys):
+    """The text is recognised by its sha256, not by its path: a moved copy resumes."""
+    from seqlab.data.text import pydoc_text
+
+    original = tmp_path / "a" / "corpus.txt"
+    original.parent.mkdir()
+    original.write_text(pydoc_text()[:20000], encoding="utf-8")
+    run, resume = tmp_path / "run", ["train", "--resume", str(tmp_path / "run"), "--quiet", "--sample-length", "0"]
+    assert main(["train", "gru", "--text", str(original), "--max-steps", "6", "--max-seconds", "1e-9",
+                 "--out", str(run), *TINY]) == 0
+    first = json.loads((run / "run.json").read_text())["data"]
+    assert json.loads((run / "checkpoints" / "latest.json").read_text())["step"] < 6
+    moved = tmp_path / "b" / "copy.txt"
+    moved.parent.mkdir()
+    original.rename(moved)
+    assert main(resume) == 2  # the saved path is gone
+    _one_line_error(capsys, "pass --text PATH")
+    assert main([*resume, "--text", str(moved)]) == 0
+    data = json.loads((run / "run.json").read_text())["data"]
+    assert data["source"] == str(moved.resolve()) != first["source"] and data["sha256"] == first["sha256"]
+    assert json.loads((run / "checkpoints" / "latest.json").read_text())["step"] == 6
+    other = tmp_path / "other.txt"  # the same characters in another order: another text
+    other.write_text(pydoc_text()[:20000][::-1], encoding="utf-8")
+    assert main([*resume, "--text", str(other)]) == 2
+    _one_line_error(capsys, "resume: expected the settings the run was started with", "data.sha256: saved")
+
+
+def test_zero_clipping_is_off(tmp_path):
+    """--clip-norm 0 and --clip-value 0 (also in a --config file) mean no clipping: TrainConfig
+    stores them as None, so run.json says "off" one way."""
+    config = tmp_path / "c.toml"
+    config.write_text("[train]\nclip_value = 0\n")
+    out = tmp_path / "run"
+    assert main(["train", "rnn", "--max-steps", "2", "--clip-norm", "0", "--config", str(config), "--out", str(out),
+                 *TINY]) == 0
+    saved = json.loads((out / "run.json").read_text())["train_config"]
+    assert saved["clip_norm"] is None and saved["clip_value"] is None
+
+
 def test_resume_with_changed_config_is_refused_and_changes_nothing(run, capsys):
     before = _files(run)
     assert main(["train", "--resume", str(run), "--lr", "0.5", "--quiet"]) == 2
@@ -129,13 +168,22 @@ def test_checkpoint_of_another_family(run, capsys):
     saved = json.loads(cfg.read_text())
     saved["family"] = "hopfield"
     cfg.write_text(json.dumps(saved))
+    # the run says charlm (run.json), its checkpoint says otherwise
     assert main(["sample", str(run), "--prompt", "a"]) == 2
-    _one_line_error(capsys, "sample: expected a run of a generative model (gpt, rnn, lstm, gru, rbm, gan, vae, diffusion), "
-                            "received a 'hopfield' run")
+    _one_line_error(capsys, "checkpoint family: expected 'charlm', received 'hopfield'")
     from seqlab.recurrent import charlm_runs
 
     with pytest.raises(ValueError, match="checkpoint family: expected 'charlm', received 'hopfield'"):
         charlm_runs.load(run)
+    # a checkpoint directory, or a run, of a family that cannot sample
+    assert main(["sample", str(cfg.parent), "--prompt", "a"]) == 2
+    _one_line_error(capsys, "sample: expected a run of a generative model (gpt, rnn, lstm, gru, rbm, gan, vae, diffusion), "
+                            "received a 'hopfield' run")
+    run_json = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**run_json, "family": "hopfield"}))
+    assert main(["sample", str(run), "--prompt", "a"]) == 2
+    _one_line_error(capsys, "sample: expected a run of a generative model (gpt, rnn, lstm, gru, rbm, gan, vae, diffusion), "
+                            "received a 'hopfield' run")
 
 
 def test_text_errors(tmp_path, capsys):
@@ -146,7 +194,7 @@ def test_text_errors(tmp_path, capsys):
     short = tmp_path / "short.txt"
     short.write_text("to be or not to be")
     assert main(["train", "lstm", "--text", str(short), "--out", str(tmp_path / "b"), *TINY]) == 2
-    _one_line_error(capsys, "at least block_size + 1 = 17 characters")
+    _one_line_error(capsys, "at least block_size + 1 = 17 tokens")
     assert main(["train", "lstm", "--text", str(tmp_path / "missing.txt"), "--out", str(tmp_path / "c"), *TINY]) == 2
     _one_line_error(capsys, "no such file")
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

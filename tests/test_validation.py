@@ -14,26 +14,26 @@ BLOCK = BlockConfig(d_model=8, num_heads=2, d_ff=16)
 
 
 def test_resolve_config_builds_from_kwargs_or_passes_the_config_through():
-    built = resolve_config(None, {"n_visible": 4, "n_hidden": 3}, RBMConfig, "RBM")
-    assert isinstance(built, RBMConfig) and (built.n_visible, built.n_hidden) == (4, 3)
-    given = RBMConfig(n_visible=4, n_hidden=3)
+    built = resolve_config(None, {"visible_size": 4, "hidden_size": 3}, RBMConfig, "RBM")
+    assert isinstance(built, RBMConfig) and (built.visible_size, built.hidden_size) == (4, 3)
+    given = RBMConfig(visible_size=4, hidden_size=3)
     assert resolve_config(given, {}, RBMConfig, "RBM") is given
 
 
 def test_resolve_config_refuses_both_and_names_the_keywords():
     with pytest.raises(ValueError, match=r"^RBM\(config, \*\*kwargs\): expected a config or keyword arguments, "
-                                         r"not both, received \['n_hidden'\]$"):
-        resolve_config(RBMConfig(n_visible=4, n_hidden=3), {"n_hidden": 5}, RBMConfig, "RBM")
+                                         r"not both, received \['hidden_size'\]$"):
+        resolve_config(RBMConfig(visible_size=4, hidden_size=3), {"hidden_size": 5}, RBMConfig, "RBM")
 
 
 def test_resolve_config_refuses_a_config_of_another_class():
     with pytest.raises(ValueError, match=r"^config: expected a RBMConfig, received dict$"):
-        resolve_config({"n_visible": 4}, {}, RBMConfig, "RBM")
+        resolve_config({"visible_size": 4}, {}, RBMConfig, "RBM")
 
 
 @pytest.mark.parametrize("make", [
     lambda: GPT(GPTConfig(vocab_size=5, block_size=4, d_model=8, num_heads=2, num_layers=1), num_layers=2),
-    lambda: RBM(RBMConfig(n_visible=4, n_hidden=3), n_hidden=2),
+    lambda: RBM(RBMConfig(visible_size=4, hidden_size=3), hidden_size=2),
     lambda: VAE(BLOCK, latent_size=2),
 ])
 def test_models_refuse_a_config_and_keywords_together(make):

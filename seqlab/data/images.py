@@ -60,7 +60,7 @@ class ImageData:
     ``images(split)`` and ``as_images()`` the same data as (B, C, H, W)."""
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, *, name: str, side: int, val_fraction: float = 0.1,
-                 test_fraction: float = 0.2, seed: int = 0, channels: int = 1):
+                 test_fraction: float = 0.2, seed: int = 0, channels: int = 1, source: str | None = None):
         if not isinstance(x, torch.Tensor) or x.dim() != 2:
             fail("images", "a 2-D tensor (N, D)", getattr(x, "shape", type(x).__name__))
         if not isinstance(y, torch.Tensor) or y.shape != (x.shape[0],):
@@ -75,6 +75,7 @@ class ImageData:
         if val_fraction + test_fraction >= 1.0:
             fail("val_fraction + test_fraction", "less than 1", val_fraction + test_fraction)
         self.name, self.side, self.seed, self.channels = name, side, seed, channels
+        self.source = source  # how run.json names the set: "digits", "fashion-mnist" or a folder's path
         self.val_fraction, self.test_fraction = float(val_fraction), float(test_fraction)
         # a stratified split: the same share of every class in each part
         rng = np.random.default_rng(seed)
@@ -124,7 +125,7 @@ class ImageData:
 
     def info(self) -> dict:
         """A JSON description for ``run.json``."""
-        return {"kind": "images", "name": self.name, "side": self.side, "channels": self.channels,
+        return {**({"source": self.source} if self.source is not None else {}), "kind": "images", "name": self.name, "side": self.side, "channels": self.channels,
                 "sha256": self.sha256,
                 "val_fraction": self.val_fraction, "test_fraction": self.test_fraction, "split_seed": self.seed,
                 **{f"n_{s}": int(self.splits[s].x.shape[0]) for s in SPLITS}}
@@ -238,7 +239,8 @@ def load_image_folder(path: str, *, size: int = 28, channels: int = 1, seed: int
         ys.append(label)
     x = torch.from_numpy(np.stack(xs))
     y = torch.tensor(ys, dtype=torch.int64)
-    return ImageData(x, y, name=f"folder {os.path.abspath(path)}", side=size, channels=channels, seed=seed)
+    return ImageData(x, y, name=f"folder {os.path.abspath(path)}", side=size, channels=channels, seed=seed,
+                     source=os.path.abspath(path))
 
 
 IMAGE_SETS = ("digits", "fashion-mnist")
@@ -252,11 +254,62 @@ def load_images(name: str = "digits", *, binary: bool = True, seed: int = 0) -> 
     if name == "fashion-mnist":
         x8, y = load_fashion_mnist_array()
         x = (x8 > 127).astype(np.float32) if binary else (x8 / 255.0).astype(np.float32)
-        return ImageData(torch.from_numpy(x), torch.from_numpy(y), side=FASHION_SIDE, seed=seed,
+        return ImageData(torch.from_numpy(x), torch.from_numpy(y), side=FASHION_SIDE, seed=seed, source=name,
                          name="fashion-mnist" + (" (binarized at 128/255)" if binary else ""))
     if not binary:
         x, y = load_digits_array()
         return ImageData(torch.from_numpy((x / 16.0).astype(np.float32)), torch.from_numpy(y), name="digits",
-                         side=DIGITS_SIDE, seed=seed)
+                         side=DIGITS_SIDE, seed=seed, source=name)
     v, y = binary_digits()
-    return ImageData(v, y, name="digits (binarized at 8/16)", side=DIGITS_SIDE, seed=seed)
+    return ImageData(v, y, name="digits (binarized at 8/16)", side=DIGITS_SIDE, seed=seed, source=name)
+
+
+# ----------------------------------------------------------------- image data of a run
+
+
+@dataclass(frozen=True)
+class ImageOptions:
+    """The images a model of the generative section trains on.
+
+    Attributes:
+        images: digits (scikit-learn's 8x8 digits, embedded), fashion-mnist (Debian's dataset-fashion-mnist) or a folder of images
+        image_size: with a folder: the side every image is resized to (default 28)
+        channels: with a folder: 1 (grey, default) or 3 (RGB)
+    """
+
+    images: str = "digits"
+    image_size: int | None = None
+    channels: int | None = None
+
+
+def load_image_data(images: str = "digits", *, image_size: int | None = None, channels: int | None = None,
+                    binary: bool = False, seed: int = 0) -> ImageData:
+    """A named image set ("digits", "fashion-mnist") or a folder of images (resized to
+    ``image_size``, default 28, with ``channels`` 1 or 3, default 1; not binarized), pixels in
+    [0, 1], ``binary`` thresholded (named sets only)."""
+    if not isinstance(images, str) or not images:
+        fail("images", "digits, fashion-mnist or a folder of images", repr(images))
+    if images in IMAGE_SETS:
+        if image_size is not None or channels is not None:
+            fail("image_size, channels", f"nothing for {images!r} (only for a folder of images)",
+                 f"image_size={image_size}, channels={channels}")
+        return load_images(images, binary=binary, seed=seed)
+    if binary:
+        fail("images", "digits or fashion-mnist (binary units need a named set)", repr(images))
+    return load_image_folder(images, size=28 if image_size is None else image_size,
+                             channels=1 if channels is None else channels, seed=seed)
+
+
+def saved_image_data(saved: dict, *, binary: bool = False) -> ImageData:
+    """The images (and split) a run was trained on, from its run.json's data description;
+    images that changed since are an error naming both sha256."""
+    source = saved.get("source", "digits")
+    folder = source not in IMAGE_SETS
+    data = load_image_data(source, image_size=saved.get("side") if folder else None,
+                           channels=saved.get("channels") if folder else None, binary=binary,
+                           seed=saved.get("split_seed", 0))
+    if saved.get("sha256") not in (None, data.sha256):
+        fail("images", "the images the run was trained on (sha256 " + str(saved.get("sha256"))[:12] + "...)",
+             f"different images (sha256 {data.sha256[:12]}...)")
+    return data
+

@@ -43,8 +43,8 @@ from collections.abc import Iterable, Mapping
 
 import torch
 
-from seqlab.data.text import SPLITS, pydoc_text
-from seqlab.data.tokens import TokenDataset
+from seqlab.data.text import pydoc_text
+from seqlab.data.tokens import SPLITS, TokenDataset
 from seqlab.validation import (
     check_choice,
     check_float,

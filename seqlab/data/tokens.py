@@ -1,9 +1,10 @@
 """A token corpus for language models: ids split like nanoGPT, batches of random windows.
 
-``TokenDataset`` is ``CharDataset`` for any tokenizer: the first 1 - val_fraction of the ids
-for training, the rest for validation; ``get_batch(split, B, generator)`` returns B random
+``TokenDataset`` serves every language model (the recurrent character model, GPT, and
+through ``MLMDataset`` BERT) with any tokenizer: the first 1 - val_fraction of the ids for
+training, the rest for validation; ``get_batch(split, B, generator)`` returns B random
 windows x = c[i : i+T] and their targets y = c[i+1 : i+T+1], two int64 tensors (B, T)
-with T = block_size. It is what ``seqlab.training.trainer`` asks of its data.
+with T = block_size. It is what ``seqlab.training.loop`` asks of its data.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from typing import Sequence
 
 import torch
 
-from seqlab.data.text import CharDataset
-from seqlab.validation import check_float, check_int, fail
+from seqlab.validation import check_choice, check_float, check_int, fail
+
+SPLITS = ("train", "val")
 
 
 def _as_ids(ids: object) -> torch.Tensor:
@@ -35,12 +37,9 @@ class TokenDataset:
     """Token ids split into train (first 1 - val_fraction) and val (the rest).
 
     ``vocab_size``: V, the ids must lie in [0, V); None means max(ids) + 1 (``from_text``
-    takes the tokenizer's)."""
-
-    # The window sampler and the split lookup are CharDataset's own: they use only
-    # ``train_data``, ``val_data`` and ``block_size``, which this class has too.
-    split = CharDataset.split
-    get_batch = CharDataset.get_batch
+    takes the tokenizer's). ``get_batch(split, B, generator)`` returns ``(x, y)``, two int64
+    tensors ``(B, T)`` with ``T = block_size``: random windows of the split and the same
+    windows shifted by one."""
 
     def __init__(self, ids: Sequence[int] | torch.Tensor, block_size: int, val_fraction: float = 0.1, *,
                  vocab_size: int | None = None):
@@ -79,7 +78,7 @@ class TokenDataset:
     def from_text(cls, text: str, tokenizer, block_size: int, val_fraction: float = 0.1, *,
                   specials: bool = False) -> "TokenDataset":
         """``text`` encoded by ``tokenizer`` (anything with ``encode(text, name=...)`` and
-        ``vocab_size``: a ``seqlab.llm.tokenizers.Tokenizer`` or a ``CharTokenizer``);
+        ``vocab_size``, e.g. a ``seqlab.llm.tokenizers.Tokenizer``);
         ``specials=True`` turns literal special tokens in the text into their ids."""
         if not isinstance(text, str):
             fail("text", "a str", type(text).__name__)
@@ -94,6 +93,24 @@ class TokenDataset:
         data.sha256 = hashlib.sha256(text.encode("utf-8")).hexdigest()
         data.n_chars = len(text)
         return data
+
+    def split(self, split: str) -> torch.Tensor:
+        check_choice(split, "split", SPLITS)
+        return self.train_data if split == "train" else self.val_data
+
+    def get_batch(self, split: str, batch_size: int, generator: torch.Generator | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+        data = self.split(split)
+        check_int(batch_size, "batch_size", minimum=1)
+        if generator is not None and not isinstance(generator, torch.Generator):
+            fail("generator", "a torch.Generator or None", type(generator).__name__)
+        T = self.block_size
+        # i ~ U{0, ..., N - T - 1}: the window c[i : i+T+1] fits in the split
+        ix = torch.randint(data.numel() - T, (batch_size,), generator=generator)
+        windows = data.unfold(0, T + 1, 1)[ix]  # (B, T+1)
+        x = windows[:, :-1].contiguous()  # (B, T)
+        y = windows[:, 1:].contiguous()  # (B, T)
+        return x, y
 
     def info(self) -> dict:
         """A JSON description for ``run.json``."""

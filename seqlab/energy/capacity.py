@@ -170,7 +170,7 @@ def measure_capacity(n_units: Sequence[int], loads: Sequence[float] = DEFAULT_LO
             m_sum, perfect, sweeps = 0.0, 0, 0
             for _ in range(trials):
                 X = torch.randint(0, 2, (P, N), generator=generator).to(torch.float64) * 2 - 1  # (P, N)
-                net = HopfieldNetwork(N, rule=rule)
+                net = HopfieldNetwork(n_units=N, rule=rule)
                 if P > N:
                     import warnings
                     with warnings.catch_warnings():
@@ -218,31 +218,6 @@ def format_table(results: CapacityResult | Sequence[CapacityResult]) -> str:
     lines.append(f"critical load: largest P/N with mean overlap >= {r0.threshold} before the first one below; "
                  f"{r0.trials} trial(s), flip {r0.flip:g}, <= {r0.max_sweeps} async sweeps")
     return "\n".join(lines)
-
-
-def plot(results: CapacityResult | Sequence[CapacityResult], path) -> object:
-    """Mean overlap against P/N, one curve per (rule, N), a vertical line at 0.138."""
-    from seqlab.viz.plots import check_output_path, new_figure, save_png
-
-    if isinstance(results, CapacityResult):
-        results = [results]
-    path = check_output_path(path, "path")
-    fig = new_figure()
-    ax = fig.add_subplot(1, 1, 1)
-    styles = ["-", "--", ":", "-."]
-    for r_i, res in enumerate(results):
-        for N in res.n_units:
-            label = f"N = {N}" if len(results) == 1 else f"{res.rule}, N = {N}"
-            ax.plot(res.loads, res.overlap[N], styles[r_i % len(styles)], marker="o", ms=3, label=label)
-    ax.axvline(ALPHA_C, color="k", lw=0.8, ls="--", label=r"$\alpha_c \approx 0.138$")
-    ax.axhline(results[0].threshold, color="gray", lw=0.6, ls=":")
-    ax.set_xlabel("load P / N")
-    ax.set_ylabel("mean final overlap m")
-    ax.set_title("Hopfield capacity" + (f" ({results[0].rule})" if len(results) == 1 else ""))
-    ax.set_ylim(min(-0.05, ax.get_ylim()[0]), 1.05)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    return save_png(fig, path)
 
 
 def to_json(res: CapacityResult) -> dict:

@@ -34,13 +34,21 @@ Shapes: a single state is (N,), a batch of states (B, N); ``energy`` takes both,
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
-from seqlab.validation import check_choice, check_int, check_tensor, fail, shape_str
+from seqlab.validation import (
+    check_choice,
+    check_int,
+    check_tensor,
+    fail,
+    fields_from_dict,
+    resolve_config,
+    shape_str,
+)
 
 f64 = torch.float64
 RULES = ("hebbian", "pseudo-inverse", "storkey")
@@ -104,22 +112,47 @@ class RecallResult:
     energies: torch.Tensor
 
 
-class HopfieldNetwork(nn.Module):
-    """N binary units with symmetric weights ``w`` (N, N), zero diagonal, and biases ``b`` (N,).
+@dataclass(frozen=True)
+class HopfieldConfig:
+    """Settings of a binary Hopfield network.
 
-    ``store(patterns)`` sets the weights from the patterns by ``rule`` (replacing what
-    was stored before); ``recall(a0)`` runs the updates from a start state;
-    ``energy(a)`` is the lecture's E.
+    Attributes:
+        n_units: N, the number of units (64 for the 8x8 digits).
+        rule: the storage rule, "hebbian", "pseudo-inverse" or "storkey" (see the module doc).
+        normalize: Hebbian rule only: divide the summed outer products by N.
     """
 
-    def __init__(self, n_units: int, *, rule: str = "hebbian", normalize: bool = True,
-                 bias: object = None) -> None:
+    n_units: int
+    rule: str = "hebbian"
+    normalize: bool = True
+
+    def __post_init__(self) -> None:
+        check_int(self.n_units, "n_units", minimum=1)
+        check_choice(self.rule, "rule", RULES)
+        if not isinstance(self.normalize, bool):
+            fail("normalize", "a bool", repr(self.normalize))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "HopfieldConfig":
+        return cls(**fields_from_dict(cls, d, "Hopfield config"))
+
+
+class HopfieldNetwork(nn.Module):
+    """N binary units with symmetric weights ``w`` (N, N), zero diagonal, and biases ``b`` (N,):
+    ``HopfieldNetwork(HopfieldConfig(...))`` or ``HopfieldNetwork(n_units=64, rule="hebbian")``.
+
+    ``bias`` (N,) (default 0) is a tensor, so it is a keyword of its own, not part of the
+    config; it is set here and never trained. ``store(patterns)`` sets the weights from the
+    patterns by ``rule`` (replacing what was stored before); ``recall(a0)`` runs the updates
+    from a start state; ``energy(a)`` is the lecture's E.
+    """
+
+    def __init__(self, config: HopfieldConfig | None = None, /, *, bias: object = None, **kwargs) -> None:
         super().__init__()
-        self.n_units = check_int(n_units, "n_units", minimum=1)
-        self.rule = check_choice(rule, "rule", RULES)
-        if not isinstance(normalize, bool):
-            fail("normalize", "a bool", repr(normalize))
-        self.normalize = normalize
+        self.config = resolve_config(config, kwargs, HopfieldConfig, type(self).__name__)
         N = self.n_units
         if bias is None:
             b = torch.zeros(N, dtype=f64)
@@ -131,6 +164,18 @@ class HopfieldNetwork(nn.Module):
                 fail("bias", f"length N = {N}", f"length {b.shape[0]}")
         self.register_buffer("w", torch.zeros(N, N, dtype=f64))  # (N, N)
         self.register_buffer("b", b.clone())  # (N,)
+
+    @property
+    def n_units(self) -> int:
+        return self.config.n_units
+
+    @property
+    def rule(self) -> str:
+        return self.config.rule
+
+    @property
+    def normalize(self) -> bool:
+        return self.config.normalize
 
     # -- input checks ----------------------------------------------------------------
 
@@ -154,7 +199,7 @@ class HopfieldNetwork(nn.Module):
         """Set the weights from ``patterns`` (P, N) or (N,) by the network's rule.
 
         Warns (UserWarning) when P > N: more patterns than units cannot all be recalled.
-        Returns the network, so ``HopfieldNetwork(N).store(X)`` reads naturally.
+        Returns the network, so ``HopfieldNetwork(n_units=N).store(X)`` reads naturally.
         """
         X = self._states(patterns, "patterns")
         if X.dim() == 1:

@@ -1,5 +1,5 @@
 r"""Image memories for the binary Hopfield network: store digit prototypes, recall a
-corrupted one, and draw the trajectory.
+corrupted one (the trajectory's plot is ``seqlab.viz.energy.plot_recall``).
 
 Prototypes. ``digit_patterns`` takes scikit-learn's embedded 8x8 handwritten digits
 (``sklearn.datasets.load_digits``: 1797 images, pixel values 0..16, bundled with
@@ -32,10 +32,8 @@ every stored prototype an exact fixed point and recalls them reliably.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -113,7 +111,7 @@ def corrupt(pattern: object, *, noise: float = 0.0, occlude: str | None = None,
         fail("generator", "a torch.Generator or None", type(generator).__name__)
     N = a.shape[0]
     if occlude is not None:
-        H, W = _check_shape(shape, N)
+        H, W = check_image_shape(shape, N)
         img = a.reshape(H, W).clone()
         if occlude == "top":
             img[: H // 2] = -1.0
@@ -131,7 +129,9 @@ def corrupt(pattern: object, *, noise: float = 0.0, occlude: str | None = None,
     return a
 
 
-def _check_shape(shape: object, n: int) -> tuple[int, int]:
+def check_image_shape(shape: object, n: int) -> tuple[int, int]:
+    """``shape`` as (height, width), two positive integers whose product is the number of
+    units ``n``; a ValueError otherwise."""
     if (not isinstance(shape, (tuple, list)) or len(shape) != 2
             or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape)):
         fail("shape", "two positive integers (height, width)", repr(shape))
@@ -196,52 +196,9 @@ def recall_images(digit: int = 3, *, digits: Sequence[int] = (0, 1, 2, 3, 4), no
     target = X[digits.index(int(digit))]
     gen = torch.Generator().manual_seed(seed)
     start = corrupt(target, noise=noise, occlude=occlude, shape=(side, side), generator=gen)
-    net = HopfieldNetwork(X.shape[1], rule=rule).store(X)
+    net = HopfieldNetwork(n_units=X.shape[1], rule=rule).store(X)
     res = net.recall(start, mode=mode, max_steps=max_steps, generator=gen)
     m = overlaps(res.state, X)
     return ImageRecall(result=res, start=start, target=target.clone(), patterns=X, labels=digits,
                        overlaps=m, match=digits[int(torch.argmax(m))],
                        exact=bool(torch.equal(res.state, target)), shape=(side, side))
-
-
-def plot_recall(result: RecallResult | ImageRecall, path: str | os.PathLike, *,
-                shape: tuple[int, int] | None = None, stored: object = None, snapshots: int = 3) -> Path:
-    """PNG: the state at the start, ``snapshots`` intermediate updates, the final state and
-    (if given, or taken from an ``ImageRecall``) the stored target, over the energy E
-    against the update number."""
-    from seqlab.viz.plots import check_output_path, new_figure, save_png
-
-    if isinstance(result, ImageRecall):
-        stored = result.target if stored is None else stored
-        shape = result.shape if shape is None else shape
-        result = result.result
-    shape = (SIZE, SIZE) if shape is None else shape
-    if not isinstance(result, RecallResult):
-        fail("result", "a RecallResult or ImageRecall", type(result).__name__)
-    path = check_output_path(path, "path")
-    snapshots = check_int(snapshots, "snapshots", minimum=0)
-    states, energies = result.states, result.energies.detach().cpu().numpy()
-    T = states.shape[0] - 1
-    H, W = _check_shape(tuple(shape) if isinstance(shape, list) else shape, states.shape[1])
-    idx = sorted({0, *np.linspace(0, T, snapshots + 2).round().astype(int).tolist(), T})
-    panels = [("start (t=0)" if t == 0 else (f"final (t={t})" if t == T else f"t={t}"), states[t]) for t in idx]
-    if stored is not None:
-        s = as_bipolar(stored)
-        if s.shape != states.shape[1:]:
-            fail("stored", f"shape ({states.shape[1]},)", f"shape {tuple(s.shape)}")
-        panels.append(("stored", s))
-    n = len(panels)
-    fig = new_figure(max(6.4, 1.5 * n), 5.0)
-    gs = fig.add_gridspec(2, n, height_ratios=[1.0, 1.1])
-    for k, (title, s) in enumerate(panels):
-        ax = fig.add_subplot(gs[0, k])
-        ax.imshow(s.detach().cpu().numpy().reshape(H, W), cmap="gray_r", vmin=-1, vmax=1, interpolation="nearest")
-        ax.set_title(title, fontsize=8)
-        ax.set_xticks([])
-        ax.set_yticks([])
-    ax = fig.add_subplot(gs[1, :])
-    ax.plot(np.arange(T + 1), energies, lw=1.5)
-    ax.set_xlabel("update")
-    ax.set_ylabel("energy E")
-    ax.grid(alpha=0.3)
-    return save_png(fig, path)

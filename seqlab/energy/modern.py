@@ -167,7 +167,7 @@ def capacity_curve(d: int, counts: Sequence[int], beta: float, flip: float = 0.2
             sign = torch.ones(N, d, dtype=torch.float64)
             sign.scatter_(1, order[:, :n_flip], -1.0)
             xi = X * sign  # (N, d): corrupted copy of every pattern
-            new = ModernHopfield(X, beta)._update(xi)  # (N, d)
+            new = ModernHopfield(X, beta).update(xi)  # (N, d)
             hits += int((torch.sign(new) == X).all(dim=-1).sum())
         out[j] = hits / (N * trials)
     return out

@@ -60,10 +60,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from seqlab.training.device import cpu_threads
-from seqlab.validation import check_float, check_int, fail, fields_from_dict, resolve_config, shape_str
+from seqlab.validation import check_choice, check_float, check_int, fail, fields_from_dict, resolve_config, shape_str
 
 MAX_ENUMERATE = 20  # exact log Z enumerates 2^min(D, H) states
 SMALL_WORK = 2 ** 16  # fit runs on one CPU thread when (B + M)(D + H) is at most this
+
+# Named sizes (visible_size comes from the data). cpu-small is the defaults, what `seqlab train rbm`
+# uses (100 hidden units, as scikit-learn's BernoulliRBM).
+PRESETS: dict[str, dict] = {
+    "cpu-tiny": dict(hidden_size=32),
+    "cpu-small": dict(hidden_size=100),
+}
 
 
 @dataclass(frozen=True)
@@ -71,29 +78,35 @@ class RBMConfig:
     """Settings of a Bernoulli RBM.
 
     Attributes:
-        n_visible: visible units D (64 for the 8x8 digits).
-        n_hidden: hidden units H.
+        visible_size: D, visible units v (64 for the 8x8 digits; set from the data).
+        hidden_size: H, hidden units h.
         k: Gibbs steps per update (CD-k / PCD-k).
-        persistent: PCD (persistent chains) if True, else CD-k (chains start at the data).
-        n_chains: persistent chains (PCD only); scikit-learn uses one per batch item.
-        init_std: W is drawn from N(0, init_std^2); b and c start at 0 (as in scikit-learn).
+        persistent: PCD, persistent chains (True), or CD-k, chains that start at the data (False).
+        n_chains: (persistent) the number of persistent chains; scikit-learn uses one per batch item.
+        init_std: standard deviation of the initial weights, W ~ N(0, init_std^2); b and c start
+            at 0 (as in scikit-learn).
     """
 
-    n_visible: int = 64
-    n_hidden: int = 100
+    visible_size: int = 64
+    hidden_size: int = 100
     k: int = 1
     persistent: bool = True
     n_chains: int = 10
     init_std: float = 0.01
 
     def __post_init__(self) -> None:
-        check_int(self.n_visible, "n_visible", minimum=1)
-        check_int(self.n_hidden, "n_hidden", minimum=1)
+        check_int(self.visible_size, "visible_size", minimum=1)
+        check_int(self.hidden_size, "hidden_size", minimum=1)
         check_int(self.k, "k", minimum=1)
         if not isinstance(self.persistent, bool):
             fail("persistent", "True or False", repr(self.persistent))
         check_int(self.n_chains, "n_chains", minimum=1)
         check_float(self.init_std, "init_std", minimum=0.0)
+
+    @classmethod
+    def preset(cls, name: str, **overrides) -> "RBMConfig":
+        check_choice(name, "preset", PRESETS)
+        return cls(**{**PRESETS[name], **overrides})
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -124,13 +137,13 @@ def check_binary(v: object, name: str, width: int | None = None) -> torch.Tensor
 
 
 class RBM(nn.Module):
-    """Bernoulli-Bernoulli RBM: ``RBM(RBMConfig(...))`` or ``RBM(n_visible=64, n_hidden=100)``."""
+    """Bernoulli-Bernoulli RBM: ``RBM(RBMConfig(...))`` or ``RBM(visible_size=64, hidden_size=100)``."""
 
     def __init__(self, config: RBMConfig | None = None, /, **kwargs) -> None:
         super().__init__()
         config = resolve_config(config, kwargs, RBMConfig, type(self).__name__)
         self.config = config
-        D, H = config.n_visible, config.n_hidden
+        D, H = config.visible_size, config.hidden_size
         self.W = nn.Parameter(torch.randn(H, D) * config.init_std)  # (H, D)
         self.b = nn.Parameter(torch.zeros(D))  # (D,) visible biases
         self.c = nn.Parameter(torch.zeros(H))  # (H,) hidden biases
@@ -157,7 +170,7 @@ class RBM(nn.Module):
         """Run ``steps`` Gibbs steps v -> h ~ p(h|v) -> v ~ p(v|h) from ``v`` (B, D).
 
         Returns (v, p(v | h) of the last step), both (B, D)."""
-        v = check_binary(v, "v", self.config.n_visible).to(self.W)
+        v = check_binary(v, "v", self.config.visible_size).to(self.W)
         check_int(steps, "steps", minimum=1)
         for _ in range(steps):
             h = self._bernoulli(self.p_h(v), generator)  # (B, H)
@@ -173,32 +186,32 @@ class RBM(nn.Module):
         Returns (v samples, p(v | h) of the last step), both (n, D); plots show the
         probabilities, which are smoother to look at than the binary samples."""
         check_int(n, "n", minimum=1)
-        p = torch.full((n, self.config.n_visible), 0.5, dtype=self.W.dtype, device=self.W.device)
+        p = torch.full((n, self.config.visible_size), 0.5, dtype=self.W.dtype, device=self.W.device)
         return self.gibbs(self._bernoulli(p, generator), steps, generator)
 
     @torch.no_grad()
     def reconstruct(self, v: torch.Tensor) -> torch.Tensor:
         """Mean-field reconstruction p(v | h = p(h | v)): (B, D) -> (B, D)."""
-        v = check_binary(v, "v", self.config.n_visible).to(self.W)
+        v = check_binary(v, "v", self.config.visible_size).to(self.W)
         return self.p_v(self.p_h(v))
 
     @torch.no_grad()
     def transform(self, v: torch.Tensor) -> torch.Tensor:
         """Hidden features p(h = 1 | v) for a downstream classifier: (B, D) -> (B, H)."""
-        v = check_binary(v, "v", self.config.n_visible).to(self.W)
+        v = check_binary(v, "v", self.config.visible_size).to(self.W)
         return self.p_h(v)
 
     # ---- energies and scores
 
     def energy(self, v: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         """E(v, h) = -b.v - c.h - h.W v: (B, D), (B, H) -> (B,)."""
-        v = check_binary(v, "v", self.config.n_visible).to(self.W)
-        h = check_binary(h, "h", self.config.n_hidden).to(self.W)
+        v = check_binary(v, "v", self.config.visible_size).to(self.W)
+        h = check_binary(h, "h", self.config.hidden_size).to(self.W)
         return -(v @ self.b) - (h @ self.c) - ((h @ self.W) * v).sum(-1)
 
     def free_energy(self, v: torch.Tensor) -> torch.Tensor:
         """F(v) = -b.v - sum_j softplus(c_j + W_j . v): (B, D) -> (B,)."""
-        v = check_binary(v, "v", self.config.n_visible).to(self.W)
+        v = check_binary(v, "v", self.config.visible_size).to(self.W)
         return self._free_energy(v)
 
     def _free_energy(self, v: torch.Tensor) -> torch.Tensor:
@@ -210,7 +223,7 @@ class RBM(nn.Module):
 
         ``stochastic=True``: one bit i per row, drawn from ``generator``, times D (the
         estimate scikit-learn's ``BernoulliRBM.score_samples`` returns)."""
-        v = check_binary(v, "v", self.config.n_visible).to(self.W)
+        v = check_binary(v, "v", self.config.visible_size).to(self.W)
         B, D = v.shape
         x = torch.addmm(self.c, v, self.W.t())  # (B, H): c + W v
         f = -(v @ self.b) - F.softplus(x).sum(-1)  # (B,) F(v)
@@ -233,7 +246,7 @@ class RBM(nn.Module):
         Summing out the other layer in closed form:
             log Z = logsumexp_h [c.h + sum_i softplus(b_i + W[:, i] . h)]   (enumerating h)
                   = logsumexp_v [-F(v)]                                      (enumerating v)"""
-        D, H = self.config.n_visible, self.config.n_hidden
+        D, H = self.config.visible_size, self.config.hidden_size
         if min(D, H) > MAX_ENUMERATE:
             fail("log_partition", f"an RBM with at most {MAX_ENUMERATE} visible or hidden units (exact "
                  "enumeration of 2^n states)", f"{D} visible and {H} hidden units")
@@ -249,7 +262,7 @@ class RBM(nn.Module):
     def loss(self, v: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         """Evaluation for the trainer: the mean negative log pseudo-likelihood per image (nats),
         with the reconstruction error (mean squared, per pixel) and the mean free energy."""
-        v = check_binary(v, "v", self.config.n_visible).to(self.W)
+        v = check_binary(v, "v", self.config.visible_size).to(self.W)
         nll = -self.pseudo_likelihood(v).mean()
         recon = float(((self.p_v(self.p_h(v)) - v) ** 2).mean())
         return nll, {"recon_error": recon, "free_energy": float(self._free_energy(v).mean())}
@@ -264,7 +277,7 @@ class RBM(nn.Module):
         Returns (the stochastic estimate of the mean negative log pseudo-likelihood of the
         batch before the update, {}), which the trainer logs as the training loss. When that
         is not finite (the weights hold NaN or inf) nothing is updated, and the trainer stops."""
-        v0 = check_binary(v0, "batch", self.config.n_visible).to(self.W)
+        v0 = check_binary(v0, "batch", self.config.visible_size).to(self.W)
         nll = -float(self.pseudo_likelihood(v0, stochastic=True, generator=generator).mean())
         if math.isfinite(nll):
             u_v, u_h, u_start = self.uniforms(1, v0.shape[0], generator)
@@ -281,9 +294,9 @@ class RBM(nn.Module):
         cfg = self.config
         M = cfg.n_chains if cfg.persistent else batch
         kw = dict(generator=generator, dtype=self.W.dtype, device=self.W.device)
-        u_v = torch.rand(n, cfg.k, M, cfg.n_visible, **kw)
-        u_h = torch.rand(n, cfg.k, M, cfg.n_hidden, **kw)
-        return u_v, u_h, None if cfg.persistent else torch.rand(n, batch, cfg.n_hidden, **kw)
+        u_v = torch.rand(n, cfg.k, M, cfg.visible_size, **kw)
+        u_h = torch.rand(n, cfg.k, M, cfg.hidden_size, **kw)
+        return u_v, u_h, None if cfg.persistent else torch.rand(n, batch, cfg.hidden_size, **kw)
 
     def _update(self, v0: torch.Tensor, lr: float, weight_decay: float, u_v: Sequence[torch.Tensor],
                 u_h: Sequence[torch.Tensor], u_start: torch.Tensor | None) -> None:
@@ -317,13 +330,13 @@ class RBM(nn.Module):
         cfg = self.config
         W = self.W.data
         M = cfg.n_chains if cfg.persistent else B
-        V = W.new_empty(B + M, cfg.n_visible)  # [v0; v_k]
-        PH = W.new_empty(B + M, cfg.n_hidden)  # [p(h | v0); p(h | v_k)]
-        aPH = W.new_empty(B + M, cfg.n_hidden)
+        V = W.new_empty(B + M, cfg.visible_size)  # [v0; v_k]
+        PH = W.new_empty(B + M, cfg.hidden_size)  # [p(h | v0); p(h | v_k)]
+        aPH = W.new_empty(B + M, cfg.hidden_size)
         a = torch.cat([W.new_full((B,), 1.0 / B), W.new_full((M,), -1.0 / M)])  # (B + M,)
-        h = self.h_chain if cfg.persistent else W.new_empty(M, cfg.n_hidden)
+        h = self.h_chain if cfg.persistent else W.new_empty(M, cfg.hidden_size)
         return dict(B=B, Wt=W.t(), V=V, V0=V[:B], Vk=V[B:], Vt=V.t(), PH=PH, PH0=PH[:B], PHk=PH[B:], PHt=PH.t(),
-                    aPH=aPH, aPHt=aPH.t(), a=a, a_col=a[:, None], h=h, PV=W.new_empty(M, cfg.n_visible))
+                    aPH=aPH, aPHt=aPH.t(), a=a, a_col=a[:, None], h=h, PV=W.new_empty(M, cfg.visible_size))
 
     def _update_fused(self, v0: torch.Tensor, lr: float, weight_decay: float, u_v: Sequence[torch.Tensor],
                       u_h: Sequence[torch.Tensor], u_start: torch.Tensor | None, buf: dict) -> None:
@@ -367,14 +380,14 @@ class RBM(nn.Module):
         (the same result). On a CPU, when a batch's products are small ((B + M)(D + H) <=
         2^16 entries) the loop runs on one intra-op thread, which is faster there. No
         checkpoints: for a run with checkpoints, logging and resume use ``seqlab train rbm``."""
-        x = check_binary(x, "x", self.config.n_visible).to(self.W)
+        x = check_binary(x, "x", self.config.visible_size).to(self.W)
         check_int(epochs, "epochs", minimum=1)
         check_int(batch_size, "batch_size", minimum=1)
         lr = check_float(lr, "lr", minimum=0.0, open_min=True)
         weight_decay = check_float(weight_decay, "weight_decay", minimum=0.0)
         cfg = self.config
         M = cfg.n_chains if cfg.persistent else batch_size
-        small = x.device.type == "cpu" and (batch_size + M) * (cfg.n_visible + cfg.n_hidden) <= SMALL_WORK
+        small = x.device.type == "cpu" and (batch_size + M) * (cfg.visible_size + cfg.hidden_size) <= SMALL_WORK
         with cpu_threads(1 if small else None):  # small products: one thread is faster
             self._fit(x, epochs, batch_size, lr, weight_decay, shuffle, generator, fused)
         return self

@@ -18,8 +18,10 @@ import torch
 
 from seqlab.data.images import ImageData, load_images
 from seqlab.energy.rbm import RBM, RBMConfig
-from seqlab.training.checkpoint import Checkpoint, load_checkpoint, load_weights, resolve_checkpoint
-from seqlab.training.trainer import TrainConfig, TrainResult, default_run_dir, find_run_dir, read_run, train
+from seqlab.training.checkpoint import Checkpoint, load_checkpoint, load_weights
+from seqlab.training.config import TrainConfig
+from seqlab.training.loop import TrainResult, train
+from seqlab.training.rundir import default_run_dir, find_run_dir, read_run, resolve_checkpoint
 from seqlab.validation import check_int, fail
 
 FAMILY = "rbm"
@@ -28,7 +30,7 @@ FAMILY = "rbm"
 RBM_TRAIN_DEFAULTS: dict[str, Any] = dict(max_steps=2500, batch_size=10, lr=0.05, schedule="constant",
                                           warmup_steps=0, weight_decay=0.0, clip_norm=None, eval_every=250,
                                           eval_batches=20, log_every=25)
-RBM_MODEL_FIELDS = {f.name for f in fields(RBMConfig)} - {"n_visible"}
+RBM_MODEL_FIELDS = {f.name for f in fields(RBMConfig)} - {"visible_size"}
 
 
 def build_rbm_run(*, images: str = "digits", model_options: Mapping[str, Any] | None = None,
@@ -43,7 +45,7 @@ def build_rbm_run(*, images: str = "digits", model_options: Mapping[str, Any] | 
     cfg = TrainConfig.from_dict({**RBM_TRAIN_DEFAULTS, **dict(train_options or {})})
     data = load_images(images, binary=True)
     model_options.setdefault("n_chains", cfg.batch_size)
-    config = RBMConfig(n_visible=data.dim, **model_options)
+    config = RBMConfig(visible_size=data.dim, **model_options)
     torch.manual_seed(cfg.seed)  # the initial weights depend on the run's seed only
     return RBM(config), data, cfg, {"source": images, **data.info()}
 
@@ -152,29 +154,6 @@ def evaluate_rbm(model: RBM, data: ImageData, *, max_images: int = 10000) -> RBM
     return RBMEvaluation(pl, recon, acc, pix, int(x_tr.shape[0]), int(x_te.shape[0]))
 
 
-def write_pictures(model: RBM, data: ImageData, out: str | os.PathLike, *, n: int = 40, steps: int = 1000,
-                   seed: int = 0) -> dict[str, Path]:
-    """samples.png (Gibbs chains from random starts), filters.png (the first hidden units'
-    weights), reconstructions.png (test digits over their reconstructions)."""
-    from seqlab.viz.plots import plot_image_grid
-
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    side = data.side
-    gen = torch.Generator(device=model.W.device).manual_seed(seed)
-    _, pv = model.sample(n, steps=steps, generator=gen)
-    paths = {"samples": plot_image_grid(pv, out / "samples.png", side=side,
-                                        title=f"RBM samples: p(v | h) after {steps} Gibbs steps from random v")}
-    k = min(40, model.config.n_hidden)
-    paths["filters"] = plot_image_grid(model.W.detach()[:k], out / "filters.png", side=side, vmin=None, vmax=None,
-                                       cmap="RdBu_r", title=f"weights W_j of the first {k} hidden units")
-    te = data.split("test").x[:10].to(model.W)
-    paths["reconstructions"] = plot_image_grid(torch.cat([te, model.reconstruct(te)]), out / "reconstructions.png",
-                                               side=side, row_labels=["data", "recon."],
-                                               title="test digits and their reconstructions p(v | p(h | v))")
-    return paths
-
-
 def sample_rbm(path: str | os.PathLike, *, n: int = 64, steps: int = 1000, seed: int = 0,
                png: str | os.PathLike | None = None) -> torch.Tensor:
     """``n`` samples p(v | h) (n, D) after ``steps`` Gibbs steps; optionally a PNG grid."""
@@ -186,9 +165,9 @@ def sample_rbm(path: str | os.PathLike, *, n: int = 64, steps: int = 1000, seed:
     if png is not None:
         from seqlab.viz.plots import plot_image_grid
 
-        side = int(round(model.config.n_visible ** 0.5))
-        if side * side != model.config.n_visible:
-            fail("png", f"square images (n_visible a square, received {model.config.n_visible})", png)
+        side = int(round(model.config.visible_size ** 0.5))
+        if side * side != model.config.visible_size:
+            fail("png", f"square images (visible_size a square, received {model.config.visible_size})", png)
         plot_image_grid(pv, png, side=side, cols=min(n, 16), title=f"RBM samples after {steps} Gibbs steps")
     return pv
 

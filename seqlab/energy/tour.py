@@ -65,6 +65,7 @@ def _hopfield(ctx: TourContext, sec: Section) -> str:
     from seqlab.energy import HopfieldNetwork, ModernHopfield, capacity, images
     from seqlab.energy.modern import capacity_curve
     from seqlab.transformer import scaled_dot_product_attention
+    from seqlab.viz.energy import plot_capacity, plot_recall
 
     # -- 1. recall of a corrupted digit (pseudo-inverse rule, digits 0-4) ----------------
     noisy = images.recall_images(DIGIT, noise=NOISE, rule="pseudo-inverse", seed=ctx.seed)
@@ -80,7 +81,7 @@ def _hopfield(ctx: TourContext, sec: Section) -> str:
         e = r.result.energies
         _energy_never_rose(e, f"{rule} recall of digit {DIGIT} ({start})")
         if png is not None:
-            images.plot_recall(r, ctx.out / png)
+            plot_recall(r, ctx.out / png)
         stored = ", ".join(f"{d}: {float(m):.2f}" for d, m in zip(r.labels, r.overlaps))
         rows.append([rule, start, "yes" if r.exact else "no", str(r.match), stored,
                      f"{float(e[0]):.1f} -> {float(e[-1]):.1f}", str(r.result.steps)])
@@ -102,7 +103,7 @@ def _hopfield(ctx: TourContext, sec: Section) -> str:
     # the Hebbian rule on the overlapping prototypes: which stored digits are fixed points,
     # and the energy of the state it ended in against that of the stored digit
     X = noisy.patterns  # (5, 64)
-    hebb_net = HopfieldNetwork(X.shape[1], rule="hebbian").store(X)
+    hebb_net = HopfieldNetwork(n_units=X.shape[1], rule="hebbian").store(X)
     fixed = int(hebb_net.is_fixed_point(X).sum())
     is_stored = bool((hebb.result.state[None] == X).all(-1).any() or (hebb.result.state[None] == -X).all(-1).any())
     e_end = float(hebb.result.energies[-1])
@@ -141,7 +142,7 @@ def _hopfield(ctx: TourContext, sec: Section) -> str:
     for k, (rule, units) in enumerate(plan.items()):
         gen = torch.Generator().manual_seed(ctx.seed * 1000 + k)
         results.append(capacity.measure_capacity(units, loads, rule=rule, trials=trials, generator=gen))
-    capacity.plot(results, ctx.out / "capacity.png")
+    plot_capacity(results, ctx.out / "capacity.png")
     sec.images.append((str(ctx.out / "capacity.png"), (
         f"Random +-1 patterns, each run started exactly at a stored pattern: mean overlap m = a . xi / N of "
         f"the fixed point reached with the pattern it started from, against the load P/N ({trials} trial(s) "
@@ -205,16 +206,17 @@ def _hopfield(ctx: TourContext, sec: Section) -> str:
 
 @section(57, "Boltzmann machines: hidden units (3-bit parity, exact), RBM on digits, samples, features")
 def rbm(ctx: TourContext, sec: Section) -> str:
-    from seqlab.energy import boltzmann, rbm_runs
+    from seqlab.energy import parity_demo, rbm_runs
+    from seqlab.viz.energy import plot_parity_demo, plot_rbm_pictures
     from seqlab.viz.plots import plot_curves
 
     # -- a fully connected Boltzmann machine against the exact distribution ------------------
-    demo = boltzmann.demo((0, 4) if ctx.quick else (0, 1, 2, 4), epochs=200 if ctx.quick else 1000, seed=ctx.seed)
-    boltzmann.plot_demo(demo, ctx.out / "boltzmann.png")
+    demo = parity_demo.demo((0, 4) if ctx.quick else (0, 1, 2, 4), epochs=200 if ctx.quick else 1000, seed=ctx.seed)
+    plot_parity_demo(demo, ctx.out / "boltzmann.png")
     sec.images.append((str(ctx.out / "boltzmann.png"), "Boltzmann machines on 3-bit parity: exact KL(data || p(v)) "
                        "after every full-batch step of Boltzmann learning, one line per number of hidden units"))
     sec.tables.append((["hidden units", f"KL(data || p(v)) after {demo.epochs} epochs (exact, nats)"],
-                       [[str(k), f"{demo.final_kl[k]:.4f}"] for k in demo.n_hidden_values]))
+                       [[str(k), f"{demo.final_kl[k]:.4f}"] for k in demo.hidden_sizes]))
     sec.paragraphs.append(
         f"A Boltzmann machine keeps the Hopfield energy but makes the units stochastic (on with probability "
         f"sigmoid of the weighted sum plus bias) and adds hidden units. Learning raises the correlations "
@@ -223,13 +225,13 @@ def rbm(ctx: TourContext, sec: Section) -> str:
         f"over the even-parity vectors a machine without hidden units stays at KL = log 2 = "
         f"{demo.log2:.3f} (every pair of bits is independent there, so pairwise weights see nothing to "
         f"learn), while hidden units supply the third-order interaction: "
-        + ", ".join(f"{k} hidden: {demo.final_kl[k]:.3f}" for k in demo.n_hidden_values) + ".")
-    parity = f"parity KL {demo.final_kl[0]:.3f} without hidden units, {demo.final_kl[max(demo.n_hidden_values)]:.3f} " \
-             f"with {max(demo.n_hidden_values)}"
+        + ", ".join(f"{k} hidden: {demo.final_kl[k]:.3f}" for k in demo.hidden_sizes) + ".")
+    parity = f"parity KL {demo.final_kl[0]:.3f} without hidden units, {demo.final_kl[max(demo.hidden_sizes)]:.3f} " \
+             f"with {max(demo.hidden_sizes)}"
 
     options = {}
     if ctx.quick:
-        options = dict(model_options={"n_hidden": 32},
+        options = dict(model_options={"hidden_size": 32},
                        train_options={"max_steps": 200, "eval_every": 100, "eval_batches": 4})
     result, run_dir = rbm_runs.start_rbm(out=ctx.out / "runs" / "rbm", progress=ctx.progress, **options)
     model, _ = rbm_runs.load_rbm(run_dir)
@@ -238,8 +240,8 @@ def rbm(ctx: TourContext, sec: Section) -> str:
     val = [(r["step"], r["loss"]) for r in result.history if r["split"] == "val"]
     plot_curves({"RBM (validation)": ([s for s, _ in val], [v for _, v in val])}, ctx.out / "rbm.png",
                 title="RBM: -log pseudo-likelihood per image", ylabel="nats / image")
-    pics = rbm_runs.write_pictures(model, data, ctx.out / "rbm", n=20 if ctx.quick else 40,
-                                   steps=100 if ctx.quick else 1000, seed=ctx.seed)
+    pics = plot_rbm_pictures(model, data, ctx.out / "rbm", n=20 if ctx.quick else 40,
+                             steps=100 if ctx.quick else 1000, seed=ctx.seed)
     cfg = model.config
     sec.images.append((str(ctx.out / "rbm.png"), "validation -log pseudo-likelihood per image during training"))
     sec.images.append((str(pics["samples"]), "samples: Gibbs chains started at random pixels"))
@@ -252,10 +254,10 @@ def rbm(ctx: TourContext, sec: Section) -> str:
         ["logistic regression on the raw pixels", f"{ev.pixel_accuracy:.3f}"],
     ]))
     sec.paragraphs.append(
-        f"A restricted Boltzmann machine with {cfg.n_visible} visible units (the binarized 8x8 digit) and "
-        f"{cfg.n_hidden} hidden units, trained for {result.steps} updates of persistent contrastive divergence "
+        f"A restricted Boltzmann machine with {cfg.visible_size} visible units (the binarized 8x8 digit) and "
+        f"{cfg.hidden_size} hidden units, trained for {result.steps} updates of persistent contrastive divergence "
         f"(PCD-{cfg.k}, {cfg.n_chains} chains): each update raises the correlations <h v> seen on the data and "
         f"lowers those the model produces on its own Gibbs chains. Its likelihood needs the partition function, "
-        f"which has 2^{cfg.n_hidden} terms, so it is scored by the pseudo-likelihood: the probability of each "
+        f"which has 2^{cfg.hidden_size} terms, so it is scored by the pseudo-likelihood: the probability of each "
         f"pixel given all the others.")
     return f"{parity}; RBM: {ev.line()}"

@@ -37,7 +37,7 @@ spaced, round(linspace(T, 1, S))), then tau_0 = 0. From x_t to x_s (s the next, 
 eta = 0 is deterministic given x_T; eta = 1 on all T timesteps is the ancestral sampler above.
 x0_hat is not clipped (as in Song et al.'s code); only the returned images are clamped to [0, 1].
 
-Schedules (``schedule``):
+Noise schedules (``beta_schedule``):
     "linear"  beta_t evenly spaced from beta_1 = 1e-4 (1000 / T) to beta_T = 0.02 (1000 / T): Ho et
               al.'s 1e-4 .. 0.02 for T = 1000, scaled as improved DDPM (Nichol & Dhariwal 2021)
               does for other T so that alpha_bar_T stays near 0 (T = 200: 5e-4 .. 0.1,
@@ -60,9 +60,7 @@ device, then moved).
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Sequence
 
 import torch
@@ -78,9 +76,11 @@ METHODS = ("ddpm", "ddim")
 MAX_BETA = 0.999
 DDIM_DEFAULT_STEPS = 50
 
-# Named sizes. cpu-small (the default) trains a step on 64 8x8 digits in tens of ms on one CPU
-# core; gpu-baby is for 28x28 Fashion-MNIST (28 -> 14 -> 7 -> 14 -> 28).
-DIFFUSION_PRESETS: dict[str, dict] = {
+# Named sizes. cpu-small (the defaults) trains a step on 64 8x8 digits in tens of ms on one CPU
+# core; cpu-tiny is half as wide, for tests and quick looks; gpu-baby is for 28x28
+# Fashion-MNIST (28 -> 14 -> 7 -> 14 -> 28).
+PRESETS: dict[str, dict] = {
+    "cpu-tiny": dict(base_channels=8, channel_mults=(1, 2), time_dim=32),
     "cpu-small": dict(base_channels=16, channel_mults=(1, 2), time_dim=64),
     "gpu-baby": dict(base_channels=64, channel_mults=(1, 2, 2), time_dim=256),
 }
@@ -88,14 +88,23 @@ DIFFUSION_PRESETS: dict[str, dict] = {
 
 @dataclass(frozen=True)
 class DiffusionConfig:
-    """channels C and image_size S of the (B, C, S, S) images; timesteps T; schedule "linear" |
-    "cosine"; the U-Net: base_channels C_0, channel_mults (one per level, 1 to 3 levels: C_l =
-    C_0 channel_mults[l], the image halved between levels), time_dim (time-embedding size)."""
+    """Settings of a diffusion model (DDPM) and its U-Net.
+
+    Attributes:
+        channels: C, colour channels of the (B, C, S, S) images (1 for grey images).
+        image_size: S = height = width, a multiple of 4 (8 for the digits, 28 for Fashion-MNIST).
+        timesteps: T, noising steps of the forward process.
+        beta_schedule: the noise schedule beta_1 .. beta_T, "linear" or "cosine".
+        base_channels: C_0, channels of the U-Net's first level.
+        channel_mults: one multiplier per U-Net level, 1 to 3 levels (C_l = C_0 channel_mults[l];
+            the image is halved between levels).
+        time_dim: size of the timestep embedding (>= 2).
+    """
 
     channels: int = 1
     image_size: int = 8
     timesteps: int = 200
-    schedule: str = "linear"
+    beta_schedule: str = "linear"
     base_channels: int = 16
     channel_mults: tuple[int, ...] = (1, 2)
     time_dim: int = 64
@@ -103,7 +112,7 @@ class DiffusionConfig:
     def __post_init__(self) -> None:
         check_image_config(self.channels, self.image_size)
         check_int(self.timesteps, "timesteps", minimum=1)
-        check_choice(self.schedule, "schedule", SCHEDULES)
+        check_choice(self.beta_schedule, "beta_schedule", SCHEDULES)
         check_int(self.base_channels, "base_channels", minimum=1)
         mults = tuple(self.channel_mults) if isinstance(self.channel_mults, (list, tuple)) else None
         if (mults is None or not 1 <= len(mults) <= 3
@@ -115,8 +124,8 @@ class DiffusionConfig:
 
     @classmethod
     def preset(cls, name: str, **overrides) -> "DiffusionConfig":
-        check_choice(name, "preset", DIFFUSION_PRESETS)
-        return cls(**{**DIFFUSION_PRESETS[name], **overrides})
+        check_choice(name, "preset", PRESETS)
+        return cls(**{**PRESETS[name], **overrides})
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -128,7 +137,7 @@ class DiffusionConfig:
 
 def beta_schedule(name: str, timesteps: int) -> torch.Tensor:
     """beta_1 .. beta_T of the named schedule, (T,) float64 (see the module docstring)."""
-    check_choice(name, "schedule", SCHEDULES)
+    check_choice(name, "beta_schedule", SCHEDULES)
     T = check_int(timesteps, "timesteps", minimum=1)
     if name == "linear":
         scale = 1000.0 / T
@@ -153,7 +162,7 @@ class Diffusion(nn.Module):
         self.net = UNet(config.channels, config.base_channels, config.channel_mults, config.time_dim)
 
         # the schedule in float64, index t = 0..T (t = 0: beta_0 = 0, alpha_bar_0 = 1)
-        betas = torch.cat([torch.zeros(1, dtype=torch.float64), beta_schedule(config.schedule, self.T)])
+        betas = torch.cat([torch.zeros(1, dtype=torch.float64), beta_schedule(config.beta_schedule, self.T)])
         alphas = 1 - betas  # alpha_t = 1 - beta_t
         alpha_bars = torch.cumprod(alphas, 0)  # alpha_bar_t = prod_{s<=t} alpha_s
         # beta~_t = (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t) beta_t, beta~_0 = 0
@@ -329,55 +338,3 @@ def _snapshot_indices(count: int, snapshots: int) -> list[int]:
     check_int(snapshots, "snapshots", minimum=2)
     k = min(snapshots, count)  # count >= 2: x_T and x_0
     return [int(v) for v in torch.linspace(0, count - 1, k, dtype=torch.float64).round()]
-
-
-def plot_trajectory(snapshots: Sequence[torch.Tensor], path: str | os.PathLike,
-                    labels: Sequence[str] | None = None, *, title: str = "") -> Path:
-    """Rows = samples, columns = the denoising snapshots x_T .. x_0, each (n, C, S, S) in [0, 1]
-    with C = 1 (grey, dark = 1, like the other image plots) or 3 (RGB); ``labels``: one per column."""
-    import numpy as np
-
-    from seqlab.viz.plots import check_output_path, new_figure, save_png
-
-    path = check_output_path(path, "path")
-    if not isinstance(snapshots, (list, tuple)) or not snapshots:
-        fail("snapshots", "a non-empty list of image tensors (n, C, S, S)", type(snapshots).__name__)
-    first = snapshots[0]
-    if not isinstance(first, torch.Tensor) or first.dim() != 4 or first.shape[1] not in (1, 3):
-        fail("snapshots[0]", "a tensor (n, C, S, S) with C = 1 or 3",
-             f"shape {shape_str(first)}" if isinstance(first, torch.Tensor) else type(first).__name__)
-    n, C, S, _ = first.shape
-    arrs = [check_images(x, C, S, f"snapshots[{k}]") for k, x in enumerate(snapshots)]
-    for k, x in enumerate(arrs):
-        if x.shape[0] != n:
-            fail(f"snapshots[{k}]", f"{n} images (as snapshots[0])", f"shape {shape_str(x)}")
-    K = len(arrs)
-    if labels is not None and (isinstance(labels, str) or len(labels) != K):
-        fail("labels", f"{K} column labels (one per snapshot)", repr(labels))
-    gap = 1
-    mosaic = np.ones((n * (S + gap) - gap, K * (S + gap) - gap, C))  # white gaps
-    if C == 1:
-        mosaic[:] = 0.0  # gray_r: 0 is white
-    for k, x in enumerate(arrs):
-        tiles = x.detach().cpu().double().permute(0, 2, 3, 1).numpy()  # (n, S, S, C)
-        for r in range(n):
-            mosaic[r * (S + gap):r * (S + gap) + S, k * (S + gap):k * (S + gap) + S] = tiles[r]
-    fig = new_figure(0.5 * K + 0.4, 0.5 * n + (0.8 if title else 0.5))
-    ax = fig.add_subplot(1, 1, 1)
-    if C == 1:
-        ax.imshow(mosaic[:, :, 0], cmap="gray_r", vmin=0.0, vmax=1.0, interpolation="nearest")
-    else:
-        ax.imshow(mosaic, interpolation="nearest")
-    ax.xaxis.tick_top()
-    if labels is not None:
-        ax.set_xticks([k * (S + gap) + (S - 1) / 2 for k in range(K)])
-        ax.set_xticklabels([str(lab) for lab in labels], fontsize=7)
-    else:
-        ax.set_xticks([])
-    ax.set_yticks([])
-    ax.tick_params(length=0)
-    for spine in ax.spines.values():
-        spine.set_visible(False)
-    if title:
-        ax.set_title(title, fontsize=9)
-    return save_png(fig, path)

@@ -61,6 +61,13 @@ from seqlab.validation import check_choice, check_float, check_int, fail, fields
 
 LOSSES = ("non-saturating", "minimax")
 
+# Named sizes (channels and image_size come from the data). cpu-small is the defaults, what
+# `seqlab train gan` uses on the 8x8 digits.
+PRESETS: dict[str, dict] = {
+    "cpu-tiny": dict(noise_size=16, hidden_size=16),
+    "cpu-small": dict(noise_size=32, hidden_size=32),
+}
+
 
 @dataclass(frozen=True)
 class GANConfig:
@@ -70,10 +77,11 @@ class GANConfig:
         channels: image channels C (1 for grey images).
         image_size: image height = width, a multiple of 4 (8 for the 8x8 digits, 28 for
             Fashion-MNIST); the generator starts at image_size // 4 and doubles it twice.
-        noise_size: units of the noise z ~ N(0, I).
-        g_width: channels g of the generator's last hidden layer (2g before it).
-        d_width: channels d of the discriminator's first layer (2d after it).
-        loss: the generator's loss, ``"non-saturating"`` (default) or ``"minimax"``.
+        noise_size: Z, units of the noise z ~ N(0, I).
+        hidden_size: g, channels of the generator's last hidden layer (2g before it).
+        d_hidden_size: d, channels of the discriminator's first layer (2d after it); None:
+            the same as hidden_size.
+        loss: the generator's loss, "non-saturating" (default) or "minimax".
         d_steps: discriminator updates per generator update.
         d_lr_scale, g_lr_scale: each network's learning rate is lr times its scale.
     """
@@ -81,8 +89,8 @@ class GANConfig:
     channels: int = 1
     image_size: int = 8
     noise_size: int = 32
-    g_width: int = 32
-    d_width: int = 32
+    hidden_size: int = 32
+    d_hidden_size: int | None = None
     loss: str = "non-saturating"
     d_steps: int = 1
     d_lr_scale: float = 1.0
@@ -91,12 +99,23 @@ class GANConfig:
     def __post_init__(self) -> None:
         check_image_config(self.channels, self.image_size)
         check_int(self.noise_size, "noise_size", minimum=1)
-        check_int(self.g_width, "g_width", minimum=1)
-        check_int(self.d_width, "d_width", minimum=1)
+        check_int(self.hidden_size, "hidden_size", minimum=1)
+        if self.d_hidden_size is not None:
+            check_int(self.d_hidden_size, "d_hidden_size", minimum=1)
         check_choice(self.loss, "loss", LOSSES)
         check_int(self.d_steps, "d_steps", minimum=1)
         check_float(self.d_lr_scale, "d_lr_scale", minimum=0.0, open_min=True)
         check_float(self.g_lr_scale, "g_lr_scale", minimum=0.0, open_min=True)
+
+    @property
+    def discriminator_size(self) -> int:
+        """d, the discriminator's width: d_hidden_size, or hidden_size when that is None."""
+        return self.hidden_size if self.d_hidden_size is None else self.d_hidden_size
+
+    @classmethod
+    def preset(cls, name: str, **overrides) -> "GANConfig":
+        check_choice(name, "preset", PRESETS)
+        return cls(**{**PRESETS[name], **overrides})
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -111,7 +130,7 @@ class Generator(nn.Module):
 
     def __init__(self, cfg: GANConfig) -> None:
         super().__init__()
-        g, q = cfg.g_width, cfg.image_size // 4
+        g, q = cfg.hidden_size, cfg.image_size // 4
         self.net = nn.Sequential(
             nn.Linear(cfg.noise_size, 2 * g * q * q, bias=False),  # (B, 2g q q)
             nn.Unflatten(1, (2 * g, q, q)),  # (B, 2g, q, q)
@@ -131,7 +150,7 @@ class Discriminator(nn.Module):
 
     def __init__(self, cfg: GANConfig) -> None:
         super().__init__()
-        d, q = cfg.d_width, cfg.image_size // 4
+        d, q = cfg.discriminator_size, cfg.image_size // 4
         self.net = nn.Sequential(
             nn.Conv2d(cfg.channels, d, 4, stride=2, padding=1),  # (B, d, 2q, 2q)
             nn.LeakyReLU(0.2),
@@ -297,4 +316,4 @@ class GAN(nn.Module):
         return metrics["d_loss"], metrics
 
 
-__all__ = ["GAN", "LOSSES", "Discriminator", "GANConfig", "Generator"]
+__all__ = ["GAN", "LOSSES", "PRESETS", "Discriminator", "GANConfig", "Generator"]

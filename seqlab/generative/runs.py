@@ -16,10 +16,11 @@ from typing import Any, Mapping
 import torch
 
 from seqlab.data.images import ImageData, load_image_folder, load_images
-from seqlab.llm.runs import run_family  # noqa: F401  (re-exported: seqlab eval names the family)
-from seqlab.training.checkpoint import (Checkpoint, latest_checkpoint, load_checkpoint, load_weights,
-                                       resolve_checkpoint)
-from seqlab.training.trainer import TrainConfig, TrainResult, default_run_dir, find_run_dir, read_run, train
+from seqlab.training.checkpoint import Checkpoint, load_checkpoint, load_weights
+from seqlab.training.config import TrainConfig
+from seqlab.training.loop import TrainResult, train
+from seqlab.training.rundir import (default_run_dir, find_run_dir, latest_checkpoint, read_run, resolve_checkpoint,
+                                   run_family)
 from seqlab.validation import check_choice, check_int, fail
 
 FAMILIES = ("gan", "vae", "diffusion")
@@ -232,7 +233,7 @@ def write_views(path: str | os.PathLike, *, seed: int = 0, method: str | None = 
     data = run_data(path)
     side, written = data.side, []
     if trajectory is not None:
-        from seqlab.generative.diffusion import plot_trajectory
+        from seqlab.viz.generative import plot_trajectory
 
         _, snaps = model.sample(8, generator=torch.Generator().manual_seed(seed), trajectory=True,
                                 **sample_kwargs(family, method, steps))
@@ -240,7 +241,7 @@ def write_views(path: str | os.PathLike, *, seed: int = 0, method: str | None = 
         written.append(plot_trajectory(snaps, trajectory, [f"t={t}" for t in ts]))
     test, labels = data.images("test"), data.split("test").y
     if latent_map is not None:
-        from seqlab.generative.vae import plot_latent_map
+        from seqlab.viz.generative import plot_latent_map
 
         written.append(plot_latent_map(model, test, labels, latent_map))
     if interpolate is not None:

@@ -16,9 +16,8 @@ BUDGET = {"gan": 45.0, "vae": 30.0, "diffusion": 75.0}
 @section(59, "Generative models: GAN, VAE, diffusion (DDPM, DDIM) on the digits, one evaluation")
 def generative(ctx: TourContext, sec: Section) -> str:
     from seqlab.generative import runs
-    from seqlab.generative.diffusion import plot_trajectory
     from seqlab.generative.evaluate import default_n, evaluate_samples
-    from seqlab.generative.vae import plot_latent_map
+    from seqlab.viz.generative import plot_latent_map, plot_trajectory
     from seqlab.viz.plots import plot_image_grid
 
     rows, scores, T = [], {}, 0

@@ -45,10 +45,8 @@ importance samples (k, B, L). Randomness comes from an optional ``torch.Generato
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -70,11 +68,12 @@ LIKELIHOODS = ("bernoulli",)
 LOG_2PI = math.log(2.0 * math.pi)
 CHUNK_ELEMENTS = 2 ** 22  # decoder outputs per chunk of importance samples (k_chunk * B * D)
 
-# Named sizes: cpu-small for the 8x8 digits (one hidden layer, as in Kingma & Welling),
-# gpu-baby for Fashion-MNIST.
-VAE_PRESETS: dict[str, dict] = {
-    "cpu-small": dict(hidden=256, depth=1, latent_size=8),
-    "gpu-baby": dict(image_size=28, hidden=512, depth=2, latent_size=16),
+# Named sizes: cpu-small (the defaults) for the 8x8 digits (one hidden layer, as in Kingma &
+# Welling), cpu-tiny for tests and quick looks, gpu-baby for Fashion-MNIST.
+PRESETS: dict[str, dict] = {
+    "cpu-tiny": dict(hidden_size=64, depth=1, latent_size=8),
+    "cpu-small": dict(hidden_size=256, depth=1, latent_size=8),
+    "gpu-baby": dict(image_size=28, hidden_size=512, depth=2, latent_size=16),
 }
 
 
@@ -86,22 +85,22 @@ class VAEConfig:
         channels: C, colour channels of the images (1 for the digits and Fashion-MNIST).
         image_size: H = W, a multiple of 4 (8 for the digits, 28 for Fashion-MNIST).
         latent_size: L, dimension of z (2 gives a latent map one can draw directly).
-        hidden: width of the encoder's and the decoder's hidden layers.
+        hidden_size: width of the encoder's and the decoder's hidden layers.
         depth: number of hidden layers (ReLU) in the encoder and in the decoder.
-        likelihood: the decoder's p(x|z); "bernoulli" (logits, binary cross-entropy).
+        likelihood: the decoder's p(x|z), "bernoulli" (logits, binary cross-entropy).
     """
 
     channels: int = 1
     image_size: int = 8
     latent_size: int = 8
-    hidden: int = 256
+    hidden_size: int = 256
     depth: int = 1
     likelihood: str = "bernoulli"
 
     def __post_init__(self) -> None:
         check_image_config(self.channels, self.image_size)
         check_int(self.latent_size, "latent_size", minimum=1)
-        check_int(self.hidden, "hidden", minimum=1)
+        check_int(self.hidden_size, "hidden_size", minimum=1)
         check_int(self.depth, "depth", minimum=1)
         check_choice(self.likelihood, "likelihood", LIKELIHOODS)
 
@@ -112,8 +111,8 @@ class VAEConfig:
 
     @classmethod
     def preset(cls, name: str, **overrides) -> VAEConfig:
-        check_choice(name, "preset", VAE_PRESETS)
-        return cls(**{**VAE_PRESETS[name], **overrides})
+        check_choice(name, "preset", PRESETS)
+        return cls(**{**PRESETS[name], **overrides})
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -123,11 +122,11 @@ class VAEConfig:
         return cls(**fields_from_dict(cls, d, "VAE config"))
 
 
-def _mlp(n_in: int, hidden: int, depth: int, n_out: int) -> nn.Sequential:
+def _mlp(n_in: int, hidden_size: int, depth: int, n_out: int) -> nn.Sequential:
     layers: list[nn.Module] = []
     for i in range(depth):
-        layers += [nn.Linear(n_in if i == 0 else hidden, hidden), nn.ReLU()]
-    return nn.Sequential(*layers, nn.Linear(hidden, n_out))
+        layers += [nn.Linear(n_in if i == 0 else hidden_size, hidden_size), nn.ReLU()]
+    return nn.Sequential(*layers, nn.Linear(hidden_size, n_out))
 
 
 class VAE(nn.Module):
@@ -138,8 +137,8 @@ class VAE(nn.Module):
         config = resolve_config(config, kwargs, VAEConfig, type(self).__name__)
         self.config = config
         D, L = config.pixels, config.latent_size
-        self.encoder = _mlp(D, config.hidden, config.depth, 2 * L)  # x (B, D) -> [mu, log sigma^2] (B, 2L)
-        self.decoder = _mlp(L, config.hidden, config.depth, D)  # z (B, L) -> logits f(z) (B, D)
+        self.encoder = _mlp(D, config.hidden_size, config.depth, 2 * L)  # x (B, D) -> [mu, log sigma^2] (B, 2L)
+        self.decoder = _mlp(L, config.hidden_size, config.depth, D)  # z (B, L) -> logits f(z) (B, D)
 
     # ---- helpers at the boundary
 
@@ -297,66 +296,4 @@ class VAE(nn.Module):
         return torch.sigmoid(self.decode(torch.stack([z1, z2], -1).reshape(n * n, 2)))
 
 
-def _mosaic(images: torch.Tensor, cols: int):
-    """(n, C, S, S) -> an (rows T, cols T) or (rows T, cols T, 3) numpy array, T = S + 1
-    (each tile gets a blank line below and to the right)."""
-    n, C = images.shape[:2]
-    rows = (n + cols - 1) // cols
-    img = images.detach().cpu().float()
-    img = img if C == 3 else img.mean(1, keepdim=True)  # RGB as is, anything else as grey
-    img = F.pad(img, (0, 1, 0, 1))  # (n, c, T, T)
-    S = img.shape[-1]
-    pad = torch.zeros(rows * cols - n, img.shape[1], S, S)
-    grid = torch.cat([img, pad]).view(rows, cols, -1, S, S).permute(0, 3, 1, 4, 2)  # (rows, S, cols, S, c)
-    grid = grid.reshape(rows * S, cols * S, -1).numpy()
-    return grid[..., 0] if grid.shape[-1] == 1 else grid
-
-
-def plot_latent_map(model: VAE, x: torch.Tensor, labels, path: str | os.PathLike, *,
-                    n: int = 15, span: float = 3.0) -> Path:
-    """The posterior means mu(x) coloured by label, and for latent_size 2 the decoded grid
-    (``decode_grid(n, span)``) beside it. For latent_size > 2 the means are projected to 2-D
-    by PCA (an SVD of the centred means); for latent_size 1 they are plotted against the label."""
-    import numpy as np
-
-    from seqlab.viz.plots import check_output_path, new_figure, save_png
-
-    if not isinstance(model, VAE):
-        fail("model", "a VAE", type(model).__name__)
-    path = check_output_path(path, "path")
-    mu = model.latent_means(x).cpu().double()  # (B, L)
-    y = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels).reshape(-1)
-    if y.shape[0] != mu.shape[0]:
-        fail("labels", f"one label per image ({mu.shape[0]})", f"{y.shape[0]} labels")
-    L = model.config.latent_size
-    if L == 1:
-        pts, axes, title = torch.stack([mu[:, 0], torch.as_tensor(y, dtype=torch.float64)], 1), ("z_1", "label"), \
-            "posterior means mu(x)"
-    elif L == 2:
-        pts, axes, title = mu, ("z_1", "z_2"), "posterior means mu(x)"
-    else:
-        c = mu - mu.mean(0)  # (B, L) centred
-        _, s, vh = torch.linalg.svd(c, full_matrices=False)
-        pts = c @ vh[:2].T  # (B, 2) the two principal components
-        share = float((s[:2] ** 2).sum() / (s ** 2).sum().clamp_min(1e-300))
-        axes, title = ("PC 1", "PC 2"), f"PCA of the {L}-D posterior means ({share:.0%} of the variance)"
-    grid = model.decode_grid(n, span) if L == 2 else None
-    fig = new_figure(11.0 if grid is not None else 6.0, 5.0)
-    ax = fig.add_subplot(1, 2 if grid is not None else 1, 1)
-    sc = ax.scatter(pts[:, 0].numpy(), pts[:, 1].numpy(), c=y, cmap="tab10", s=6, alpha=0.8)
-    fig.colorbar(sc, ax=ax, label="label")
-    ax.set_xlabel(axes[0])
-    ax.set_ylabel(axes[1])
-    ax.set_title(title, fontsize=9)
-    if grid is not None:
-        ax2 = fig.add_subplot(1, 2, 2)
-        mosaic = _mosaic(grid, n)
-        ax2.imshow(mosaic, cmap="gray_r" if mosaic.ndim == 2 else None, vmin=0.0, vmax=1.0,
-                   extent=(-span, span, -span, span), interpolation="nearest")
-        ax2.set_xlabel("z_1")
-        ax2.set_ylabel("z_2")
-        ax2.set_title(f"decoded means on a {n}x{n} grid of z", fontsize=9)
-    return save_png(fig, path)
-
-
-__all__ = ["VAE", "VAE_PRESETS", "VAEConfig", "plot_latent_map"]
+__all__ = ["VAE", "PRESETS", "VAEConfig"]

@@ -68,7 +68,7 @@ from seqlab.validation import (
 )
 
 # Named sizes (vocab_size and the special ids come from the tokenizer: BERTConfig.for_tokenizer).
-BERT_PRESETS: dict[str, dict] = {
+PRESETS: dict[str, dict] = {
     "cpu-tiny": dict(num_layers=2, num_heads=4, d_model=64, block_size=64, dropout=0.0),
     "cpu-small": dict(num_layers=4, num_heads=4, d_model=128, block_size=128, dropout=0.0),
     "cpu-medium": dict(num_layers=6, num_heads=6, d_model=192, block_size=128, dropout=0.1),
@@ -79,13 +79,22 @@ POOLINGS = ("cls", "mean")
 
 @dataclass(frozen=True)
 class BERTConfig:
-    """vocab_size: V, special tokens included; mask_id: the id of [MASK]; pad_id, cls_id:
-    the ids of [PAD] and [CLS] (None if the vocabulary has none); block_size: the most
-    positions T a sequence may have (rows of the learned position table); d_model: D;
-    num_heads: h; num_layers: L; d_ff: width of the blocks' MLP (None: 4 D); dropout: on the
-    embeddings and inside the blocks while training; norm_first: pre-norm blocks (True) or
-    post-norm (the original BERT); fused: ``F.scaled_dot_product_attention`` in the
-    attention; layer_norm_eps: eps of every LayerNorm."""
+    """Settings of a BERT.
+
+    Attributes:
+        vocab_size: V, tokens in the vocabulary, special tokens included (the tokenizer's).
+        mask_id: the token id of [MASK] (the tokenizer's).
+        pad_id, cls_id: the token ids of [PAD] and [CLS] (None if the vocabulary has none).
+        block_size: the most positions T a sequence may have (rows of the position table).
+        d_model: D, width of the token embeddings and of every block.
+        num_heads: h, attention heads per block (d_model must be a multiple of h).
+        num_layers: L, transformer blocks.
+        d_ff: width of the blocks' MLP hidden layer (None: 4 D).
+        dropout: dropout probability on the embeddings and inside the blocks while training.
+        norm_first: pre-norm blocks (True) or post-norm, as the original BERT (False).
+        fused: ``F.scaled_dot_product_attention`` in the attention (True) or the explicit form.
+        layer_norm_eps: the eps of every LayerNorm (> 0).
+    """
 
     vocab_size: int
     mask_id: int
@@ -123,10 +132,10 @@ class BERTConfig:
 
     @classmethod
     def preset(cls, name: str, **fields) -> "BERTConfig":
-        """A preset of ``BERT_PRESETS``; ``fields`` must give vocab_size and mask_id and may
+        """A preset of ``PRESETS``; ``fields`` must give vocab_size and mask_id and may
         override the rest."""
-        check_choice(name, "preset", BERT_PRESETS)
-        return cls(**{**BERT_PRESETS[name], **fields})
+        check_choice(name, "preset", PRESETS)
+        return cls(**{**PRESETS[name], **fields})
 
     @classmethod
     def for_tokenizer(cls, tokenizer, preset: str | None = None, **overrides) -> "BERTConfig":
@@ -140,8 +149,8 @@ class BERTConfig:
         fields = dict(vocab_size=tokenizer.vocab_size, mask_id=tokenizer.mask_id,
                       pad_id=getattr(tokenizer, "pad_id", None), cls_id=getattr(tokenizer, "cls_id", None))
         if preset is not None:
-            check_choice(preset, "preset", BERT_PRESETS)
-            fields.update(BERT_PRESETS[preset])
+            check_choice(preset, "preset", PRESETS)
+            fields.update(PRESETS[preset])
         fields.update(overrides)
         return cls(**fields)
 
@@ -216,11 +225,13 @@ class BERT(nn.Module):
         nn.init.normal_(self.w_m, std=0.02)
 
     # -- the model -----------------------------------------------------------------------
-    def _encode(self, ids: torch.Tensor, key_padding_mask=None, need_weights: bool = False):
+    def encode_unchecked(self, ids: torch.Tensor, key_padding_mask=None, need_weights: bool = False):
+        """:meth:`encode` without the checks of ``ids``: the caller has checked the inputs.
+        With ``need_weights``, ``(a^(L), weights)`` as the ``Encoder`` returns them."""
         c = self.config
         # a^(0)_t = w^(x) . x_t + p_t
         a = self.w_x[ids]  # (B, T, D)
-        a = self.pos._forward(a)  # (B, T, D)
+        a = self.pos.forward_unchecked(a)  # (B, T, D)
         p = c.dropout if self.training else 0.0
         a = F.dropout(a, p, training=p > 0)
         # a^(L) = Encoder(a^(0)): every position attends to every real position
@@ -228,12 +239,12 @@ class BERT(nn.Module):
 
     def encode(self, ids: torch.Tensor, key_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
         """ids (B, T) -> a^(L), (B, T, D)."""
-        return self._encode(_check_ids(ids, self.config), key_padding_mask)
+        return self.encode_unchecked(_check_ids(ids, self.config), key_padding_mask)
 
     def mlm_head(self, h: torch.Tensor) -> torch.Tensor:
         """a^(L)_t (..., D) -> logits z_t (..., V)."""
         # u_t = LN(g(w^(m) . a^(L)_t + b^(m)))
-        u = self.norm_m._forward(F.gelu(h @ self.w_m.T + self.b_m))  # (..., D)
+        u = self.norm_m.forward_unchecked(F.gelu(h @ self.w_m.T + self.b_m))  # (..., D)
         # z_t = w^(o) . u_t + b^(o), w^(o) = w_x
         return u @ self.w_x.T + self.b_o  # (..., D) @ (D, V) -> (..., V)
 
@@ -242,7 +253,7 @@ class BERT(nn.Module):
         """ids (B, T) -> logits z (B, T, V); with ``need_weights``, ``(logits, weights)``,
         weights a list of L tensors (B, h, T, T), each layer's attention weights."""
         ids = _check_ids(ids, self.config)
-        out = self._encode(ids, key_padding_mask, need_weights)
+        out = self.encode_unchecked(ids, key_padding_mask, need_weights)
         if need_weights:
             h, blocks = out
             return self.mlm_head(h), [w["self"] for w in blocks]
@@ -268,7 +279,7 @@ class BERT(nn.Module):
         V = self.config.vocab_size
         if int(y.min()) < 0 or int(y.max()) >= V:
             fail("targets", f"-100 or token ids in [0, {V - 1}]", f"values in [{int(y.min())}, {int(y.max())}]")
-        h = self._encode(ids, kpm)  # (B, T, D)
+        h = self.encode_unchecked(ids, kpm)  # (B, T, D)
         # the output layer only where there is a target
         logits = self.mlm_head(h[selected])  # (|M|, V)
         # C = -(1/|M|) sum_{M} log o[y]
@@ -338,9 +349,15 @@ def fill(model: BERT, tokenizer, text: str, top_k: int = 5, *, add_cls: bool = T
 
 @dataclass(frozen=True)
 class BERTClassifierConfig:
-    """bert: the encoder's config; num_classes: K >= 2; pooling: "cls" (the hidden state at
-    the first position, index 0, which must hold [CLS]) or "mean" (over the non-padding
-    positions); dropout: on the pooled vector while training."""
+    """Settings of a BERT sequence classifier.
+
+    Attributes:
+        bert: the encoder's config (a BERTConfig).
+        num_classes: K, the number of classes (>= 2).
+        pooling: the sequence's vector h, "cls" (the hidden state at position 0, which must
+            hold [CLS]) or "mean" (the mean over the non-padding positions).
+        dropout: dropout probability on the pooled vector h while training.
+    """
 
     bert: BERTConfig
     num_classes: int
@@ -420,7 +437,7 @@ class BERTClassifier(nn.Module):
             bad = ids[:, 0][ids[:, 0] != bc.cls_id]
             fail("ids", f"[CLS] (id {bc.cls_id}) at position 0 of every row (pooling='cls')",
                  f"id {int(bad[0])} at position 0 of {bad.numel()} row(s)")
-        h = self.bert._encode(ids, key_padding_mask)  # (B, T, D)
+        h = self.bert.encode_unchecked(ids, key_padding_mask)  # (B, T, D)
         h = self.pool(h, ids, key_padding_mask)  # (B, D)
         p = self.config.dropout if self.training else 0.0
         h = F.dropout(h, p, training=p > 0)
@@ -487,9 +504,9 @@ def unigram_accuracy(targets: torch.Tensor, counts: torch.Tensor) -> float:
 
 __all__ = [
     "BERT",
-    "BERT_PRESETS",
     "IGNORE_INDEX",
     "POOLINGS",
+    "PRESETS",
     "BERTClassifier",
     "BERTClassifierConfig",
     "BERTConfig",

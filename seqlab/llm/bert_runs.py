@@ -17,12 +17,14 @@ import torch
 
 from seqlab.data.mlm import MLMDataset, PassageClassificationDataset, default_classification_corpora
 from seqlab.data.text import load_text, read_text_file, resume_text
-from seqlab.llm.bert import (BERT, BERT_PRESETS, BERTClassifier, BERTClassifierConfig, BERTConfig, evaluate, fill,
+from seqlab.llm.bert import (BERT, PRESETS, BERTClassifier, BERTClassifierConfig, BERTConfig, evaluate, fill,
                              unigram_accuracy)
-from seqlab.llm.runs import build_tokenizer, default_run_dir, saved_tokenizer, source_name
+from seqlab.llm.runs import build_tokenizer, saved_tokenizer, source_name
 from seqlab.llm.tokenizers import Tokenizer, tokenizer_from_json
-from seqlab.training.checkpoint import Checkpoint, checkpoint_file, load_checkpoint, load_weights, resolve_checkpoint
-from seqlab.training.trainer import TrainConfig, TrainResult, read_run, train
+from seqlab.training.checkpoint import Checkpoint, checkpoint_file, load_checkpoint, load_weights
+from seqlab.training.config import TrainConfig
+from seqlab.training.loop import TrainResult, train
+from seqlab.training.rundir import default_run_dir, read_run, resolve_checkpoint
 from seqlab.validation import check_choice, check_int, fail
 
 FAMILY = "bert"
@@ -44,7 +46,7 @@ def build_bert_run(*, text: str | None = None, preset: str = DEFAULT_PRESET, tok
                    vocab_size: int | None = None, block_size: int | None = None,
                    model_options: Mapping[str, Any] | None = None, train_options: Mapping[str, Any] | None = None):
     """(model, MLM dataset, TrainConfig, data_info) for a new BERT run; nothing is written."""
-    check_choice(preset, "preset", BERT_PRESETS)
+    check_choice(preset, "preset", PRESETS)
     model_options = dict(model_options or {})
     unknown = set(model_options) - BERT_MODEL_FIELDS
     if unknown:

@@ -4,11 +4,12 @@ Lecture, "Large Language Models": a GPT is a stack of transformer blocks whose
 self-attention is causal, trained to predict the next token. With the notation of the
 Transformers section (a query at position s sees keys t <= s):
 
-    x_t      = w^(e)[c_t] + p_t                        token embedding + position   (D,)
-    a^(l)    = Block_l(a^(l-1)),  a^(0) = x            L pre-norm blocks, causal     (T, D)
-    o_t      = softmax(w^(e) . LN(a^(L)_t))            weight tying: the output layer is
-                                                       the embedding matrix           (V,)
-    C        = -(1/T) sum_t log o_t[c_(t+1)]           next-token cross entropy
+    a^(0)_t  = w^(x) . x_t + p_t                       x_t one-hot: the x_t-th row of ``w_x``
+                                                       (V, D), plus the position p_t   (D,)
+    a^(l)    = Block_l(a^(l-1))                        L pre-norm blocks, causal       (T, D)
+    o_t      = softmax(w^(o) . LN(a^(L)_t))            weight tying: w^(o) = w^(x), the output
+                                                       layer is the embedding matrix   (V,)
+    C        = -(1/T) sum_t log o_t[x_(t+1)]           next-token cross entropy
 
 Generation feeds the sampled token back in. The keys and values of the positions already
 seen do not change when a token is appended (the mask hides the future), so a KV cache
@@ -19,9 +20,9 @@ once the window is full each step re-reads the last ``block_size`` tokens (the l
 positions move, so the cached keys are no longer valid); cached and uncached generation
 give exactly the same tokens.
 
-Code names: ``w_e`` (V, D) the token embedding w^(e), ``pos`` the positional encoding,
-``blocks`` the ``Encoder`` (causal blocks + final LayerNorm), ``w_out`` (V, D) only when
-the weights are not tied.
+Code names: ``w_x`` (V, D) the token embedding w^(x) (as in BERT), ``pos`` the positional
+encoding, ``blocks`` the ``Encoder`` (causal blocks + final LayerNorm), ``w_o`` (V, D) the
+output weights w^(o), only when the weights are not tied (tied: w^(o) is ``w_x``).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ POSITIONS = ("learned", "sinusoidal")
 # Named sizes. cpu-small is nanoGPT's CPU recipe for tiny Shakespeare (4 layers, 4 heads,
 # width 128, context 64, no dropout, no biases); gpu-baby is its "baby GPT" on a GPU
 # (6 layers, 6 heads, width 384, context 256, dropout 0.2).
-GPT_PRESETS: dict[str, dict] = {
+PRESETS: dict[str, dict] = {
     "cpu-tiny": dict(num_layers=2, num_heads=4, d_model=64, block_size=64),
     "cpu-small": dict(num_layers=4, num_heads=4, d_model=128, block_size=64),
     "cpu-medium": dict(num_layers=6, num_heads=6, d_model=192, block_size=128, dropout=0.1),
@@ -55,10 +56,21 @@ GPT_PRESETS: dict[str, dict] = {
 
 @dataclass(frozen=True)
 class GPTConfig:
-    """vocab_size V; block_size: the context (most positions); d_model D; num_heads h;
-    num_layers L; d_ff: the MLP's hidden width (default 4 D); dropout; bias: biases in the
-    projections, MLPs and norms; tie_weights: output layer = token embedding; position:
-    "learned" or "sinusoidal"; fused: ``F.scaled_dot_product_attention`` in the blocks."""
+    """Settings of a GPT.
+
+    Attributes:
+        vocab_size: V, tokens in the vocabulary (the tokenizer's).
+        block_size: the context, the most positions T a sequence may have.
+        d_model: D, width of the token embeddings and of every block.
+        num_heads: h, attention heads per block (d_model must be a multiple of h).
+        num_layers: L, transformer blocks.
+        d_ff: width of the blocks' MLP hidden layer (None: 4 D).
+        dropout: dropout probability on the embeddings and inside the blocks while training.
+        bias: biases in the projections, the MLPs and the layer norms (True or False).
+        tie_weights: output weights = token embedding, w^(o) = w^(x) (True or False).
+        position: the positional encoding, "learned" or "sinusoidal".
+        fused: ``F.scaled_dot_product_attention`` in the blocks (True) or the explicit form.
+    """
 
     vocab_size: int = 65
     block_size: int = 64
@@ -89,8 +101,8 @@ class GPTConfig:
 
     @classmethod
     def preset(cls, name: str, **overrides) -> "GPTConfig":
-        check_choice(name, "preset", GPT_PRESETS)
-        return cls(**{**GPT_PRESETS[name], **overrides})
+        check_choice(name, "preset", PRESETS)
+        return cls(**{**PRESETS[name], **overrides})
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -110,13 +122,14 @@ class GPT(nn.Module):
         super().__init__()
         config = resolve_config(config, kwargs, GPTConfig, type(self).__name__)
         self.config = c = config
-        self.w_e = nn.Parameter(torch.empty(c.vocab_size, c.d_model))  # w^(e): (V, D)
+        self.w_x = nn.Parameter(torch.empty(c.vocab_size, c.d_model))  # w^(x): row i = embedding of token i, (V, D)
         if c.position == "learned":
             self.pos = LearnedPositionalEncoding(max_len=c.block_size, d_model=c.d_model)
         else:
             self.pos = SinusoidalPositionalEncoding(d_model=c.d_model, max_len=c.block_size)
         self.blocks = Encoder(num_layers=c.num_layers, config=c.block_config(), final_norm=True)
-        self.w_out = None if c.tie_weights else nn.Parameter(torch.empty(c.vocab_size, c.d_model))  # (V, D)
+        # w^(o): (V, D), only when not tied (tied: w^(o) = w^(x))
+        self.w_o = None if c.tie_weights else nn.Parameter(torch.empty(c.vocab_size, c.d_model))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -124,9 +137,9 @@ class GPT(nn.Module):
         write into the residual stream (w^(o) of the attention, w^(2) of the MLP) scaled by
         1 / sqrt(2 L) so that the residual's variance does not grow with depth."""
         std = 0.02
-        nn.init.normal_(self.w_e, std=std)
-        if self.w_out is not None:
-            nn.init.normal_(self.w_out, std=std)
+        nn.init.normal_(self.w_x, std=std)
+        if self.w_o is not None:
+            nn.init.normal_(self.w_o, std=std)
         residual_std = std / math.sqrt(2 * self.config.num_layers)
         for block in self.blocks.blocks:
             att = block.self_attn
@@ -166,14 +179,14 @@ class GPT(nn.Module):
         with ``need_weights``: a list over layers of (B, h, T, T_total) attention weights."""
         offset = 0 if cache is None else cache[0].length if cache else 0
         self.check_ids(ids, offset=offset)
-        # x_t = w^(e)[c_t] + p_t
-        x = F.embedding(ids, self.w_e)  # (B, T, D)
-        x = self.pos._forward(x, offset)  # (B, T, D)
+        # a^(0)_t = w^(x) . x_t + p_t   (x_t one-hot: the x_t-th row of w^(x))
+        x = F.embedding(ids, self.w_x)  # (B, T, D)
+        x = self.pos.forward_unchecked(x, offset)  # (B, T, D)
         x = F.dropout(x, self.config.dropout, training=self.training and self.config.dropout > 0)
         out = self.blocks(x, cache=cache, need_weights=need_weights)  # LN(a^(L)): (B, T, D)
         h, weights = out if need_weights else (out, None)
-        # o_t = w^(e) . LN(a^(L)_t)  (logits; the softmax is in the loss and the sampler)
-        logits = h @ (self.w_e if self.w_out is None else self.w_out).T  # (B, T, V)
+        # o_t = w^(o) . LN(a^(L)_t), w^(o) = w^(x) when tied  (logits; the softmax is in the loss and the sampler)
+        logits = h @ (self.w_x if self.w_o is None else self.w_o).T  # (B, T, V)
         return (logits, [w["self"] for w in weights]) if need_weights else logits
 
     def new_cache(self):
@@ -198,7 +211,7 @@ class GPT(nn.Module):
         drives: it keeps the context (the last ``block_size`` tokens) and, with
         ``use_cache``, the KV cache."""
         T_max = self.config.block_size
-        device = self.w_e.device
+        device = self.w_x.device
         context: list[int] = []
         state = {"cache": None}
 
@@ -246,4 +259,4 @@ class GPT(nn.Module):
             self.train(was_training)
 
 
-__all__ = ["GPT", "GPTConfig", "GPT_PRESETS"]
+__all__ = ["GPT", "GPTConfig", "PRESETS"]

@@ -1,14 +1,13 @@
 """Training, loading and sampling runs of the language models (used by the command line, the
 tour and the benchmarks): corpus -> tokenizer -> TokenDataset -> GPT -> the generic trainer.
 
-A run directory holds what ``seqlab.training.trainer.train`` writes (run.json,
+A run directory holds what ``seqlab.training.loop.train`` writes (run.json,
 metrics.jsonl, checkpoints/) and every checkpoint carries ``tokenizer.json``, so that a run
 can be sampled, resumed or inspected without the corpus it was trained on.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import fields
 from pathlib import Path
@@ -18,10 +17,12 @@ import torch
 
 from seqlab.data.text import load_text, resume_text
 from seqlab.data.tokens import TokenDataset
-from seqlab.llm.gpt import GPT, GPT_PRESETS, LN2, GPTConfig
-from seqlab.llm.tokenizers import BPETokenizer, CharLevelTokenizer, Tokenizer, tokenizer_from_json
-from seqlab.training.checkpoint import Checkpoint, checkpoint_file, load_checkpoint, load_weights, resolve_checkpoint
-from seqlab.training.trainer import TrainConfig, TrainResult, default_run_dir, read_run, train
+from seqlab.llm.gpt import GPT, LN2, PRESETS, GPTConfig
+from seqlab.llm.tokenizers import BPETokenizer, CharTokenizer, Tokenizer, tokenizer_from_json
+from seqlab.training.checkpoint import Checkpoint, checkpoint_file, load_checkpoint, load_weights
+from seqlab.training.config import TrainConfig
+from seqlab.training.loop import TrainResult, train
+from seqlab.training.rundir import default_run_dir, read_run, resolve_checkpoint
 from seqlab.validation import check_choice, check_int, fail
 
 GPT_FAMILY = "gpt"
@@ -52,7 +53,7 @@ def build_tokenizer(kind: str, corpus: str, *, vocab_size: int | None = None,
         if vocab_size is not None:
             fail("vocab_size", "nothing with the char tokenizer (its vocabulary is the corpus's characters)",
                  vocab_size)
-        return CharLevelTokenizer.from_text(corpus, special_tokens=special_tokens)
+        return CharTokenizer.from_text(corpus, special_tokens=special_tokens)
     vocab_size = DEFAULT_BPE_VOCAB if vocab_size is None else check_int(vocab_size, "vocab_size", minimum=257)
     return BPETokenizer.train(corpus, vocab_size=vocab_size, special_tokens=special_tokens)
 
@@ -61,7 +62,7 @@ def build_gpt_run(*, text: str | None = None, preset: str = DEFAULT_PRESET, toke
                   vocab_size: int | None = None, block_size: int | None = None,
                   model_options: Mapping[str, Any] | None = None, train_options: Mapping[str, Any] | None = None):
     """(model, dataset, TrainConfig, data_info) for a new GPT run; nothing is written."""
-    check_choice(preset, "preset", GPT_PRESETS)
+    check_choice(preset, "preset", PRESETS)
     model_options = dict(model_options or {})
     unknown = set(model_options) - GPT_MODEL_FIELDS
     if unknown:
@@ -70,7 +71,7 @@ def build_gpt_run(*, text: str | None = None, preset: str = DEFAULT_PRESET, toke
         model_options["block_size"] = check_int(block_size, "block_size", minimum=1)
     name, corpus = load_text(text)
     tok = build_tokenizer(tokenizer, corpus, vocab_size=vocab_size)
-    config = GPTConfig(vocab_size=tok.vocab_size, **{**GPT_PRESETS[preset], **model_options})
+    config = GPTConfig(vocab_size=tok.vocab_size, **{**PRESETS[preset], **model_options})
     data = TokenDataset.from_text(corpus, tok, config.block_size)
     cfg = TrainConfig.from_dict({**GPT_TRAIN_DEFAULTS, **dict(train_options or {})})
     info = {"source": source_name(text), "name": name, **data.info()}
@@ -85,16 +86,6 @@ def start_gpt(*, out: str | os.PathLike | None = None, progress: bool = True, **
     result = train(model, data, cfg, run_dir, family=GPT_FAMILY, model_config=model.config.to_dict(),
                    files={"tokenizer.json": data.tokenizer.to_json()}, progress=progress, data_info=info)
     return result, run_dir
-
-
-def run_family(path: str | os.PathLike) -> str:
-    """The model family of a run directory or checkpoint ("charlm", "gpt", "bert", ...)."""
-    ckpt_dir = resolve_checkpoint(path)
-    try:
-        header = json.loads((Path(ckpt_dir) / "config.json").read_text(encoding="utf-8"))
-        return str(header["family"])
-    except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
-        fail(f"checkpoint {ckpt_dir}", "a config.json naming the model family", f"an unreadable file ({e})")
 
 
 def saved_tokenizer(path: str | os.PathLike, family: str) -> Tokenizer:

@@ -21,7 +21,8 @@ token that follows everything fed so far (the model keeps its own state or KV ca
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
 
@@ -177,4 +178,51 @@ def generate(next_logits: Callable[[list[int]], torch.Tensor], prompt_ids: Seque
         logits = next_logits([token])
 
 
-__all__ = ["generate", "sample_next"]
+@dataclass(frozen=True)
+class SampleOptions:
+    """Options of ``seqlab sample`` for a language model (``sample_text``).
+
+    Attributes:
+        prompt: text to start from (default: a newline, or the vocabulary's first character)
+        length: tokens to generate at most
+        temperature: softmax temperature tau (0 = greedy)
+        top_k: sample among the k most likely tokens
+        top_p: sample among the most likely tokens whose probability mass reaches p, 0 < p <= 1
+        stop: stop before this text (repeat for several)
+        seed: seed of the draws
+    """
+
+    prompt: str | None = None
+    length: int = 300
+    temperature: float = 0.8
+    top_k: int | None = None
+    top_p: float | None = None
+    stop: tuple[str, ...] = ()
+    seed: int = 0
+
+
+def default_prompt(tokenizer: Any) -> str:
+    """A newline if the vocabulary has one, else its first token's text."""
+    try:
+        tokenizer.encode("\n")
+        return "\n"
+    except ValueError:
+        return tokenizer.decode([0])
+
+
+def sample_text(model: Any, tokenizer: Any, options: SampleOptions, **generate_options: Any) -> str:
+    """The text ``model.generate`` samples after ``options.prompt`` (not included), cut before
+    the first of the ``stop`` strings. ``model`` is any language model whose ``generate(ids,
+    n, temperature=, top_k=, top_p=, seed=, stop_strings=, decode=)`` returns token ids;
+    ``generate_options`` go to it too (a GPT's ``use_cache``)."""
+    prompt = default_prompt(tokenizer) if options.prompt is None else options.prompt
+    if not isinstance(prompt, str) or prompt == "":
+        fail("prompt", "at least one character (or none for the default)", repr(prompt))
+    ids = tokenizer.encode(prompt, name="prompt")
+    out = model.generate(ids, options.length, temperature=options.temperature, top_k=options.top_k,
+                         top_p=options.top_p, seed=options.seed, stop_strings=list(options.stop) or None,
+                         decode=tokenizer.decode, **generate_options)
+    return tokenizer.decode(out)
+
+
+__all__ = ["SampleOptions", "default_prompt", "generate", "sample_next", "sample_text"]

@@ -1,4 +1,4 @@
-"""Tokenizers for the language models: characters or byte-level BPE, with special tokens.
+r"""Tokenizers for the language models: characters or byte-level BPE, with special tokens.
 
 Every tokenizer has the same interface (``Tokenizer``):
 
@@ -8,7 +8,8 @@ Every tokenizer has the same interface (``Tokenizer``):
     tok.special_tokens                      e.g. ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
     tok.pad_id, tok.unk_id, tok.cls_id,     the id of "[PAD]", "[UNK]", "[CLS]", "[SEP]",
     tok.sep_id, tok.mask_id, tok.eos_id     "[MASK]", "<|endoftext|>"; None where absent
-    tok.to_json()  /  tokenizer_from_json(s) any kind back from its JSON
+    tok.to_json()  /  tokenizer_from_json(s) a Hugging Face tokenizer.json, and any kind back from it
+    tok.to_hf()                             the same tokenizer as a Hugging Face ``tokenizers.Tokenizer``
 
 Special tokens in text. ``encode(text)`` treats every character of ``text`` as text: the
 literal "[MASK]" is six characters (and an error if "[" is not in a character vocabulary).
@@ -19,8 +20,9 @@ token as its literal text, so ``decode(encode(s, specials=True)) == s``.
 
 Kinds:
 
-- ``CharLevelTokenizer``: the characters of ``seqlab.data.text.CharTokenizer`` (ids 0..C-1,
-  which it wraps) followed by the special tokens (ids C..C+S-1).
+- ``CharTokenizer``: one id per character (ids 0..C-1; ``from_text`` takes the distinct
+  characters of a text, sorted) followed by the special tokens (ids C..C+S-1). It serves the
+  recurrent character model (no special tokens), GPT and BERT alike.
 - ``BPETokenizer``: byte-level BPE trained with the Hugging Face ``tokenizers`` library
   (GPT-2's scheme). The text is read as UTF-8 bytes, each byte one of 256 base symbols, and
   training repeatedly merges the most frequent adjacent pair into a new symbol until the
@@ -28,6 +30,26 @@ Kinds:
   encodes (there is no unknown token) and ``decode(encode(s)) == s`` exactly. The special
   tokens take ids 0..S-1. Training is deterministic (the library breaks ties between
   equally frequent pairs by the pair itself), so it takes no seed.
+
+The JSON (``tokenizer.json`` in every checkpoint) is the Hugging Face ``tokenizers``
+library's own serialisation, so ``tokenizers.Tokenizer.from_file("tokenizer.json")`` reads
+it and gives the same ids as ``encode(text, specials=True)`` (the library finds special
+tokens in the text by default). A character tokenizer is written as the library's pieces:
+
+- model ``WordLevel``: the vocabulary, each character (ids 0..C-1) then each special token
+  (ids C..C+S-1), so that the ids are the vocabulary's own;
+- pre-tokenizer ``Split`` on the regex ``[\s\S]`` with behaviour "isolated": every
+  character its own piece, newlines included (the library's regex engine, Oniguruma, has no
+  ``(?s)`` flag and its ``.`` skips "\n", which "isolated" would then keep as runs such as
+  "\n\n", not one piece per character);
+- the special tokens as special added tokens at their ids;
+- decoder ``Fuse``: the pieces joined without spaces.
+
+Text outside the vocabulary is an error in both (seqlab names the characters); where the
+tokenizer has "[UNK]", the library's ``WordLevel`` maps an unknown character to it instead
+(its ``unk_token``), as a Hugging Face BERT tokenizer does. ``tokenizer_from_json`` also
+reads the two formats of older run directories (``{"format": "seqlab-tokenizer", ...}`` and
+``{"format": "seqlab-char-tokenizer", ...}``).
 """
 
 from __future__ import annotations
@@ -40,16 +62,27 @@ from typing import ClassVar, Iterable, Sequence
 
 import torch
 
-from seqlab.data.text import CharTokenizer
 from seqlab.validation import check_int, fail
 
-FORMAT = "seqlab-tokenizer"
-VERSION = 1
+# the formats of older run directories, read by tokenizer_from_json
+LEGACY_FORMAT = "seqlab-tokenizer"  # {"format", "version": 1, "kind": "char"|"bpe", "special_tokens", ...}
+LEGACY_CHAR_FORMAT = "seqlab-char-tokenizer"  # {"format", "version": 1, "chars"}: the recurrent model's
+LEGACY_VERSION = 1
+# one match per character, "\n" included (Oniguruma: no (?s), and "." skips "\n")
+CHAR_PATTERN = r"[\s\S]"
 
 PAD, UNK, CLS, SEP, MASK, EOS = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "<|endoftext|>"
 BERT_SPECIAL_TOKENS = (PAD, UNK, CLS, SEP, MASK)
 GPT_SPECIAL_TOKENS = (EOS,)
 BYTE_ALPHABET = 256  # the base symbols of byte-level BPE
+
+
+def _quote_chars(chars: Iterable[str], limit: int = 10) -> str:
+    chars = list(chars)
+    shown = ", ".join(repr(c) for c in chars[:limit])
+    if len(chars) > limit:
+        shown += f" and {len(chars) - limit} more"
+    return shown
 
 
 def _check_special_tokens(special_tokens: object) -> tuple[str, ...]:
@@ -82,7 +115,7 @@ def _id_list(ids: Iterable[int] | torch.Tensor, vocab_size: int) -> list[int]:
 
 class Tokenizer(ABC):
     """The interface of every tokenizer; subclasses implement ``_encode_pieces``, ``_decode``,
-    ``vocab_size`` and ``_payload`` (their part of the JSON)."""
+    ``vocab_size`` and ``to_hf``."""
 
     kind: ClassVar[str]
 
@@ -176,13 +209,13 @@ class Tokenizer(ABC):
     # ------------------------------------------------------------------ JSON
 
     @abstractmethod
-    def _payload(self) -> dict: ...
+    def to_hf(self):
+        """This tokenizer as a new Hugging Face ``tokenizers.Tokenizer`` (same ids)."""
 
     def to_json(self) -> str:
-        """``{"format": "seqlab-tokenizer", "version": 1, "kind": ..., "special_tokens": [...], ...}``;
-        ``tokenizer_from_json`` reads it back."""
-        return json.dumps({"format": FORMAT, "version": VERSION, "kind": self.kind,
-                           "special_tokens": list(self._specials), **self._payload()}, ensure_ascii=False)
+        """The Hugging Face tokenizer JSON (``tokenizers.Tokenizer.to_str()``):
+        ``tokenizers.Tokenizer.from_str`` and ``tokenizer_from_json`` read it back."""
+        return self.to_hf().to_str()
 
     @classmethod
     def from_json(cls, text: str) -> "Tokenizer":
@@ -204,59 +237,135 @@ class Tokenizer(ABC):
 # --------------------------------------------------------------------------- characters
 
 
-class CharLevelTokenizer(Tokenizer):
-    """Characters (a ``seqlab.data.text.CharTokenizer``: ids 0..C-1) and special tokens
-    after them (ids C..C+S-1)."""
+class CharTokenizer(Tokenizer):
+    """Characters <-> ids: id ``i`` is the ``i``-th character of ``chars`` (ids 0..C-1), then
+    the special tokens in the order given (ids C..C+S-1)."""
 
     kind = "char"
 
-    def __init__(self, chars: str | Sequence[str] | CharTokenizer, special_tokens: Sequence[str] = ()):
-        self._chars_tok = chars if isinstance(chars, CharTokenizer) else CharTokenizer(chars)
+    def __init__(self, chars: str | Sequence[str], special_tokens: Sequence[str] = ()):
+        if isinstance(chars, str):
+            chars = list(chars)
+        if not isinstance(chars, (list, tuple)):
+            fail("chars", "a string or a list of single characters", type(chars).__name__)
+        bad = [c for c in chars if not isinstance(c, str) or len(c) != 1]
+        if bad:
+            fail("chars", "single characters", _quote_chars(bad))
+        if not chars:
+            fail("chars", "at least one character", "an empty vocabulary")
+        seen: set[str] = set()
+        dups = [c for c in chars if c in seen or seen.add(c)]  # type: ignore[func-returns-value]
+        if dups:
+            fail("chars", "distinct characters", "duplicates " + _quote_chars(dict.fromkeys(dups)))
+        self._chars = "".join(chars)
+        self._ids = {c: i for i, c in enumerate(self._chars)}
         specials = _check_special_tokens(special_tokens)
-        clash = [t for t in specials if t in self._chars_tok.chars]  # a 1-character token that is also a character
+        clash = [t for t in specials if t in self._ids]  # a 1-character token that is also a character
         if clash:
             fail("special_tokens", "tokens that are not also characters of the vocabulary",
                  ", ".join(repr(t) for t in clash))
-        n = self._chars_tok.vocab_size
+        n = len(self._chars)
         super().__init__(specials, range(n, n + len(specials)))
 
     @classmethod
-    def from_text(cls, text: str, special_tokens: Sequence[str] = ()) -> "CharLevelTokenizer":
+    def from_text(cls, text: str, special_tokens: Sequence[str] = ()) -> "CharTokenizer":
         """The distinct characters of ``text``, sorted, then ``special_tokens``."""
-        return cls(CharTokenizer.from_text(text), special_tokens)
-
-    @property
-    def char_tokenizer(self) -> CharTokenizer:
-        """The wrapped character vocabulary (without the special tokens)."""
-        return self._chars_tok
+        if not isinstance(text, str):
+            fail("text", "a str", type(text).__name__)
+        if not text:
+            fail("text", "a non-empty string", "an empty string")
+        return cls(sorted(set(text)), special_tokens)
 
     @property
     def chars(self) -> str:
-        return self._chars_tok.chars
+        """The characters, in id order (without the special tokens)."""
+        return self._chars
 
     @property
     def vocab_size(self) -> int:
-        return self._chars_tok.vocab_size + len(self._specials)
+        return len(self._chars) + len(self._specials)
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and (other._chars, other._specials) == (self._chars, self._specials)  # type: ignore[union-attr]
+
+    def __hash__(self) -> int:
+        return hash((self._chars, self._specials))
 
     def _encode_pieces(self, pieces: list[str], name: str) -> list[list[int]]:
-        # one call for all pieces, so that an error lists every unknown character at once;
+        # one lookup for all pieces, so that an error lists every unknown character at once;
         # one id per character, so the pieces are cut back out by their lengths
-        ids = self._chars_tok.encode("".join(pieces), name=name)
+        text = pieces[0] if len(pieces) == 1 else "".join(pieces)
+        ids = self._ids
+        try:
+            out = [ids[c] for c in text]
+        except KeyError:
+            unknown = dict.fromkeys(c for c in text if c not in ids)
+            fail(name, f"characters from the tokenizer's {len(self._chars)}-character vocabulary",
+                 f"unknown characters {_quote_chars(unknown)}")
+        if len(pieces) == 1:
+            return [out]
         bounds = list(itertools.accumulate(len(p) for p in pieces))
-        return [ids[b - len(p):b] for p, b in zip(pieces, bounds)]
+        return [out[b - len(p):b] for p, b in zip(pieces, bounds)]
 
     def _decode(self, ids: list[int]) -> str:
-        n = self._chars_tok.vocab_size
-        out = []
-        for is_special, run in itertools.groupby(ids, key=lambda i: i >= n):
-            if is_special:
-                out.extend(self._special_of_id[i] for i in run)
-            else:
-                out.append(self._chars_tok.decode(list(run)))
-        return "".join(out)
+        chars, special = self._chars, self._special_of_id
+        return "".join(chars[i] if i < len(chars) else special[i] for i in ids)
 
-    def _payload(self) -> dict:
-        return {"chars": list(self._chars_tok.chars)}
+    def to_hf(self):
+        """A Hugging Face tokenizer of the same ids: a ``WordLevel`` vocabulary (characters,
+        then special tokens), a ``Split`` pre-tokenizer that isolates every character, the
+        special tokens as special added tokens, a ``Fuse`` decoder (see the module docstring)."""
+        from tokenizers import AddedToken, Regex
+        from tokenizers import Tokenizer as HFTokenizer
+        from tokenizers import decoders, models, pre_tokenizers
+
+        vocab = {**self._ids, **self._special_ids}
+        model = models.WordLevel(vocab, unk_token=UNK) if UNK in self._special_ids else models.WordLevel(vocab)
+        hf = HFTokenizer(model)
+        hf.pre_tokenizer = pre_tokenizers.Split(Regex(CHAR_PATTERN), behavior="isolated")
+        hf.decoder = decoders.Fuse()
+        hf.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in self._specials])
+        return hf
+
+    @classmethod
+    def from_hf(cls, hf_tokenizer) -> "CharTokenizer":
+        """The character tokenizer that ``to_hf`` wrote: a ``WordLevel`` vocabulary of single
+        characters followed by the special added tokens, the ``Split`` pre-tokenizer on
+        ``[\\s\\S]`` (isolated), a ``Fuse`` decoder, no normalizer and no post-processor."""
+        from tokenizers import Tokenizer as HFTokenizer
+        from tokenizers import models
+
+        if not isinstance(hf_tokenizer, HFTokenizer):
+            fail("hf_tokenizer", "a tokenizers.Tokenizer", type(hf_tokenizer).__name__)
+        hf = hf_tokenizer
+        obj = json.loads(hf.to_str())
+        pre = obj.get("pre_tokenizer") or {}
+        if not (isinstance(hf.model, models.WordLevel) and pre.get("type") == "Split"
+                and pre.get("pattern") == {"Regex": CHAR_PATTERN} and pre.get("behavior") == "Isolated"
+                and not pre.get("invert") and (obj.get("decoder") or {}).get("type") == "Fuse"
+                and obj.get("normalizer") is None and obj.get("post_processor") is None):
+            fail("hf_tokenizer", f"a character tokenizer (model WordLevel, Split pre-tokenizer on {CHAR_PATTERN!r} "
+                 "isolated, Fuse decoder, no normalizer, no post-processor)", _describe_hf(hf))
+        added = sorted(hf.get_added_tokens_decoder().items())
+        plain = [t.content for _, t in added if not t.special]
+        if plain:
+            fail("hf_tokenizer", "special added tokens only", "non-special added tokens "
+                 + ", ".join(repr(t) for t in plain))
+        vocab = hf.get_vocab(with_added_tokens=False)
+        tokens = sorted(vocab, key=vocab.__getitem__)  # in id order
+        gaps = [(t, vocab[t]) for k, t in enumerate(tokens) if vocab[t] != k]
+        if gaps:
+            fail("hf_tokenizer", f"a WordLevel vocabulary with ids 0..{len(tokens) - 1}",
+                 f"{gaps[0][0]!r} at {gaps[0][1]}")
+        specials = [t.content for _, t in added]
+        n = len(tokens) - len(specials)
+        if [(i, t.content) for i, t in added] != list(enumerate(tokens))[n:]:
+            fail("hf_tokenizer", "the special tokens at the last ids of the vocabulary",
+                 ", ".join(f"{t.content!r} at {i}" for i, t in added))
+        long = [t for t in tokens[:n] if len(t) != 1]
+        if long:
+            fail("hf_tokenizer", "single characters before the special tokens", _quote_chars(long))
+        return cls(tokens[:n], specials)
 
 
 # --------------------------------------------------------------------------- byte-level BPE
@@ -351,20 +460,32 @@ class BPETokenizer(Tokenizer):
     def _decode(self, ids: list[int]) -> str:
         return self._hf.decode(ids, skip_special_tokens=False)
 
-    def _payload(self) -> dict:
-        return {"tokenizer": json.loads(self._hf.to_str())}
+    def to_hf(self):
+        """A copy of the underlying ``tokenizers.Tokenizer`` (it finds special tokens in text,
+        the library's default)."""
+        from tokenizers import Tokenizer as HFTokenizer
+
+        return HFTokenizer.from_str(self.to_json())
+
+    def to_json(self) -> str:
+        return self._hf.to_str()
 
 
 # --------------------------------------------------------------------------- JSON
 
 KINDS = ("char", "bpe")
+_HF_MODELS = {"WordLevel": "char", "BPE": "bpe"}
+_WHAT = "tokenizer JSON"
 
 
 def tokenizer_from_json(text: str) -> Tokenizer:
-    """A tokenizer from ``to_json``'s output, of the kind it names. Also reads the JSON of a
-    plain ``seqlab.data.text.CharTokenizer`` (format "seqlab-char-tokenizer") as a
-    ``CharLevelTokenizer`` without special tokens."""
-    what = "tokenizer JSON"
+    """The tokenizer of a Hugging Face tokenizer JSON written by ``to_json``: a ``WordLevel``
+    model is a ``CharTokenizer``, a ``BPE`` model a ``BPETokenizer``; the special tokens are the
+    special added tokens. Also reads the formats of older run directories:
+    ``{"format": "seqlab-tokenizer", "version": 1, "kind": "char"|"bpe", ...}`` and
+    ``{"format": "seqlab-char-tokenizer", "version": 1, "chars": [...]}`` (a character
+    tokenizer without special tokens)."""
+    what = _WHAT
     if not isinstance(text, str):
         fail(what, "a str", type(text).__name__)
     try:
@@ -373,12 +494,50 @@ def tokenizer_from_json(text: str) -> Tokenizer:
         fail(what, "valid JSON", f"text that does not parse ({e})")
     if not isinstance(obj, dict):
         fail(what, "a JSON object", type(obj).__name__)
-    if obj.get("format") == "seqlab-char-tokenizer":
-        return CharLevelTokenizer(CharTokenizer.from_json(text))
-    if obj.get("format") != FORMAT:
-        fail(what, f"format {FORMAT!r} (or 'seqlab-char-tokenizer')", repr(obj.get("format")))
-    if obj.get("version") != VERSION:
-        fail(what, f"version {VERSION}", repr(obj.get("version")))
+    fmt = obj.get("format")
+    if fmt == LEGACY_CHAR_FORMAT:
+        _check_legacy_version(obj)
+        return CharTokenizer(_legacy_chars(obj))
+    if fmt == LEGACY_FORMAT:
+        return _from_legacy(obj)
+    model = obj.get("model")
+    if fmt is not None or not isinstance(model, dict):
+        fail(what, f"a Hugging Face tokenizer (an object with a 'model'), or the format {LEGACY_FORMAT!r} or "
+             f"{LEGACY_CHAR_FORMAT!r} of older runs",
+             f"format {fmt!r}" if fmt is not None else "an object without 'model'")
+    kind = _HF_MODELS.get(model.get("type"))
+    if kind is None:
+        fail(what, "model type " + " or ".join(f"{m!r} ({k})" for m, k in _HF_MODELS.items()),
+             repr(model.get("type")))
+    hf = _hf_from_str(text, "a Hugging Face tokenizer")
+    return CharTokenizer.from_hf(hf) if kind == "char" else BPETokenizer(hf)
+
+
+def _hf_from_str(text: str, expected: str):
+    from tokenizers import Tokenizer as HFTokenizer
+
+    try:
+        return HFTokenizer.from_str(text)
+    except Exception as e:  # the library raises a bare Exception
+        fail(_WHAT, expected, f"one it cannot read ({e})")
+
+
+def _check_legacy_version(obj: dict) -> None:
+    if obj.get("version") != LEGACY_VERSION:
+        fail(_WHAT, f"version {LEGACY_VERSION}", repr(obj.get("version")))
+
+
+def _legacy_chars(obj: dict) -> list:
+    chars = obj.get("chars")
+    if not isinstance(chars, list):
+        fail(_WHAT, "a list of characters under 'chars'", type(chars).__name__)
+    return chars
+
+
+def _from_legacy(obj: dict) -> Tokenizer:
+    """``{"format": "seqlab-tokenizer", "version": 1, "kind", "special_tokens", "chars" | "tokenizer"}``."""
+    what = _WHAT
+    _check_legacy_version(obj)
     kind = obj.get("kind")
     if kind not in KINDS:
         fail(what, "kind " + " or ".join(repr(k) for k in KINDS), repr(kind))
@@ -386,26 +545,17 @@ def tokenizer_from_json(text: str) -> Tokenizer:
     if not isinstance(specials, list):
         fail(what, "a list of strings under 'special_tokens'", type(specials).__name__)
     if kind == "char":
-        chars = obj.get("chars")
-        if not isinstance(chars, list):
-            fail(what, "a list of characters under 'chars'", type(chars).__name__)
-        return CharLevelTokenizer(chars, specials)
-    from tokenizers import Tokenizer as HFTokenizer
-
+        return CharTokenizer(_legacy_chars(obj), specials)
     inner = obj.get("tokenizer")
     if not isinstance(inner, dict):
         fail(what, "the Hugging Face tokenizer's JSON object under 'tokenizer'", type(inner).__name__)
-    try:
-        hf = HFTokenizer.from_str(json.dumps(inner))
-    except Exception as e:  # the library raises a bare Exception
-        fail(what, "a Hugging Face tokenizer under 'tokenizer'", f"one it cannot read ({e})")
-    tok = BPETokenizer(hf)
+    tok = BPETokenizer(_hf_from_str(json.dumps(inner), "a Hugging Face tokenizer under 'tokenizer'"))
     if list(tok.special_tokens) != specials:
         fail(what, f"special_tokens matching the BPE's own {list(tok.special_tokens)}", specials)
     return tok
 
 
 __all__ = [
-    "BERT_SPECIAL_TOKENS", "BPETokenizer", "CLS", "CharLevelTokenizer", "EOS", "GPT_SPECIAL_TOKENS", "MASK",
+    "BERT_SPECIAL_TOKENS", "BPETokenizer", "CLS", "CharTokenizer", "EOS", "GPT_SPECIAL_TOKENS", "MASK",
     "PAD", "SEP", "Tokenizer", "UNK", "tokenizer_from_json",
 ]

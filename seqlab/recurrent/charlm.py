@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seqlab.llm.sampling import sample_next as _sample_next
+from seqlab.llm.sampling import generate
 from seqlab.recurrent.network import CELLS, build_stack
-from seqlab.validation import check_choice, check_float, check_int, check_tensor, fail, fields_from_dict, shape_str
+from seqlab.validation import check_choice, check_int, check_tensor, fail, fields_from_dict, shape_str
 
 LN2 = math.log(2.0)
 
@@ -37,9 +37,20 @@ PRESETS: dict[str, dict] = {
 
 @dataclass(frozen=True)
 class CharLMConfig:
-    """cell: "rnn" | "lstm" | "gru"; vocab_size V; hidden_size H; num_layers L;
-    dropout between layers; nonlinearity (rnn), reset (gru), forget_bias (lstm); fused:
-    the fast path of the recurrent layers."""
+    """Settings of a character language model.
+
+    Attributes:
+        cell: the recurrent cell, "rnn" (Elman), "lstm" or "gru".
+        vocab_size: V, characters in the vocabulary (the tokenizer's).
+        hidden_size: H, hidden units a^(h)_t per layer.
+        num_layers: L, stacked recurrent layers.
+        dropout: dropout probability between the layers while training.
+        nonlinearity: (rnn) the activation g of the Elman cell, "tanh" or "relu".
+        reset: (gru) where the reset gate acts, "before" the recurrent product (the lecture's)
+            or "after" it (PyTorch's).
+        forget_bias: (lstm) the initial forget-gate bias b^(f) (> 0 keeps more of a^(c) at first).
+        fused: the fast path of the recurrent layers (True) or the readable per-step code.
+    """
 
     cell: str = "lstm"
     vocab_size: int = 65
@@ -110,34 +121,31 @@ class CharLM(nn.Module):
         # the trainer records the loss itself; metrics add bits per character and the token count
         return loss, {"bpc": loss.item() / LN2, "tokens": y.numel()}
 
+    def next_logits_fn(self):
+        """The ``next_logits(new_ids) -> (V,)`` callable that ``seqlab.llm.sampling.generate``
+        drives: the recurrent state a_t carries everything read so far."""
+        device = self.w_o.device
+        state = {"a": None}
+
+        def next_logits(new_ids: list[int]) -> torch.Tensor:
+            logits, state["a"] = self(torch.tensor([new_ids], device=device), state=state["a"])
+            return logits[0, -1]  # (V,)
+
+        return next_logits
+
     @torch.no_grad()
     def generate(self, prompt: list[int], length: int, *, temperature: float = 1.0, top_k: int | None = None,
-                 generator: torch.Generator | None = None) -> list[int]:
-        """Sample ``length`` characters after ``prompt`` (ids). temperature 0 = greedy."""
+                 top_p: float | None = None, seed: int | None = None, generator: torch.Generator | None = None,
+                 stop_strings=None, decode=None) -> list[int]:
+        """Sample at most ``length`` characters after ``prompt`` (ids); temperature 0 = greedy.
+        The options are ``seqlab.llm.sampling.generate``'s (top-k, top-p, a seed or a
+        generator, stop strings with ``decode``)."""
         if not prompt:
             fail("prompt", "at least one character", "an empty prompt")
-        check_int(length, "length", minimum=0)
-        check_float(temperature, "temperature", minimum=0.0)
-        if top_k is not None:
-            check_int(top_k, "top_k", minimum=1)
         was_training = self.training
         self.eval()
-        device = self.w_o.device
-        ids = torch.tensor([prompt], device=device)
-        logits, state = self(ids)
-        logits = logits[:, -1]  # (1, V)
-        out: list[int] = []
-        for _ in range(length):
-            nxt = sample_next(logits[0], temperature=temperature, top_k=top_k, generator=generator)
-            out.append(nxt)
-            logits, state = self(torch.tensor([[nxt]], device=device), state=state)
-            logits = logits[:, -1]
-        self.train(was_training)
-        return out
-
-
-def sample_next(logits: torch.Tensor, *, temperature: float, top_k: int | None,
-                generator: torch.Generator | None) -> int:
-    """One draw from softmax(logits / temperature), restricted to the top_k largest
-    (``seqlab.llm.sampling.sample_next``, which also offers top-p)."""
-    return _sample_next(logits, temperature=temperature, top_k=top_k, generator=generator)
+        try:
+            return generate(self.next_logits_fn(), prompt, length, temperature=temperature, top_k=top_k, top_p=top_p,
+                            seed=seed, generator=generator, stop_strings=stop_strings, decode=decode)
+        finally:
+            self.train(was_training)

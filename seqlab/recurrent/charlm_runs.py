@@ -10,11 +10,15 @@ from typing import Any, Mapping
 
 import torch
 
-from seqlab.data.text import CharDataset, CharTokenizer, load_text, resume_text
+from seqlab.data.text import load_text, resume_text
+from seqlab.data.tokens import TokenDataset
+from seqlab.llm.tokenizers import CharTokenizer
 from seqlab.recurrent.charlm import LN2, PRESETS, CharLM, CharLMConfig
-from seqlab.training.checkpoint import Checkpoint, checkpoint_file, load_checkpoint, load_weights, resolve_checkpoint
-from seqlab.training.trainer import TrainConfig, TrainResult, default_run_dir, train
-from seqlab.training.trainer import read_run as _read_run
+from seqlab.training.checkpoint import Checkpoint, checkpoint_file, load_checkpoint, load_weights
+from seqlab.training.config import TrainConfig
+from seqlab.training.loop import TrainResult, train
+from seqlab.training.rundir import default_run_dir, resolve_checkpoint
+from seqlab.training.rundir import read_run as _read_run
 from seqlab.validation import check_choice, check_int, fail
 
 FAMILY = "charlm"
@@ -45,7 +49,7 @@ def build_run(cell: str, *, text: str | None = None, preset: str = DEFAULT_PRESE
     if unknown:
         fail("model options", f"names among {sorted(MODEL_FIELDS)}", sorted(unknown))
     name, corpus = load_text(text)
-    data = CharDataset(corpus, block_size)
+    data = TokenDataset.from_text(corpus, CharTokenizer.from_text(corpus), block_size)
     config = CharLMConfig(cell=cell, vocab_size=data.vocab_size, **{**PRESETS[preset], **model_options})
     cfg = TrainConfig.from_dict({**TRAIN_DEFAULTS, **dict(train_options or {})})
     info = {"source": _source_name(text), "name": name, **data.info()}
@@ -71,8 +75,9 @@ def resume(run_dir: str | os.PathLike, *, progress: bool = True, text: str | Non
     saved = read_run(run_dir)
     data_saved = saved.get("data") or {}
     corpus = resume_text(data_saved.get("source"), text)
-    data = CharDataset(corpus, block_size or data_saved.get("block_size", DEFAULT_BLOCK_SIZE),
-                       val_fraction=data_saved.get("val_fraction", 0.1))
+    data = TokenDataset.from_text(corpus, CharTokenizer.from_text(corpus),
+                                  block_size or data_saved.get("block_size", DEFAULT_BLOCK_SIZE),
+                                  val_fraction=data_saved.get("val_fraction", 0.1))
     model = CharLM(CharLMConfig.from_dict(saved["model_config"]))
     # options given now are compared with the saved ones by the trainer
     requested = {**saved["model_config"], **dict(model_options or {})}
@@ -80,11 +85,24 @@ def resume(run_dir: str | os.PathLike, *, progress: bool = True, text: str | Non
     saved_train = {k: v for k, v in saved["train_config"].items() if k != "max_seconds"}
     cfg = TrainConfig.from_dict({**saved_train, **dict(train_options or {})})
     info = {"source": _source_name(text) if text is not None else data_saved.get("source"),
-            "name": data_saved.get("name"), **data.info()}
+            "name": data_saved.get("name"), **_data_info(data, data_saved)}
     result = train(model, data, cfg, run_dir, family=FAMILY, model_config=requested,
                    files={"tokenizer.json": data.tokenizer.to_json()}, resume=True, progress=progress,
                    data_info=info)
     return result, run_dir
+
+
+def _data_info(data: TokenDataset, saved: Mapping[str, Any]) -> dict:
+    """``data.info()``, or for a run saved before the character model used ``TokenDataset``
+    (its run.json says kind "characters") the same facts under that run's names, so that a
+    resumed old run is compared like with like."""
+    info = data.info()
+    if saved.get("kind") != "characters":
+        return info
+    return {"kind": "characters", "characters": info["characters"], "sha256": info["sha256"],
+            "vocab_size": info["vocab_size"], "block_size": info["block_size"],
+            "val_fraction": info["val_fraction"], "train_characters": info["train_tokens"],
+            "val_characters": info["val_tokens"]}
 
 
 def read_run(run_dir: Path) -> dict:
@@ -98,6 +116,7 @@ def load(path: str | os.PathLike, map_location: str = "cpu") -> tuple[CharLM, Ch
     config = CharLMConfig.from_dict(ckpt.config)
     model = CharLM(config)
     load_weights(model, ckpt)
+    # tokenizer.json: the Hugging Face format, or the character format of older runs
     tokenizer = CharTokenizer.from_json(checkpoint_file(ckpt, "tokenizer.json"))
     if tokenizer.vocab_size != config.vocab_size:
         fail(f"checkpoint {ckpt.path}", f"a tokenizer of {config.vocab_size} characters",

@@ -91,52 +91,31 @@ t = T - 100: the RNN's is 5e-32 at s = 0.5 (a factor 0.49 per step: s, times tan
 s = 1.5 (1.04 per step: exploding); the LSTM keeps 0.03 to 0.09 and the GRU 0.1 to 0.2 at
 every scale.  The default call takes about 20 s on one CPU core.
 
-Gradient clipping (:func:`clipping_demo`)
------------------------------------------
-Exploding gradients are what gradient-norm clipping is for: if ||g|| > c, use g c/||g||.
-:func:`clipping_demo` trains a ReLU Elman RNN with w^(a) = 3 Q (a ReLU passes about half
-the units, so a step multiplies a state, and the gradient, by about 3/sqrt(2) = 2.1: the
-exploding regime) on the first-symbol task with T = 8 and 4 symbols, H = 32, batches of
-32, plain SGD with learning rate 0.3, 300 steps, twice from the same weights on the same
-batches: once as is, and once with ``torch.nn.utils.clip_grad_norm_`` at c = 1.  The
-first gradient norm is 15 to a few hundred (a tanh RNN at scale 1 has ~0.3); the
-unclipped run blows up -- its loss or gradient norm becomes infinite or NaN within a few
-steps, or its loss jumps above 10x the first -- while the clipped run learns the task
-(final loss below a tenth of the first and of chance, accuracy >= 0.95).  Verified for
-seeds 0..23: 24 of 24 blow up unclipped, 24 of 24 learn clipped (and 12 of 12 for
-seeds 0..11 at lr 0.4 and 0.5, and at T = 10).  Near the edge of these settings a clipped
-run occasionally ends with every ReLU unit dead (loss stuck at chance, log 4): clipping
-bounds each step but the exploding forward pass can still switch units off.  A ReLU is
-used because its states are unbounded, so a blow-up shows in the loss; a tanh RNN with a
-large scale has exploding gradients too, but its bounded states keep the loss finite: the
-huge steps only saturate the units.
-
-A run *diverged* if a loss or gradient norm is not finite (the run stops there) or a loss
-exceeds ``blowup`` (10) times the first loss.  It *trained* if it did not diverge and its
-final loss (mean of the last tenth of the steps) is below both its first loss and half
-the loss of guessing uniformly, log(symbols) / 2.
+Where the rest lives
+--------------------
+This module is the measurement.  The text table, the tour's summary line and the JSON are
+in :mod:`seqlab.recurrent.gradflow_report`; the plot is
+:func:`seqlab.viz.recurrent.plot_gradflow`; the gradient-clipping demonstration (training
+in the exploding regime, with and without clipping) is :mod:`seqlab.recurrent.clipping`.
 
 Public functions
 ----------------
-``gradflow(...) -> GradFlowResult``, ``format_table(result)``, ``summary_line(result)``,
-``plot(result, path)``, ``to_json(result_or_demo)``; ``clipping_demo(...) ->
-ClippingDemo``, ``format_clipping(demo)``, ``plot_clipping(demo, path)``; and the
-building blocks ``first_symbol_task``, ``scaled_network``, ``trace``,
-``state_jacobians``, ``jacobian_log_norms``, ``fit_slope``.
+``gradflow(...) -> GradFlowResult`` and ``verdict(rate)``; the building blocks
+``first_symbol_task``, ``random_orthogonal``, ``scaled_network``, ``state_step``,
+``trace``, ``state_jacobians``, ``jacobian_log_norms``, ``fit_slope``.
 """
 
 from __future__ import annotations
 
-import copy
 import math
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import NamedTuple, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from seqlab.recurrent.network import CELLS, SequenceNetwork
+from seqlab.training.device import cpu_threads
 from seqlab.validation import (
     check_choice,
     check_float,
@@ -145,7 +124,6 @@ from seqlab.validation import (
     fail,
     shape_str,
 )
-from seqlab.viz.plots import check_output_path, save_png
 
 # the recurrent matrices that "scale" multiplies, per cell (the lecture's names)
 RECURRENT = {"rnn": ("w_a",), "lstm": ("w_F", "w_I", "w_G", "w_O"), "gru": ("w_Z", "w_R", "w_G")}
@@ -154,19 +132,6 @@ QUANTITIES = ("grad", "jac")
 QUANTITY_LABEL = {"grad": "||dC/da_t||", "jac": "||da_T/da_t||"}
 MAX_HIDDEN = 256  # the exact Jacobian costs O(B H^3) per step
 VERDICT_STEPS = 100  # the verdict looks at the fitted change over this many steps
-
-
-@contextmanager
-def _one_thread():
-    """Run on one intra-op thread, then restore the setting.  The measurement is thousands
-    of small operations; on a shared CPU extra threads only spin at barriers (measured: a
-    30x slow-down with 2 threads while another process used one of 2 cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 # --------------------------------------------------------------------------- the task
@@ -239,9 +204,19 @@ def _core(model):
     return core.layers[0], core.family, core.hidden_size
 
 
-def _stepper(model):
-    """step(a_{t-1}, x_t) -> a_t on flat states (B, D) through the layer's readable path;
-    the LSTM's state is the pair (a^(h), a^(c)) concatenated, D = 2H."""
+class StateStep(NamedTuple):
+    """``step(a_{t-1}, x_t) -> a_t`` on flat states (B, D) through the layer's readable
+    path; ``state_size`` D (2 H for the LSTM, whose state is (a^(h), a^(c))); ``hidden_size`` H."""
+
+    step: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    state_size: int
+    hidden_size: int
+
+
+def state_step(model) -> StateStep:
+    """One time step of the single recurrent layer of ``model`` (a SequenceNetwork or an
+    RNN/LSTM/GRU stack) as a function of the flat state: the LSTM's state is the pair
+    (a^(h), a^(c)) concatenated, D = 2H."""
     layer, family, H = _core(model)
 
     def step(a: torch.Tensor, x_t: torch.Tensor) -> torch.Tensor:
@@ -249,7 +224,7 @@ def _stepper(model):
         _, new = layer.reference(x_t[:, None], state, None)  # x_t (B, I) -> (B, 1, I)
         return torch.cat(new, dim=1)  # (B, D)
 
-    return step, (2 * H if family == "lstm" else H), H
+    return StateStep(step, 2 * H if family == "lstm" else H, H)
 
 
 def _check_x(model, x: object) -> torch.Tensor:
@@ -292,7 +267,7 @@ def trace(network: SequenceNetwork, x: torch.Tensor, y: torch.Tensor) -> StateTr
     K = c.output_size
     if y.numel() and (int(y.min()) < 0 or int(y.max()) >= K):
         fail("y", f"class indices in [0, {K - 1}]", f"values in [{int(y.min())}, {int(y.max())}]")
-    step, D, H = _stepper(network)
+    step, D, H = state_step(network)
     B, T, _ = x.shape
     a = x.new_zeros(B, D)  # a_0 = 0
     states = []
@@ -310,7 +285,7 @@ def trace(network: SequenceNetwork, x: torch.Tensor, y: torch.Tensor) -> StateTr
 
 
 def _states_for(model, x: torch.Tensor, states: torch.Tensor | None) -> torch.Tensor:
-    step, D, _ = _stepper(model)
+    step, D, _ = state_step(model)
     B, T, _ = x.shape
     if states is None:
         with torch.no_grad():
@@ -347,7 +322,7 @@ def state_jacobians(model, x: torch.Tensor, states: torch.Tensor | None = None) 
     sequences).  ``states`` (B, T+1, D) saves the forward pass if given."""
     x = _check_x(model, x)
     states = _states_for(model, x, states)
-    step, D, _ = _stepper(model)
+    step, D, _ = state_step(model)
     B, T, _ = x.shape
     P = torch.eye(D, dtype=x.dtype).expand(B, D, D).clone()  # da_T/da_T = I
     out = [P]
@@ -364,7 +339,7 @@ def jacobian_log_norms(model, x: torch.Tensor, states: torch.Tensor | None = Non
     step with the scale kept as a logarithm, so it never under- or overflows."""
     x = _check_x(model, x)
     states = _states_for(model, x, states)
-    step, D, _ = _stepper(model)
+    step, D, _ = state_step(model)
     B, T, _ = x.shape
     out = x.new_zeros(B, T)  # log10 ||I|| = 0 at t = T
     P = torch.eye(D, dtype=x.dtype).expand(B, D, D).clone()
@@ -525,7 +500,10 @@ def gradflow(cells: Sequence[str] = ("rnn", "lstm", "gru"), scales: Sequence[flo
             fail("forget_bias", "a finite number or None", forget_bias)
 
     curves = []
-    with _one_thread():
+    # thousands of small operations: one intra-op thread (on a shared CPU extra threads only
+    # spin at barriers; measured: a 30x slow-down with 2 threads while another process used
+    # one of 2 cores)
+    with cpu_threads(1):
         for cell, scale in [(c, s) for c in cells for s in scales]:
             grad_logs, jac_logs = [], []
             for r in range(repeats):
@@ -544,311 +522,3 @@ def gradflow(cells: Sequence[str] = ("rnn", "lstm", "gru"), scales: Sequence[flo
     return GradFlowResult(cells=cells, scales=scales, length=length, hidden_size=hidden_size,
                           batch_size=batch_size, repeats=repeats, symbols=symbols, seed=seed,
                           forget_bias=forget_bias, nonlinearity=nonlinearity, curves=curves)
-
-
-# --------------------------------------------------------------------------- output
-def _num(v: float | None) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "-"
-    return "0" if v == 0 else f"{v:.1e}"
-
-
-def _header(result: GradFlowResult) -> str:
-    gates = ("gates at the models' default init" if result.forget_bias is None else
-             f"gated cells: b^(f) = {result.forget_bias:g} (LSTM), b^(z) = {0.0 - result.forget_bias:g} (GRU)")
-    return (f"gradient flow on 'remember the first symbol': T = {result.length}, H = {result.hidden_size}, "
-            f"{result.symbols} symbols, {result.repeats} x {result.batch_size} sequences (geometric mean), "
-            f"RNN g = {result.nonlinearity}; {gates}; ||da_T/da_t|| is the {result.norm} norm; "
-            f"scale s: recurrent matrices = s x random orthogonal")
-
-
-def format_table(result: GradFlowResult) -> str:
-    """Plain-text table: per cell, scale and quantity the norms at t = T, T-10, T-50,
-    T-100, the fitted factor per step back and the verdict."""
-    if not isinstance(result, GradFlowResult):
-        fail("result", "a GradFlowResult", type(result).__name__)
-    ks = [k for k in STEPS_BACK if k < result.length]
-    head = ["cell", "scale", "quantity"] + [("t=T" if k == 0 else f"t=T-{k}") for k in ks] + ["per step", "over 100"]
-    rows = []
-    for r in result.summary:
-        rate = r["rate"]
-        rows.append([r["cell"], f"{r['scale']:g}", QUANTITY_LABEL[r["quantity"]]]
-                    + [_num(r["at"][k]) for k in ks]
-                    + ["-" if not math.isfinite(rate) else f"x{rate:.3f}", r["verdict"]])
-    widths = [max(len(str(row[i])) for row in [head] + rows) for i in range(len(head))]
-    lines = [_header(result), "", "  ".join(h.ljust(w) for h, w in zip(head, widths)).rstrip(),
-             "  ".join("-" * w for w in widths)]
-    for row in rows:
-        lines.append("  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip())
-    return "\n".join(lines)
-
-
-def summary_line(result: GradFlowResult) -> str:
-    """One line for the tour: ||dC/da_t|| at the farthest reported step, per cell and scale."""
-    k = max(k for k in STEPS_BACK if k < result.length)
-    parts = [f"{c.cell} s={c.scale:g} {_num(c.at('grad', k))}" for c in result.curves]
-    return f"||dC/da_t|| at t = T-{k}: " + ", ".join(parts)
-
-
-def _finite_or_none(v):
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    return v
-
-
-def to_json(result) -> dict:
-    """A JSON-ready dict (non-finite numbers become null) of a :class:`GradFlowResult` or a
-    :class:`ClippingDemo`."""
-    if isinstance(result, ClippingDemo):
-        return _demo_json(result)
-    if not isinstance(result, GradFlowResult):
-        fail("result", "a GradFlowResult or a ClippingDemo", type(result).__name__)
-    settings = {k: getattr(result, k) for k in ("task", "length", "hidden_size", "batch_size", "repeats", "symbols",
-                                                "seed", "forget_bias", "nonlinearity", "norm")}
-    return {
-        **settings,
-        "cells": list(result.cells),
-        "scales": list(result.scales),
-        "t": list(range(1, result.length + 1)),
-        "curves": [{"cell": c.cell, "scale": c.scale,
-                    "grad_norm": [_finite_or_none(v) for v in c.grad],
-                    "jacobian_norm": [_finite_or_none(v) for v in c.jac],
-                    "grad_slope": _finite_or_none(c.grad_slope),
-                    "jacobian_slope": _finite_or_none(c.jac_slope)} for c in result.curves],
-        "summary": [{"cell": r["cell"], "scale": r["scale"],
-                     "quantity": "grad_norm" if r["quantity"] == "grad" else "jacobian_norm",
-                     "at_steps_back": {str(k): _finite_or_none(v) for k, v in r["at"].items()},
-                     "slope_log10_per_step_back": _finite_or_none(r["slope"]),
-                     "rate_per_step_back": _finite_or_none(r["rate"]), "verdict": r["verdict"]}
-                    for r in result.summary],
-    }
-
-
-_COLOURS = {"rnn": "#1f77b4", "lstm": "#d62728", "gru": "#2ca02c"}
-_STYLES = ("-", "--", ":", "-.")
-
-
-def plot(result: GradFlowResult, path) -> None:
-    """Two panels, ||dC/da_t|| and ||da_T/da_t||, log scale against the steps back T - t;
-    one line per cell (colour) and scale (line style).  PNG, Agg canvas, atomic write."""
-    if not isinstance(result, GradFlowResult):
-        fail("result", "a GradFlowResult", type(result).__name__)
-    path = check_output_path(path)
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(12, 4.6))
-    FigureCanvasAgg(fig)
-    T = result.length
-    back = list(range(T - 1, -1, -1))  # steps back for t = 1..T
-    for i, q in enumerate(QUANTITIES):
-        ax = fig.add_subplot(1, 2, i + 1)
-        for c in result.curves:
-            ys = [v if v > 0 else math.nan for v in (c.grad if q == "grad" else c.jac)]
-            ax.plot(back, ys, color=_COLOURS.get(c.cell, "black"),
-                    linestyle=_STYLES[result.scales.index(c.scale) % len(_STYLES)], lw=1.6,
-                    label=f"{c.cell.upper()} s={c.scale:g}  (x{c.rate(q):.3f}/step)")
-        ax.set_yscale("log")
-        ax.set_xlabel("steps back from T  (T - t)")
-        ax.set_ylabel(QUANTITY_LABEL[q])
-        ax.set_title(("gradient of the cost w.r.t. the state a_t" if q == "grad"
-                      else f"Jacobian da_T/da_t ({result.norm} norm)"), fontsize=10)
-        ax.grid(True, which="major", alpha=0.3)
-        ax.legend(fontsize=7, loc="best")
-    gates = "default gates" if result.forget_bias is None else f"forget bias {result.forget_bias:g}"
-    fig.suptitle(f"Vanishing and exploding gradients: first-symbol task, T = {T}, H = {result.hidden_size}, "
-                 f"{gates}", fontsize=11)
-    save_png(fig, path)
-
-
-# --------------------------------------------------------------------------- clipping
-@dataclass(frozen=True)
-class ClipRun:
-    """One training run.  losses, grad_norms (before clipping), accuracy: per step, up to
-    the step where the run stopped.  diverged_at: first step (0-based) whose loss or
-    gradient norm was not finite or whose loss exceeded the threshold; reason says which."""
-
-    clip: float | None
-    losses: list[float]
-    grad_norms: list[float]
-    accuracy: list[float]
-    diverged: bool
-    diverged_at: int | None
-    reason: str
-    stopped: bool
-    chance_loss: float  # log(symbols): the cross-entropy of guessing uniformly
-
-    @property
-    def initial_loss(self) -> float:
-        return self.losses[0] if self.losses else math.nan
-
-    @property
-    def final_loss(self) -> float:
-        """Mean loss over the last tenth of the steps run (nan if the run stopped early)."""
-        if self.stopped or not self.losses:
-            return math.nan
-        n = max(1, len(self.losses) // 10)
-        return sum(self.losses[-n:]) / n
-
-    @property
-    def final_accuracy(self) -> float:
-        if self.stopped or not self.accuracy:
-            return math.nan
-        n = max(1, len(self.accuracy) // 10)
-        return sum(self.accuracy[-n:]) / n
-
-    @property
-    def trained(self) -> bool:
-        """Did not diverge, and the final loss is below the first and below half the loss
-        of guessing uniformly (log(symbols) / 2)."""
-        return (not self.diverged) and self.final_loss < min(self.initial_loss, 0.5 * self.chance_loss)
-
-
-@dataclass(frozen=True)
-class ClippingDemo:
-    settings: dict
-    unclipped: ClipRun
-    clipped: ClipRun
-
-
-def _train(net: SequenceNetwork, batches, *, lr: float, clip: float | None, blowup: float,
-           chance_loss: float) -> ClipRun:
-    opt = torch.optim.SGD(net.parameters(), lr=lr)
-    losses, norms, accs = [], [], []
-    diverged_at, reason, stopped = None, "", False
-    for step, (x, y) in enumerate(batches):
-        loss, metrics = net.loss((x, y))
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            diverged_at, reason, stopped = step, f"loss is {value} at step {step}", True
-            break
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        params = [p for p in net.parameters() if p.grad is not None]
-        if clip is None:
-            norm = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in params])))
-        else:
-            # if ||g|| > c: g <- g c / ||g||                       (gradient-norm clipping)
-            norm = float(torch.nn.utils.clip_grad_norm_(params, clip))
-        losses.append(value)
-        accs.append(metrics["accuracy"])
-        norms.append(norm if math.isfinite(norm) else math.inf)
-        if not math.isfinite(norm):
-            diverged_at, reason, stopped = step, f"gradient norm is {norm} at step {step}", True
-            break
-        if diverged_at is None and value > blowup * losses[0]:
-            diverged_at, reason = step, f"loss {value:.3g} > {blowup:g} x the first loss {losses[0]:.3g} at step {step}"
-        opt.step()
-    return ClipRun(clip=clip, losses=losses, grad_norms=norms, accuracy=accs, diverged=diverged_at is not None,
-                   diverged_at=diverged_at, reason=reason, stopped=stopped, chance_loss=chance_loss)
-
-
-def clipping_demo(*, nonlinearity: str = "relu", scale: float = 3.0, length: int = 8, symbols: int = 4,
-                  hidden_size: int = 32, batch_size: int = 32, lr: float = 0.3, clip: float = 1.0,
-                  steps: int = 300, seed: int = 0, blowup: float = 10.0) -> ClippingDemo:
-    """Train the Elman RNN in the exploding regime (w^(a) = scale x random orthogonal) on
-    the first-symbol task with plain SGD, twice from the same weights on the same
-    batches: without clipping and with ``clip_grad_norm_(params, clip)``.  The defaults
-    are the settings of the module doc (the unclipped run blows up, the clipped one
-    learns; verified for seeds 0..23).  Float32, fused path; about a second."""
-    check_choice(nonlinearity, "nonlinearity", ("tanh", "relu"))
-    scale = check_float(scale, "scale", minimum=0.0, open_min=True)
-    check_int(length, "length", minimum=2)
-    check_int(symbols, "symbols", minimum=2)
-    check_int(hidden_size, "hidden_size", minimum=1, maximum=MAX_HIDDEN)
-    check_int(batch_size, "batch_size", minimum=1)
-    lr = check_float(lr, "lr", minimum=0.0, open_min=True)
-    clip = check_float(clip, "clip", minimum=0.0, open_min=True)
-    check_int(steps, "steps", minimum=1)
-    check_int(seed, "seed", minimum=0)
-    blowup = check_float(blowup, "blowup", minimum=1.0, open_min=True)
-    for name, v in (("scale", scale), ("lr", lr), ("clip", clip), ("blowup", blowup)):
-        if not math.isfinite(v):
-            fail(name, "a finite number", v)
-
-    net0 = scaled_network("rnn", scale=scale, hidden_size=hidden_size, symbols=symbols, seed=seed,
-                          nonlinearity=nonlinearity, fused=True, dtype=torch.float32)
-    g = torch.Generator().manual_seed(seed)
-    batches = [first_symbol_task(batch_size, length, symbols, generator=g) for _ in range(steps)]
-    runs = {}
-    with _one_thread():
-        for c in (None, clip):
-            runs[c] = _train(copy.deepcopy(net0), batches, lr=lr, clip=c, blowup=blowup,
-                                 chance_loss=math.log(symbols))
-    settings = dict(cell="rnn", nonlinearity=nonlinearity, scale=scale, length=length, symbols=symbols,
-                    hidden_size=hidden_size, batch_size=batch_size, optimizer="SGD", lr=lr, clip=clip,
-                    steps=steps, seed=seed, blowup=blowup, task="first-symbol")
-    return ClippingDemo(settings=settings, unclipped=runs[None], clipped=runs[clip])
-
-
-def _run_line(name: str, run: ClipRun) -> str:
-    if run.stopped:
-        end = f"stopped: {run.reason}"
-    else:
-        end = f"final loss {run.final_loss:.3g}, accuracy {run.final_accuracy:.2f}"
-        if run.diverged:
-            end += f"; diverged: {run.reason}"
-    return (f"{name:<22} first loss {run.initial_loss:.3g}, largest gradient norm "
-            f"{max(run.grad_norms) if run.grad_norms else math.nan:.3g}; {end} -> "
-            + ("DIVERGED" if run.diverged else "trained" if run.trained else "did not train"))
-
-
-def format_clipping(demo: ClippingDemo) -> str:
-    """A few lines: the settings and, per run, first/final loss and the outcome."""
-    if not isinstance(demo, ClippingDemo):
-        fail("demo", "a ClippingDemo", type(demo).__name__)
-    s = demo.settings
-    head = (f"gradient clipping: {s['nonlinearity']} RNN, w^(a) = {s['scale']:g} x orthogonal, first-symbol task "
-            f"T = {s['length']}, {s['symbols']} symbols, H = {s['hidden_size']}, SGD lr {s['lr']:g}, "
-            f"{s['steps']} steps of {s['batch_size']}, seed {s['seed']}")
-    return "\n".join([head, _run_line("without clipping:", demo.unclipped),
-                      _run_line(f"clip norm at {s['clip']:g}:", demo.clipped)])
-
-
-def _run_json(run: ClipRun) -> dict:
-    return {"clip": run.clip, "chance_loss": run.chance_loss, "losses": [_finite_or_none(v) for v in run.losses],
-            "grad_norms": [_finite_or_none(v) for v in run.grad_norms], "accuracy": run.accuracy,
-            "diverged": run.diverged, "diverged_at": run.diverged_at, "reason": run.reason, "stopped": run.stopped,
-            "initial_loss": _finite_or_none(run.initial_loss), "final_loss": _finite_or_none(run.final_loss),
-            "final_accuracy": _finite_or_none(run.final_accuracy), "trained": run.trained}
-
-
-def _demo_json(demo: ClippingDemo) -> dict:
-    return {"settings": dict(demo.settings), "unclipped": _run_json(demo.unclipped),
-            "clipped": _run_json(demo.clipped)}
-
-
-def plot_clipping(demo: ClippingDemo, path) -> None:
-    """Loss per step (log scale) of both runs, and their gradient norms before clipping
-    with the clipping threshold; an x marks where a run diverged.  PNG, atomic write."""
-    if not isinstance(demo, ClippingDemo):
-        fail("demo", "a ClippingDemo", type(demo).__name__)
-    path = check_output_path(path)
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(12, 4.4))
-    FigureCanvasAgg(fig)
-    s = demo.settings
-    runs = ((demo.unclipped, "without clipping", "#d62728"), (demo.clipped, f"clipped at {s['clip']:g}", "#1f77b4"))
-    for i, (key, label) in enumerate((("losses", "loss (cross-entropy)"), ("grad_norms", "gradient norm ||g||"))):
-        ax = fig.add_subplot(1, 2, i + 1)
-        for run, name, colour in runs:
-            ys = [v if (math.isfinite(v) and v > 0) else math.nan for v in getattr(run, key)]
-            ax.plot(range(len(ys)), ys, color=colour, lw=1.4, label=name + (" (diverged)" if run.diverged else ""))
-            if run.diverged_at is not None and run.diverged_at < len(ys) and math.isfinite(ys[run.diverged_at]):
-                ax.plot([run.diverged_at], [ys[run.diverged_at]], "x", color=colour, ms=10, mew=2)
-            elif run.stopped and ys:
-                last = max((j for j, v in enumerate(ys) if math.isfinite(v)), default=None)
-                if last is not None:
-                    ax.plot([last], [ys[last]], "x", color=colour, ms=10, mew=2)
-        if key == "grad_norms":
-            ax.axhline(s["clip"], color="grey", ls="--", lw=1, label=f"clip threshold {s['clip']:g}")
-        ax.set_yscale("log")
-        ax.set_xlabel("SGD step")
-        ax.set_ylabel(label)
-        ax.grid(True, which="major", alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.suptitle(f"Gradient-norm clipping: {s['nonlinearity']} RNN, w^(a) = {s['scale']:g} x orthogonal, "
-                 f"first-symbol task T = {s['length']}, SGD lr {s['lr']:g}", fontsize=11)
-    save_png(fig, path)

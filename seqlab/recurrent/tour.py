@@ -89,6 +89,7 @@ def bptt(ctx: TourContext, sec: Section) -> str:
 @section(30, "Unfolding: which weight copies does one BPTT step use?")
 def unfolding(ctx: TourContext, sec: Section) -> str:
     from seqlab.recurrent import unfold as uf
+    from seqlab.viz.recurrent import plot_unfold
 
     lines = []
     for output in ("last", "sequence"):
@@ -96,7 +97,7 @@ def unfolding(ctx: TourContext, sec: Section) -> str:
         sec.pre.append(uf.render_text(r))
         lines.append(f"{output}: {len(r.used)}")
     r = uf.unfold(3, output="sequence", wrt="w_x")
-    uf.render_png(r, ctx.out / "unfold.png")
+    plot_unfold(r, ctx.out / "unfold.png")
     sec.images.append((str(ctx.out / "unfold.png"), "dC/dw_x, T = 3, output per step: used copies in red"))
     return "dC/dw_x at T = 3 uses " + ", ".join(lines) + " weight copies (read off the unrolled graph)"
 
@@ -104,15 +105,18 @@ def unfolding(ctx: TourContext, sec: Section) -> str:
 @section(40, "Vanishing and exploding gradients")
 def gradient_flow(ctx: TourContext, sec: Section) -> str:
     from seqlab.recurrent import gradflow as gf
+    from seqlab.recurrent.clipping import clipping_demo, format_clipping
+    from seqlab.recurrent.gradflow_report import format_table
+    from seqlab.viz.recurrent import plot_clipping, plot_gradflow
 
     kw = dict(length=101, hidden_size=8, batch_size=4, repeats=1, scales=(0.5, 1.0)) if ctx.quick else {}
     result = gf.gradflow(**kw)
-    gf.plot(result, ctx.out / "gradflow.png")
-    sec.pre.append(gf.format_table(result))
+    plot_gradflow(result, ctx.out / "gradflow.png")
+    sec.pre.append(format_table(result))
     sec.images.append((str(ctx.out / "gradflow.png"), "gradient norms against steps back from T"))
-    demo = gf.clipping_demo(**({"steps": 60} if ctx.quick else {}))
-    gf.plot_clipping(demo, ctx.out / "clipping.png")
-    sec.pre.append(gf.format_clipping(demo))
+    demo = clipping_demo(**({"steps": 60} if ctx.quick else {}))
+    plot_clipping(demo, ctx.out / "clipping.png")
+    sec.pre.append(format_clipping(demo))
     sec.images.append((str(ctx.out / "clipping.png"), "exploding setting: without and with gradient clipping"))
     k = max(k for k in gf.STEPS_BACK if k < result.length)
     at = {c.cell: c.at("grad", k) for c in result.curves if c.scale == 1.0}

@@ -67,21 +67,19 @@ graph stays small (at most a few ten thousand nodes).
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 
 import torch
 
 from seqlab.validation import check_choice, check_int, fail
-from seqlab.viz.plots import check_output_path, save_png
 
 WEIGHTS = ("w_x", "w_a", "b_a", "w_o", "b_o")
 LAYERED = ("w_x", "w_a", "b_a")  # one per recurrent layer; w_o and b_o belong to the output
 OUTPUTS = ("last", "sequence")
 MAX_LENGTH = 200
 MAX_LAYERS = 8
-MAX_DRAWN = 8  # render_text / render_png draw every step up to this T, then abbreviate
+MAX_DRAWN = 8  # render_text and the PNG (seqlab.viz.recurrent.plot_unfold) draw every step up to this T
 
 _NAME = re.compile(r"(w_x|w_a|b_a|w_o|b_o)(?:\[([1-9][0-9]*)\])?@([1-9][0-9]*)")
 
@@ -340,14 +338,16 @@ def to_json(result: UnfoldResult) -> dict:
 
 
 # --------------------------------------------------------------------------- drawings
-def _shown_times(length: int) -> list[int | None]:
-    """Time steps drawn; ``None`` is the gap that abbreviates the middle of a long sequence."""
+def shown_times(length: int) -> list[int | None]:
+    """Time steps drawn (in the text and in the PNG); ``None`` is the gap that abbreviates
+    the middle of a long sequence."""
     if length <= MAX_DRAWN:
         return list(range(1, length + 1))
     return [1, 2, 3, None, length - 2, length - 1, length]
 
 
-def _output_times(result: UnfoldResult) -> set[int]:
+def output_times(result: UnfoldResult) -> set[int]:
+    """The time steps that have an output unit: every t (output "sequence") or T alone."""
     return set(range(1, result.length + 1)) if result.output == "sequence" else {result.length}
 
 
@@ -380,8 +380,8 @@ def render_text(result: UnfoldResult) -> str:
     consecutive steps to ``NAME@a..b``."""
     used = set(result.used)
     L, T = result.layers, result.length
-    times = _shown_times(T)
-    outs = _output_times(result)
+    times = shown_times(T)
+    outs = output_times(result)
     abbreviated = None in times
 
     def mark(name: str) -> str:
@@ -451,80 +451,3 @@ def render_text(result: UnfoldResult) -> str:
                  + (_name_list(result.multiplies, abbreviated) or "none"))
     lines.append(f"used ({len(result.used)}): " + _name_list(result.used, abbreviated))
     return "\n".join(lines)
-
-
-_USED_COLOUR = "#d62728"
-_UNUSED_COLOUR = "#9a9a9a"
-
-
-def render_png(result: UnfoldResult, path: str | os.PathLike) -> None:
-    """Draw the unrolled network with matplotlib (Agg canvas, no pyplot state): nodes
-    x_t, a^(l)_t, o_t; every edge labelled by its weight copy, each bias beside its node;
-    used copies in red.  Written atomically (temporary file, then rename)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.lines import Line2D
-
-    path = check_output_path(path, "png")
-
-    used = set(result.used)
-    L, T = result.layers, result.length
-    times = _shown_times(T)
-    outs = _output_times(result)
-    dx, dy = 2.2, 1.6
-    xs = {t: (c + 1) * dx for c, t in enumerate(times) if t is not None}
-    gaps = [(c + 1) * dx for c, t in enumerate(times) if t is None]
-
-    fig = Figure(figsize=(1.9 * (len(times) + 1) + 1.0, 1.25 * (L + 2) + 1.4))
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    ax.set_axis_off()
-    ax.set_xlim(-0.8, (len(times) + 0.9) * dx)
-    ax.set_ylim(-0.6, (L + 1) * dy + 0.7)
-
-    def colour(name: str) -> str:
-        return _USED_COLOUR if name in used else _UNUSED_COLOUR
-
-    def draw_node(x: float, y: float, label: str, face: str) -> None:
-        ax.text(x, y, label, ha="center", va="center", fontsize=11, zorder=3,
-                bbox=dict(boxstyle="circle,pad=0.3", fc=face, ec="#333333"))
-
-    def draw_edge(x0: float, y0: float, x1: float, y1: float, name: str) -> None:
-        c = colour(name)
-        ax.annotate("", xy=(x1, y1), xytext=(x0, y0), zorder=1,
-                    arrowprops=dict(arrowstyle="-|>", color=c, lw=2.4 if name in used else 1.0,
-                                    shrinkA=14, shrinkB=14))
-        ax.text((x0 + x1) / 2, (y0 + y1) / 2, name, ha="center", va="center", fontsize=7,
-                color=c, fontweight="bold" if name in used else "normal", zorder=2,
-                bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none"))
-
-    def draw_bias(x: float, y: float, name: str) -> None:
-        ax.text(x + 0.3, y + 0.38, "+" + name, ha="left", va="center", fontsize=7,
-                color=colour(name), fontweight="bold" if name in used else "normal")
-
-    top = (L + 1) * dy
-    for t, x in xs.items():
-        draw_node(x, 0.0, f"$x_{{{t}}}$", "#cfe2f3")
-        for l in range(1, L + 1):
-            label = f"$a_{{{t}}}$" if L == 1 else f"$a^{{({l})}}_{{{t}}}$"
-            draw_node(x, l * dy, label, "#d9ead3")
-            draw_edge(x, (l - 1) * dy, x, l * dy, copy_name("w_x", t, l, L))
-            draw_bias(x, l * dy, copy_name("b_a", t, l, L))
-            prev = xs.get(t - 1, 0.0 if t == 1 else x - dx)
-            draw_edge(prev, l * dy, x, l * dy, copy_name("w_a", t, l, L))
-        if t in outs:
-            draw_node(x, top, "$o$" if result.output == "last" else f"$o_{{{t}}}$", "#fce5cd")
-            draw_edge(x, L * dy, x, top, copy_name("w_o", t))
-            draw_bias(x, top, copy_name("b_o", t))
-    for l in range(1, L + 1):
-        draw_node(0.0, l * dy, "$0$", "#eeeeee")
-        for g in gaps:
-            ax.text(g, l * dy, "...", ha="center", va="center", fontsize=14)
-    ax.set_title(f"dC/d{result.wrt}: {len(result.used)} weight copies used "
-                 f"(T = {T}, output = {result.output}, {L} layer{'s' if L > 1 else ''})",
-                 fontsize=11)
-    ax.legend(handles=[Line2D([], [], color=_USED_COLOUR, lw=2.4, label="used copy"),
-                       Line2D([], [], color=_UNUSED_COLOUR, lw=1.0, label="not used")],
-              loc="upper left", fontsize=8, frameon=False)
-
-    save_png(fig, path)

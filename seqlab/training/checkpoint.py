@@ -1,4 +1,4 @@
-"""Checkpoints: a directory of JSON and safetensors files, never a pickle.
+"""The checkpoint format: a directory of JSON and safetensors files, never a pickle.
 
 Layout of one checkpoint directory::
 
@@ -17,15 +17,8 @@ Writes are atomic: everything goes into a hidden temporary sibling directory, ea
 the directory are fsync'ed, then the directory is renamed into place. A crash at any point
 leaves either the previous checkpoint or the new one under the final name, never a mix.
 
-Layout of a run directory (written by ``seqlab.training.trainer.train``)::
-
-    run/
-      run.json             family, model config, train config, data description
-      metrics.jsonl        one JSON object per line (train and val metrics)
-      checkpoints/
-        step-00001000/     checkpoint directories (see above)
-        latest.json        {"step", "path", "val_loss"} of the newest checkpoint
-        best.json          same, for the checkpoint with the best validation loss
+The run directory around the checkpoints is ``seqlab.training.rundir``; the fsync and
+temporary-name helpers come from ``seqlab.training.io``.
 """
 
 from __future__ import annotations
@@ -36,7 +29,6 @@ import math
 import os
 import re
 import shutil
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -46,6 +38,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
+from seqlab.training.io import fsync_dir, temporary_name, write_bytes_synced
 from seqlab.validation import fail
 
 FORMAT = "seqlab-checkpoint"
@@ -55,10 +48,6 @@ MODEL_FILE = "model.safetensors"
 TRAINER_JSON = "trainer.json"
 TRAINER_TENSORS = "trainer.safetensors"
 RESERVED_FILES = (CONFIG_FILE, MODEL_FILE, TRAINER_JSON, TRAINER_TENSORS)
-CHECKPOINTS_DIR = "checkpoints"
-LATEST_FILE = "latest.json"
-BEST_FILE = "best.json"
-_STEP_DIR = re.compile(r"^step-(\d{8,})$")
 _FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 PathLike = str | os.PathLike
@@ -83,70 +72,6 @@ class Checkpoint:
         if self.trainer_state is None:
             return None
         return self.trainer_state.get("step")
-
-
-# --------------------------------------------------------------------------- atomic files
-
-
-def _fsync_dir(path: Path) -> None:
-    """fsync a directory so that a rename inside it is durable (no-op where unsupported)."""
-    flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)
-    try:
-        fd = os.open(path, flags)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path``, flush and fsync it."""
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _tmp_name(name: str, tag: str) -> str:
-    return f".{name}.{tag}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-
-
-def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically: a temporary file in the same directory,
-    fsync, ``os.replace``, fsync of the directory. Readers see the old or the new file."""
-    path = Path(path)
-    tmp = path.parent / _tmp_name(path.name, "tmp")
-    try:
-        _write_bytes(tmp, data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            tmp.unlink()
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_dir(path.parent)
-    return path
-
-
-def atomic_write_text(path: PathLike, text: str) -> Path:
-    """Write UTF-8 ``text`` to ``path`` atomically (see ``atomic_write_bytes``)."""
-    if not isinstance(text, str):
-        fail("text", "a str", type(text).__name__)
-    return atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_json(path: PathLike, obj: Any, *, indent: int | None = 2) -> Path:
-    """Write ``obj`` as JSON to ``path`` atomically; non-JSON values are a ValueError."""
-    try:
-        text = json.dumps(obj, indent=indent, allow_nan=False) + "\n"
-    except (TypeError, ValueError) as e:
-        fail(f"JSON for {Path(path).name}", "JSON-serializable values (finite numbers)", str(e))
-    return atomic_write_text(path, text)
 
 
 # --------------------------------------------------------------------------- encoding
@@ -335,16 +260,16 @@ def save_checkpoint(
     contents[CONFIG_FILE] = _json_bytes(header, "config")
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / _tmp_name(path.name, "tmp")
+    tmp = path.parent / temporary_name(path.name, "tmp")
     old: Path | None = None
     try:
         tmp.mkdir()
         # config.json (with the manifest) goes last: a directory without it is not a checkpoint.
         for name in [n for n in contents if n != CONFIG_FILE] + [CONFIG_FILE]:
-            _write_bytes(tmp / name, contents[name])
-        _fsync_dir(tmp)
+            write_bytes_synced(tmp / name, contents[name])
+        fsync_dir(tmp)
         if path.exists() or path.is_symlink():
-            old = path.parent / _tmp_name(path.name, "old")
+            old = path.parent / temporary_name(path.name, "old")
             os.rename(path, old)
             try:
                 os.rename(tmp, path)
@@ -354,7 +279,7 @@ def save_checkpoint(
                 raise
         else:
             os.rename(tmp, path)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -404,7 +329,10 @@ def _to(t: torch.Tensor, device: torch.device) -> torch.Tensor:
         fail("map_location", "an available device", f"{str(device)!r} ({e})")
 
 
-def _read_header(path: Path) -> dict:
+def read_checkpoint_header(path: PathLike) -> dict:
+    """The checked header (config.json) of a checkpoint directory: format, version, family,
+    model config and manifest. Reads nothing else; anything else is a one-line ValueError."""
+    path = Path(path)
     if not path.exists():
         fail("checkpoint", "an existing checkpoint directory", f"{str(path)!r} (no such path)")
     if not path.is_dir():
@@ -442,7 +370,7 @@ def load_checkpoint(
     checked against the manifest before parsing; nothing is unpickled."""
     path = Path(path)
     device = _map_location(map_location)
-    header = _read_header(path)
+    header = read_checkpoint_header(path)
     stored = header["family"]
     if family is not None:
         allowed = (family,) if isinstance(family, str) else tuple(family)
@@ -493,115 +421,6 @@ def load_checkpoint(
         optimizer_state=optimizer_state,
         files=files,
     )
-
-
-def read_checkpoint_config(path: PathLike) -> tuple[str, dict]:
-    """(family, model config) of a checkpoint, reading only its config.json."""
-    header = _read_header(Path(path))
-    return header["family"], header["config"]
-
-
-# --------------------------------------------------------------------------- run directories
-
-
-def checkpoint_name(step: int) -> str:
-    """Directory name of the checkpoint at ``step``: ``step-00001000``."""
-    return f"step-{step:08d}"
-
-
-def list_checkpoints(run_dir: PathLike) -> list[tuple[int, Path]]:
-    """Complete checkpoints of a run directory as (step, path), oldest first. Only directories
-    named ``step-NNNNNNNN`` that hold a config.json count (temporary ones are hidden)."""
-    ckdir = Path(run_dir) / CHECKPOINTS_DIR
-    if not ckdir.is_dir():
-        return []
-    out = []
-    for p in ckdir.iterdir():
-        m = _STEP_DIR.match(p.name)
-        if m and p.is_dir() and (p / CONFIG_FILE).is_file():
-            out.append((int(m.group(1)), p))
-    return sorted(out)
-
-
-def _read_pointer(run_dir: PathLike, which: str) -> dict | None:
-    f = Path(run_dir) / CHECKPOINTS_DIR / which
-    try:
-        obj = json.loads(f.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None
-    if not isinstance(obj, dict) or not isinstance(obj.get("path"), str) or "/" in obj["path"] or "\\" in obj["path"]:
-        return None
-    return obj
-
-
-def write_pointer(run_dir: PathLike, which: str, *, step: int, path: PathLike, val_loss: float | None) -> Path:
-    """Write ``checkpoints/latest.json`` or ``best.json`` atomically."""
-    if which not in (LATEST_FILE, BEST_FILE):
-        fail("pointer", f"{LATEST_FILE!r} or {BEST_FILE!r}", repr(which))
-    if val_loss is not None and not math.isfinite(val_loss):
-        val_loss = None
-    obj = {"step": int(step), "path": Path(path).name, "val_loss": val_loss}
-    return atomic_write_json(Path(run_dir) / CHECKPOINTS_DIR / which, obj)
-
-
-def latest_checkpoint(run_dir: PathLike) -> Path | None:
-    """The newest complete checkpoint of a run directory (highest step), or ``None``.
-    Checkpoints are written atomically, so the directory names are the ground truth;
-    ``latest.json`` mirrors the answer for people and other tools."""
-    found = list_checkpoints(run_dir)
-    return found[-1][1] if found else None
-
-
-def best_checkpoint(run_dir: PathLike) -> Path | None:
-    """The checkpoint named by ``checkpoints/best.json`` if it exists, else ``None``."""
-    ptr = _read_pointer(run_dir, BEST_FILE)
-    if ptr is None:
-        return None
-    p = Path(run_dir) / CHECKPOINTS_DIR / ptr["path"]
-    return p if (p / CONFIG_FILE).is_file() else None
-
-
-def resolve_checkpoint(path: PathLike) -> Path:
-    """A checkpoint directory from a checkpoint directory or a run directory (its best
-    checkpoint, else its latest). Anything else is a ValueError."""
-    p = Path(path)
-    if not p.exists():
-        fail("checkpoint", "a checkpoint directory or a run directory", f"{str(p)!r} (no such path)")
-    if not p.is_dir():
-        fail("checkpoint", "a checkpoint directory or a run directory", f"{str(p)!r} (not a directory)")
-    if (p / CONFIG_FILE).is_file():
-        return p
-    found = best_checkpoint(p) or latest_checkpoint(p)
-    if found is None:
-        fail("checkpoint", "a checkpoint directory (with config.json) or a run directory with checkpoints",
-             f"{str(p)!r}, which holds neither")
-    return found
-
-
-def prune_checkpoints(run_dir: PathLike, keep_last: int, *, keep: Sequence[PathLike] = ()) -> list[Path]:
-    """Delete old checkpoints, keeping the ``keep_last`` newest, the best one (best.json) and
-    any in ``keep``; also removes leftovers of interrupted writes. Returns what was deleted."""
-    if isinstance(keep_last, bool) or not isinstance(keep_last, int) or keep_last < 1:
-        fail("keep_last", "an integer >= 1", repr(keep_last))
-    found = list_checkpoints(run_dir)
-    protected = {p.resolve() for _, p in found[-keep_last:]}
-    best = best_checkpoint(run_dir)
-    if best is not None:
-        protected.add(best.resolve())
-    protected.update(Path(k).resolve() for k in keep)
-    removed = []
-    for _, p in found:
-        if p.resolve() not in protected:
-            shutil.rmtree(p, ignore_errors=True)
-            removed.append(p)
-    ckdir = Path(run_dir) / CHECKPOINTS_DIR
-    for p in ckdir.iterdir() if ckdir.is_dir() else ():
-        if p.name.startswith(".step-") and (".tmp-" in p.name or ".old-" in p.name):
-            if p.is_dir():
-                shutil.rmtree(p, ignore_errors=True)
-            else:
-                p.unlink(missing_ok=True)
-    return removed
 
 
 def load_weights(model, ckpt: Checkpoint) -> None:

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from seqlab.transformer.layernorm import LayerNorm
-from seqlab.transformer.multihead import KVCache, MultiHeadAttention, MultiHeadAttentionConfig, _linear
+from seqlab.transformer.multihead import KVCache, MultiHeadAttention, MultiHeadAttentionConfig, linear
 from seqlab.validation import check_choice, check_float, check_int, fail, resolve_config
 
 ACTIVATIONS = ("gelu", "relu")
@@ -107,18 +107,18 @@ class TransformerBlock(nn.Module):
     # -- input checks --------------------------------------------------------------------
     def check_inputs(self, x, attn_mask, key_padding_mask, memory, memory_key_padding_mask, cache):
         """Validate the inputs of :meth:`forward`; returns the masks in the form
-        ``_forward`` takes."""
+        :meth:`forward_unchecked` takes."""
         c = self.config
         if c.cross_attention and memory is None:
             fail("memory", "a (batch, time, d_model) tensor (cross_attention=True)", "None")
         if not c.cross_attention and (memory is not None or memory_key_padding_mask is not None):
             fail("memory", "None (this block has no cross-attention)", "a tensor")
         # x and the self-attention masks, as the self-attention sees them
-        attn_mask, key_padding_mask = self.self_attn._check_inputs(
+        attn_mask, key_padding_mask = self.self_attn.check_inputs(
             x, None, None, attn_mask, key_padding_mask, cache,
             names=("x", "key", "value", "attn_mask", "key_padding_mask"))
         if c.cross_attention:
-            _, memory_key_padding_mask = self.cross_attn._check_inputs(
+            _, memory_key_padding_mask = self.cross_attn.check_inputs(
                 x, memory, memory, None, memory_key_padding_mask, None,
                 names=("x", "memory", "memory", "memory_mask", "memory_key_padding_mask"))
         return attn_mask, key_padding_mask, memory_key_padding_mask
@@ -135,21 +135,23 @@ class TransformerBlock(nn.Module):
         ``{"self": (B, h, S, T), "cross": (B, h, S, T_m)}`` of per-head attention weights.
         """
         masks = self.check_inputs(x, attn_mask, key_padding_mask, memory, memory_key_padding_mask, cache)
-        return self._forward(x, *masks, memory=memory, cache=cache, need_weights=need_weights)
+        return self.forward_unchecked(x, *masks, memory=memory, cache=cache, need_weights=need_weights)
 
-    def _forward(self, x, attn_mask=None, key_padding_mask=None, memory_key_padding_mask=None, *, memory=None,
-                 cache=None, need_weights=False):
+    def forward_unchecked(self, x, attn_mask=None, key_padding_mask=None, memory_key_padding_mask=None, *,
+                          memory=None, cache=None, need_weights=False):
+        """:meth:`forward` without the input checks: the caller has checked the inputs (with
+        :meth:`check_inputs`, whose masks it takes)."""
         c = self.config
         weights = {}
 
         def self_attention(u):
-            out, weights["self"] = self.self_attn._forward(
+            out, weights["self"] = self.self_attn.forward_unchecked(
                 u, attn_mask=attn_mask, key_padding_mask=key_padding_mask, causal=c.causal,
                 need_weights=need_weights, average_weights=False, cache=cache)
             return out
 
         def cross_attention(u):
-            out, weights["cross"] = self.cross_attn._forward(
+            out, weights["cross"] = self.cross_attn.forward_unchecked(
                 u, memory, memory, key_padding_mask=memory_key_padding_mask,
                 need_weights=need_weights, average_weights=False)
             return out
@@ -164,20 +166,20 @@ class TransformerBlock(nn.Module):
         p = self.config.dropout if self.training else 0.0
         if self.config.norm_first:
             # pre-norm: x + F(LN(x))
-            return x + F.dropout(sublayer(norm._forward(x)), p, training=p > 0)
+            return x + F.dropout(sublayer(norm.forward_unchecked(x)), p, training=p > 0)
         # post-norm: LN(x + F(x))
-        return norm._forward(x + F.dropout(sublayer(x), p, training=p > 0))
+        return norm.forward_unchecked(x + F.dropout(sublayer(x), p, training=p > 0))
 
     def mlp(self, x: torch.Tensor) -> torch.Tensor:
         """The position-wise MLP, (B, S, D) -> (B, S, D)."""
         c = self.config
         # a^(h)_t = g(w^(1) . x_t + b^(1))
-        u = _linear(x, self.w_1, self.b_1)  # (B, S, d_ff)
+        u = linear(x, self.w_1, self.b_1)  # (B, S, d_ff)
         a = F.gelu(u) if c.activation == "gelu" else torch.relu(u)  # (B, S, d_ff)
         p = c.dropout if self.training else 0.0
         a = F.dropout(a, p, training=p > 0)
         # y_t = w^(2) . a^(h)_t + b^(2)
-        return _linear(a, self.w_2, self.b_2)  # (B, S, D)
+        return linear(a, self.w_2, self.b_2)  # (B, S, D)
 
     # -- PyTorch interop -----------------------------------------------------------------
     @staticmethod
@@ -317,12 +319,12 @@ class _Stack(nn.Module):
         masks = self.blocks[0].check_inputs(x, attn_mask, key_padding_mask, memory, memory_key_padding_mask, first)
         all_weights = []
         for l, block in enumerate(self.blocks):
-            out = block._forward(x, *masks, memory=memory, cache=None if cache is None else cache[l],
-                                 need_weights=need_weights)
+            out = block.forward_unchecked(x, *masks, memory=memory, cache=None if cache is None else cache[l],
+                                          need_weights=need_weights)
             x, w = out if need_weights else (out, None)
             all_weights.append(w)
         if self.norm is not None:
-            x = self.norm._forward(x)  # (B, S, D)
+            x = self.norm.forward_unchecked(x)  # (B, S, D)
         return (x, all_weights) if need_weights else x
 
     def extra_repr(self) -> str:

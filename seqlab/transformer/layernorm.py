@@ -37,9 +37,10 @@ class LayerNorm(nn.Module):
         check_tensor(x, "x", floating=True, finite=True)
         if x.dim() < 1 or x.shape[-1] != self.d:
             fail("x", f"d = {self.d} features in the last axis", f"shape {shape_str(x)}")
-        return self._forward(x)
+        return self.forward_unchecked(x)
 
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_unchecked(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` without the input checks: the caller has checked the inputs."""
         # mu_t = (1/D) sum_j a_(t,j)
         mu = x.mean(dim=-1, keepdim=True)  # (..., 1)
         # sigma^2_t = (1/D) sum_j (a_(t,j) - mu_t)^2

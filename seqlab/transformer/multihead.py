@@ -153,10 +153,10 @@ class MultiHeadAttention(nn.Module):
                 nn.init.zeros_(b)
 
     # -- input checks --------------------------------------------------------------------
-    def _check_inputs(self, query, key, value, attn_mask, key_padding_mask, cache, *,
-                      names=("query", "key", "value", "attn_mask", "key_padding_mask")):
+    def check_inputs(self, query, key, value, attn_mask, key_padding_mask, cache, *,
+                     names=("query", "key", "value", "attn_mask", "key_padding_mask")):
         """Validate the inputs of :meth:`forward` (``names``: how the messages call them);
-        returns (attn_mask, key_padding_mask) in the form ``_forward`` takes."""
+        returns (attn_mask, key_padding_mask) in the form :meth:`forward_unchecked` takes."""
         c = self.config
         n_q, n_k, n_v, n_am, n_kpm = names
         dims = "(batch, time, features)"
@@ -238,15 +238,17 @@ class MultiHeadAttention(nn.Module):
         Returns (output (B, S, D), weights): weights None unless ``need_weights``;
         then (B, S, T) averaged over heads, or (B, h, S, T) if not ``average_weights``.
         """
-        attn_mask, key_padding_mask = self._check_inputs(query, key, value, attn_mask, key_padding_mask, cache)
+        attn_mask, key_padding_mask = self.check_inputs(query, key, value, attn_mask, key_padding_mask, cache)
         if not isinstance(causal, bool):
             fail("causal", "True or False", repr(causal))
-        return self._forward(query, key, value, attn_mask=attn_mask, key_padding_mask=key_padding_mask,
-                             causal=causal, need_weights=need_weights, average_weights=average_weights, cache=cache)
+        return self.forward_unchecked(query, key, value, attn_mask=attn_mask, key_padding_mask=key_padding_mask,
+                                      causal=causal, need_weights=need_weights, average_weights=average_weights,
+                                      cache=cache)
 
-    def _forward(self, query, key=None, value=None, *, attn_mask=None, key_padding_mask=None, causal=False,
-                 need_weights=False, average_weights=True, cache=None):
-        """forward without the input checks (masks already in (B, h, S, T)-broadcastable form)."""
+    def forward_unchecked(self, query, key=None, value=None, *, attn_mask=None, key_padding_mask=None, causal=False,
+                          need_weights=False, average_weights=True, cache=None):
+        """:meth:`forward` without the input checks: the caller has checked the inputs (with
+        :meth:`check_inputs`, which also puts the masks in (B, h, S, T)-broadcastable form)."""
         c = self.config
         h, m = c.num_heads, c.head_dim
         B, S, D = query.shape
@@ -255,9 +257,9 @@ class MultiHeadAttention(nn.Module):
         T_new = key.shape[1]
 
         # a^(q)_s = w^(q) . a^(h)_s + b^(q);  a^(k)_t = w^(k) . a^(h)_t + b^(k);  a^(v)_t = w^(v) . a^(h)_t + b^(v)
-        q = _linear(query, self.w_q, self.b_q)  # (B, S, D)
-        k = _linear(key, self.w_k, self.b_k)  # (B, T, D)
-        v = _linear(value, self.w_v, self.b_v)  # (B, T, D)
+        q = linear(query, self.w_q, self.b_q)  # (B, S, D)
+        k = linear(key, self.w_k, self.b_k)  # (B, T, D)
+        v = linear(value, self.w_v, self.b_v)  # (B, T, D)
         # split the width into h heads of width m
         q = q.view(B, S, h, m).transpose(1, 2)  # (B, h, S, m)
         k = k.view(B, T_new, h, m).transpose(1, 2)  # (B, h, T, m)
@@ -275,7 +277,7 @@ class MultiHeadAttention(nn.Module):
         # heads side by side: [c_(1,s), ..., c_(h,s)]
         context = context.transpose(1, 2).reshape(B, S, D)  # (B, h, S, m) -> (B, S, h, m) -> (B, S, D)
         # o_s = w^(o) . [c_(1,s), ..., c_(h,s)] + b^(o)
-        output = _linear(context, self.w_o, self.b_o)  # (B, S, D)
+        output = linear(context, self.w_o, self.b_o)  # (B, S, D)
         if weights is not None and average_weights:
             weights = weights.mean(dim=1)  # (B, h, S, T) -> (B, S, T)
         return output, weights
@@ -351,10 +353,11 @@ class MultiHeadAttention(nn.Module):
         return ", ".join(f"{f.name}={getattr(self.config, f.name)!r}" for f in dataclasses.fields(self.config))
 
 
-def _linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
-    """w . x_t + b for every position: x (B, T, I), w (O, I), b (O,) -> (B, T, O)."""
+def linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+    """w . x_t + b for every position: x (B, T, I), w (O, I), b (O,) or None -> (B, T, O)
+    (no input checks)."""
     y = x @ w.T
     return y if b is None else y + b
 
 
-__all__ = ["MultiHeadAttentionConfig", "MultiHeadAttention", "KVCache"]
+__all__ = ["MultiHeadAttentionConfig", "MultiHeadAttention", "KVCache", "linear"]

@@ -54,9 +54,10 @@ class _PositionalEncoding(nn.Module):
     def forward(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
         """x: (B, T, D) -> x + PE(offset .. offset + T - 1), (B, T, D)."""
         self._check(x, offset)
-        return self._forward(x, offset)
+        return self.forward_unchecked(x, offset)
 
-    def _forward(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
+    def forward_unchecked(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        """:meth:`forward` without the input checks: the caller has checked the inputs."""
         T = x.shape[1]
         pe = self.table()[offset : offset + T].to(dtype=x.dtype)  # (T, D)
         # x_t + PE(offset + t)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import os
-import tempfile
 from pathlib import Path
 from typing import Mapping, Sequence
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from seqlab.training.io import atomic_write_bytes
 
 
 def new_figure(width: float = 6.4, height: float = 4.0) -> Figure:
@@ -33,26 +35,15 @@ def check_output_path(path: object, what: str = "path") -> str:
 
 
 def save_png(fig: Figure, path: str | os.PathLike) -> Path:
-    """Write the figure atomically: a temporary file in the same folder, then a rename, so
-    a reader never sees half a PNG. The file gets the usual permissions (0666 & ~umask)."""
+    """Render the figure to PNG bytes, then write them atomically (``atomic_write_bytes``: a
+    temporary file in the same folder, fsync, rename), so a reader never sees half a PNG. The
+    file gets the usual permissions (0666 & ~umask)."""
     path = Path(path)
     if not path.parent.exists():
         raise FileNotFoundError(f"cannot write {path}: folder {path.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".png")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format="png", dpi=110, bbox_inches="tight")
-            fh.flush()
-            os.fsync(fh.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    return atomic_write_bytes(path, buffer.getvalue())
 
 
 def plot_curves(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]], path: str | os.PathLike, *,

@@ -9,7 +9,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from seqlab.training.checkpoint import atomic_write_text
+from seqlab.training.io import atomic_write_text
 
 
 @dataclass

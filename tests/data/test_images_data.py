@@ -72,12 +72,13 @@ def test_a_file_that_is_not_idx_is_refused(fake_fashion):
 def test_fashion_prototypes_recall_and_rbm(fake_fashion, tmp_path, capsys):
     from seqlab.cli import main
     from seqlab.energy import images as im
+    from seqlab.viz.energy import plot_recall
 
     X = im.digit_patterns((0, 3, 9), images="fashion-mnist")
     assert X.shape == (3, 784) and set(torch.unique(X).tolist()) == {-1.0, 1.0}
     rec = im.recall_images(3, digits=(0, 3, 9), noise=0.1, images="fashion-mnist", mode="sync")
     assert rec.shape == (28, 28) and rec.exact
-    im.plot_recall(rec, tmp_path / "r.png")
+    plot_recall(rec, tmp_path / "r.png")
     out = tmp_path / "h"
     assert main(["hopfield", "recall", "--images", "fashion-mnist", "--digits", "0,3,9", "--digit", "9",
                  "--noise", "0.1", "--mode", "sync", "--out", str(out), "--json"]) == 0

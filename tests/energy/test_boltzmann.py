@@ -13,24 +13,22 @@ from torch.func import functional_call
 
 from seqlab.energy.boltzmann import (
     MAX_ENUMERATED_UNITS,
+    BoltzmannConfig,
     BoltzmannMachine,
-    DemoResult,
     FitResult,
     PhaseStatistics,
     binary_states,
-    demo,
-    parity_problem,
-    plot_demo,
 )
+from seqlab.energy.parity_demo import parity_problem
 
 f64 = torch.float64
 LOG2 = math.log(2.0)
 
 
-def machine(n_visible=3, n_hidden=2, *, std=1.0, seed=0, bias_std=1.0):
+def machine(visible_size=3, hidden_size=2, *, std=1.0, seed=0, bias_std=1.0):
     """A machine with non-trivial weights and biases (far from the uniform distribution)."""
     gen = torch.Generator().manual_seed(seed)
-    m = BoltzmannMachine(n_visible, n_hidden, init_std=std, generator=gen)
+    m = BoltzmannMachine(visible_size=visible_size, hidden_size=hidden_size, init_std=std, generator=gen)
     with torch.no_grad():
         m.b.copy_(torch.randn(m.n_units, dtype=f64, generator=gen) * bias_std)
     return m
@@ -200,7 +198,7 @@ def test_exact_learning_parity_needs_hidden_units():
     data = parity_problem(3)
     results = {}
     for k, epochs in ((0, 300), (4, 800)):
-        m = BoltzmannMachine(3, k, init_std=1.0, generator=torch.Generator().manual_seed(0))
+        m = BoltzmannMachine(visible_size=3, hidden_size=k, init_std=1.0, generator=torch.Generator().manual_seed(0))
         r = m.fit(data, epochs=epochs, lr=0.2, momentum=0.9, method="exact")
         assert isinstance(r, FitResult) and len(r.kl) == len(r.log_likelihood) == epochs + 1
         assert torch.equal(m.w, m.w.T) and torch.equal(m.w.diagonal(), torch.zeros(3 + k, dtype=f64))
@@ -215,7 +213,7 @@ def test_exact_learning_parity_needs_hidden_units():
 def test_gibbs_learning_parity():
     data = parity_problem(3)
     gen = torch.Generator().manual_seed(0)
-    m = BoltzmannMachine(3, 4, init_std=1.0, generator=gen)
+    m = BoltzmannMachine(visible_size=3, hidden_size=4, init_std=1.0, generator=gen)
     r = m.fit(data, epochs=300, lr=1.0, method="gibbs", generator=gen, chains=250, sweeps=5, burn_in=5)
     assert r.method == "gibbs" and len(r.kl) == 301
     assert torch.equal(m.w, m.w.T) and torch.equal(m.w.diagonal(), torch.zeros(7, dtype=f64))
@@ -225,22 +223,11 @@ def test_gibbs_learning_parity():
     assert r.kl[-1] < 0.5 * LOG2
 
 
-def test_demo_and_plot(tmp_path):
-    res = demo((0, 1), epochs=5)
-    assert isinstance(res, DemoResult) and set(res.final_kl) == {0, 1}
-    assert all(len(res.kl[k]) == 6 for k in (0, 1))
-    path = tmp_path / "bm.png"
-    plot_demo(res, path)
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    with pytest.raises(ValueError, match="result: expected a DemoResult"):
-        plot_demo({}, path)
-
-
 # -- 5. energy, distribution, enumeration order ----------------------------------------------
 
 
 def test_energy_by_hand_and_batch():
-    m = BoltzmannMachine(2, 1)
+    m = BoltzmannMachine(visible_size=2, hidden_size=1)
     with torch.no_grad():
         m.w.copy_(torch.tensor([[0.0, 0.5, -1.0], [0.5, 0.0, 2.0], [-1.0, 2.0, 0.0]], dtype=f64))
         m.b.copy_(torch.tensor([0.1, -0.2, 0.3], dtype=f64))
@@ -250,7 +237,7 @@ def test_energy_by_hand_and_batch():
     expected = torch.tensor([-(0.5 - 1.0 + 2.0) - (0.1 - 0.2 + 0.3), 1.0 - (0.1 + 0.3), 0.0], dtype=f64)
     torch.testing.assert_close(m.energy(v, h), expected, rtol=0, atol=1e-15)
     assert m.energy(v, h).shape == (3,)
-    m0 = BoltzmannMachine(2, 0)
+    m0 = BoltzmannMachine(visible_size=2, hidden_size=0)
     assert m0.energy(v, None).shape == (3,)
 
 
@@ -298,17 +285,40 @@ def test_enumeration_order_and_marginal_by_brute_force():
 
 
 def test_init_symmetric_zero_diagonal_and_parameters():
-    m = BoltzmannMachine(4, 3, generator=torch.Generator().manual_seed(0))
+    m = BoltzmannMachine(visible_size=4, hidden_size=3, generator=torch.Generator().manual_seed(0))
     assert isinstance(m.w, torch.nn.Parameter) and isinstance(m.b, torch.nn.Parameter)
     assert m.w.dtype == f64 and m.w.shape == (7, 7) and m.b.shape == (7,)
     assert torch.equal(m.w, m.w.T) and torch.equal(m.w.diagonal(), torch.zeros(7, dtype=f64))
     assert torch.equal(m.b, torch.zeros(7, dtype=f64)) and float(m.w.detach().abs().max()) > 0
-    assert m.config.n_visible == 4 and m.config.n_hidden == 3
+    assert m.config.visible_size == 4 and m.config.hidden_size == 3
 
 
-def test_parity_problem():
-    assert torch.equal(parity_problem(3), torch.tensor([[0, 0, 0], [0, 1, 1], [1, 0, 1], [1, 1, 0]], dtype=f64))
-    assert parity_problem(4).shape == (8, 4)
+def test_config_and_both_ways_to_build():
+    cfg = BoltzmannConfig(visible_size=3, hidden_size=2, init_std=0.5)
+    a = BoltzmannMachine(cfg, generator=torch.Generator().manual_seed(4))
+    b = BoltzmannMachine(visible_size=3, hidden_size=2, init_std=0.5, generator=torch.Generator().manual_seed(4))
+    assert a.config == b.config == cfg and (a.visible_size, a.hidden_size, a.n_units) == (3, 2, 5)
+    assert torch.equal(a.w, b.w)  # the same draw from the same generator
+    assert BoltzmannConfig.from_dict(cfg.to_dict()) == cfg
+    assert cfg.to_dict() == {"visible_size": 3, "hidden_size": 2, "init_std": 0.5}
+    assert BoltzmannMachine(visible_size=2, hidden_size=0).config.init_std == 0.1  # the class default
+
+
+def test_bad_configs():
+    with pytest.raises(ValueError, match=r"BoltzmannMachine\(config, \*\*kwargs\): expected a config or keyword "
+                                         r"arguments, not both, received \['hidden_size'\]"):
+        BoltzmannMachine(BoltzmannConfig(visible_size=3, hidden_size=1), hidden_size=2)
+    with pytest.raises(ValueError, match="config: expected a BoltzmannConfig, received int"):
+        BoltzmannMachine(3)
+    with pytest.raises(TypeError):
+        BoltzmannMachine(3, 1)  # the sizes are keywords (or a config)
+    with pytest.raises(ValueError, match=r"Boltzmann config: expected fields among \['hidden_size', 'init_std', "
+                                         r"'visible_size'\], received unknown fields \['n_visible'\]"):
+        BoltzmannConfig.from_dict({"n_visible": 3, "hidden_size": 1})
+    with pytest.raises(ValueError, match="init_std: expected a finite number >= 0, received inf"):
+        BoltzmannConfig(visible_size=3, hidden_size=1, init_std=float("inf"))
+    with pytest.raises(ValueError, match=r"init_std: expected a number >= 0.0, received -1.0"):
+        BoltzmannConfig(visible_size=3, hidden_size=1, init_std=-1.0)
 
 
 def test_accepts_numpy_lists_and_large_machines_for_sampling():
@@ -316,7 +326,7 @@ def test_accepts_numpy_lists_and_large_machines_for_sampling():
     a = m.kl_divergence(DATA)
     assert m.kl_divergence(DATA.numpy().astype(np.int64)) == a
     assert m.kl_divergence(DATA.tolist()) == a
-    big = BoltzmannMachine(15, 10)  # beyond enumeration, but Gibbs sampling works
+    big = BoltzmannMachine(visible_size=15, hidden_size=10)  # beyond enumeration, but Gibbs sampling works
     v, h = big.gibbs(torch.zeros(2, 15), torch.zeros(2, 10), sweeps=1)
     assert v.shape == (2, 15) and h.shape == (2, 10)
 
@@ -327,13 +337,13 @@ def test_accepts_numpy_lists_and_large_machines_for_sampling():
 @pytest.mark.parametrize("data, message", [
     ([[0, 0.5, 1], [2, 1, 0]], r"data: expected values in \{0, 1\}, received 0.5, 2$"),
     ([[0, float("nan"), 1]], r"data: expected values in \{0, 1\}, received nan$"),
-    (torch.zeros(4, 2), r"data: expected n_visible = 3 columns, received 2 columns in shape \(4, 2\)"),
+    (torch.zeros(4, 2), r"data: expected visible_size = 3 columns, received 2 columns in shape \(4, 2\)"),
     (torch.zeros(0, 3), r"data: expected at least one row, received shape \(0, 3\)"),
-    (torch.zeros(3), r"data: expected a 2-D tensor \(rows, n_visible\), received shape \(3\)"),
+    (torch.zeros(3), r"data: expected a 2-D tensor \(rows, visible_size\), received shape \(3\)"),
     ("0 1 1", r"data: expected a 2-D tensor or array .* received str"),
 ])
 def test_bad_data(data, message):
-    m = BoltzmannMachine(3, 1)
+    m = BoltzmannMachine(visible_size=3, hidden_size=1)
     for call in (m.kl_divergence, m.log_likelihood, m.exact_statistics, m.gradient,
                  lambda d: m.fit(d, epochs=1, lr=0.1), lambda d: m.sampled_statistics(d, sweeps=1, chains=1)):
         with pytest.raises(ValueError, match=message):
@@ -341,7 +351,7 @@ def test_bad_data(data, message):
 
 
 def test_too_many_units_for_enumeration():
-    m = BoltzmannMachine(15, 6)
+    m = BoltzmannMachine(visible_size=15, hidden_size=6)
     msg = rf"enumeration: expected at most {MAX_ENUMERATED_UNITS} units .*received 21 units"
     for call in (m.exact_marginal, lambda: m.kl_divergence(torch.zeros(1, 15)),
                  lambda: m.exact_statistics(torch.zeros(1, 15)),
@@ -353,14 +363,14 @@ def test_too_many_units_for_enumeration():
 
 
 @pytest.mark.parametrize("args, message", [
-    ((0, 1), r"n_visible: expected an integer >= 1, received 0"),
-    ((2.0, 1), r"n_visible: expected an integer, received 2.0"),
-    ((3, -1), r"n_hidden: expected an integer >= 0, received -1"),
-    ((3, True), r"n_hidden: expected an integer, received True"),
+    ((0, 1), r"visible_size: expected an integer >= 1, received 0"),
+    ((2.0, 1), r"visible_size: expected an integer, received 2.0"),
+    ((3, -1), r"hidden_size: expected an integer >= 0, received -1"),
+    ((3, True), r"hidden_size: expected an integer, received True"),
 ])
 def test_bad_sizes(args, message):
     with pytest.raises(ValueError, match=message):
-        BoltzmannMachine(*args)
+        BoltzmannMachine(visible_size=args[0], hidden_size=args[1])
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -376,7 +386,7 @@ def test_bad_sizes(args, message):
 ])
 def test_bad_fit_options(kwargs, message):
     options = {"epochs": 1, "lr": 0.1} | kwargs
-    m = BoltzmannMachine(3, 1)
+    m = BoltzmannMachine(visible_size=3, hidden_size=1)
     w = m.w.detach().clone()
     with pytest.raises(ValueError, match=message):
         m.fit(DATA, **options)
@@ -384,15 +394,15 @@ def test_bad_fit_options(kwargs, message):
 
 
 def test_bad_gibbs_inputs():
-    m = BoltzmannMachine(3, 2)
+    m = BoltzmannMachine(visible_size=3, hidden_size=2)
     v, h = torch.zeros(4, 3), torch.zeros(4, 2)
     with pytest.raises(ValueError, match=r"sweeps: expected an integer >= 1, received 0"):
         m.gibbs(v, h, sweeps=0)
-    with pytest.raises(ValueError, match=r"h: expected n_hidden = 2 columns, received 3 columns"):
+    with pytest.raises(ValueError, match=r"h: expected hidden_size = 2 columns, received 3 columns"):
         m.gibbs(v, torch.zeros(4, 3), sweeps=1)
     with pytest.raises(ValueError, match=r"h: expected 4 rows \(as many as v\), received 3 rows"):
         m.gibbs(v, torch.zeros(3, 2), sweeps=1)
-    with pytest.raises(ValueError, match=r"h: expected a \(B, n_hidden = 2\) tensor, received None"):
+    with pytest.raises(ValueError, match=r"h: expected a \(B, hidden_size = 2\) tensor, received None"):
         m.energy(v, None)
     with pytest.raises(ValueError, match=r"h: expected values in \{0, 1\}, received -1"):
         m.gibbs(v, -torch.ones(4, 2), sweeps=1)
@@ -400,19 +410,3 @@ def test_bad_gibbs_inputs():
         m.gibbs(v, h, sweeps=1, generator=0)
     with pytest.raises(ValueError, match=r"burn_in: expected an integer >= 0, received -1"):
         m.sampled_statistics(DATA, burn_in=-1)
-
-
-def test_cli_boltzmann(tmp_path, capsys):
-    import json
-
-    from seqlab.cli import main
-
-    out = tmp_path / "bm"
-    assert main(["boltzmann", "--hidden", "0,2", "--epochs", "50", "--out", str(out), "--json"]) == 0
-    payload = json.loads(capsys.readouterr().out)
-    assert abs(payload["final_kl"]["0"] - payload["log2"]) < 0.05
-    assert (out / "boltzmann.png").exists() and (out / "boltzmann.json").exists()
-    assert main(["boltzmann", "--method", "foo", "--out", str(out)]) == 2
-    assert "method: expected one of 'exact', 'gibbs', received 'foo'" in capsys.readouterr().err
-    assert main(["boltzmann", "--hidden", "2,x", "--out", str(out)]) == 2
-    assert "--hidden" in capsys.readouterr().err

@@ -18,8 +18,8 @@ pytestmark = [pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a 
 def test_rbm_update_on_the_gpu_equals_the_cpu(persistent):
     x = binary_digits()[0][:40].double()
     torch.manual_seed(0)
-    cpu = RBM(n_visible=64, n_hidden=30, persistent=persistent, n_chains=10).double()
-    gpu = RBM(n_visible=64, n_hidden=30, persistent=persistent, n_chains=10).double().cuda()
+    cpu = RBM(visible_size=64, hidden_size=30, persistent=persistent, n_chains=10).double()
+    gpu = RBM(visible_size=64, hidden_size=30, persistent=persistent, n_chains=10).double().cuda()
     gpu.load_state_dict(cpu.state_dict())
     for step in range(4):
         u_v, u_h, u_start = cpu.uniforms(1, 10, torch.Generator().manual_seed(step))
@@ -34,7 +34,7 @@ def test_rbm_update_on_the_gpu_equals_the_cpu(persistent):
 
 
 def test_rbm_run_on_the_gpu_loads_on_the_cpu(tmp_path):
-    result, run = rbm_runs.start_rbm(out=tmp_path, progress=False, model_options={"n_hidden": 32},
+    result, run = rbm_runs.start_rbm(out=tmp_path, progress=False, model_options={"hidden_size": 32},
                                      train_options={"max_steps": 300, "eval_every": 150, "eval_batches": 4,
                                                     "device": "cuda"})
     assert result.best_val_loss is not None and result.best_val_loss < 40
@@ -42,6 +42,6 @@ def test_rbm_run_on_the_gpu_loads_on_the_cpu(tmp_path):
     assert model.W.device.type == "cpu"
     ev = rbm_runs.evaluate_rbm(model, rbm_runs.run_images(run))
     assert ev.feature_accuracy > 0.5
-    fit = RBM(n_visible=64, n_hidden=32).cuda()
+    fit = RBM(visible_size=64, hidden_size=32).cuda()
     fit.fit(binary_digits()[0].cuda(), epochs=2, generator=torch.Generator(device="cuda").manual_seed(0))
     assert torch.isfinite(fit.W).all()

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from seqlab.energy import HopfieldNetwork, RecallResult, as_bipolar
+from seqlab.energy import HopfieldConfig, HopfieldNetwork, RecallResult, as_bipolar
 
 f64 = torch.float64
 
@@ -72,7 +72,7 @@ def test_as_bipolar_rejects_mix_shape_and_type():
 @pytest.mark.parametrize("normalize", [True, False])
 def test_hebbian_is_sum_of_outer_products(normalize):
     X = random_patterns(3, 7, seed=0)
-    net = HopfieldNetwork(7, normalize=normalize).store(X)
+    net = HopfieldNetwork(n_units=7, normalize=normalize).store(X)
     expected = sum(torch.outer(x, x) for x in X)
     expected.fill_diagonal_(0.0)
     if normalize:
@@ -82,7 +82,7 @@ def test_hebbian_is_sum_of_outer_products(normalize):
 
 def test_pseudo_inverse_is_projection_with_zero_diagonal():
     X = random_patterns(5, 12, seed=1)
-    net = HopfieldNetwork(12, rule="pseudo-inverse").store(X)
+    net = HopfieldNetwork(n_units=12, rule="pseudo-inverse").store(X)
     expected = X.T @ torch.linalg.inv(X @ X.T) @ X
     expected.fill_diagonal_(0.0)
     torch.testing.assert_close(net.w, expected, rtol=0, atol=1e-12)
@@ -100,19 +100,19 @@ def test_storkey_matches_elementwise_formula():
                 if i != j:
                     new[i, j] = w[i, j] + (e[i] * e[j] - e[i] * h[j, i] - h[i, j] * e[j]) / N
         w = new
-    net = HopfieldNetwork(N, rule="storkey").store(X)
+    net = HopfieldNetwork(n_units=N, rule="storkey").store(X)
     torch.testing.assert_close(net.w, torch.from_numpy(w), rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("rule", ["hebbian", "pseudo-inverse", "storkey"])
 def test_weights_symmetric_zero_diagonal_and_store_replaces(rule):
-    net = HopfieldNetwork(16, rule=rule)
+    net = HopfieldNetwork(n_units=16, rule=rule)
     net.store(random_patterns(6, 16, seed=3))
     assert torch.equal(net.w, net.w.T)
     assert torch.equal(net.w.diagonal(), torch.zeros(16, dtype=f64))
     assert net.w.abs().sum() > 0
     X = random_patterns(2, 16, seed=4)
-    fresh = HopfieldNetwork(16, rule=rule).store(X)
+    fresh = HopfieldNetwork(n_units=16, rule=rule).store(X)
     torch.testing.assert_close(net.store(X).w, fresh.w, rtol=0, atol=0)
 
 
@@ -122,7 +122,7 @@ def test_weights_symmetric_zero_diagonal_and_store_replaces(rule):
 def test_energy_matches_double_sum_and_batches():
     N = 9
     bias = torch.linspace(-1, 1, N, dtype=f64)
-    net = HopfieldNetwork(N, bias=bias).store(random_patterns(3, N, seed=5))
+    net = HopfieldNetwork(n_units=N, bias=bias).store(random_patterns(3, N, seed=5))
     A = random_patterns(4, N, seed=6)
     E = net.energy(A)
     assert E.shape == (4,)
@@ -135,18 +135,18 @@ def test_energy_matches_double_sum_and_batches():
 
 def test_tie_goes_to_minus_one():
     # zero weights and biases: every weighted sum is exactly 0, so every unit becomes -1
-    net = HopfieldNetwork(4)
+    net = HopfieldNetwork(n_units=4)
     res = net.recall(torch.ones(4), mode="sync")
     assert torch.equal(res.states[1], -torch.ones(4, dtype=f64))
     # w_12 = w_13 = 0 (the two patterns cancel), w_23 = 2: unit 1 always sees a tie
-    net = HopfieldNetwork(3, normalize=False).store([[1, 1, 1], [1, -1, -1]])
+    net = HopfieldNetwork(n_units=3, normalize=False).store([[1, 1, 1], [1, -1, -1]])
     assert torch.equal(net.w, torch.tensor([[0.0, 0, 0], [0, 0, 2], [0, 2, 0]], dtype=f64))
     for mode in ("sync", "async"):
         res = net.recall([1, 1, 1], mode=mode, generator=torch.Generator().manual_seed(0))
         assert torch.equal(res.state, torch.tensor([-1.0, 1.0, 1.0], dtype=f64)), mode
         assert res.converged
     # a bias that exactly cancels the weighted sum is a tie too
-    net = HopfieldNetwork(2, normalize=False, bias=[-1.0, 0.0]).store([1, 1])
+    net = HopfieldNetwork(n_units=2, normalize=False, bias=[-1.0, 0.0]).store([1, 1])
     assert torch.equal(net.recall([1, 1], mode="sync").states[1], torch.tensor([-1.0, 1.0], dtype=f64))
 
 
@@ -158,7 +158,7 @@ def test_async_updates_never_raise_energy():
         bias = 0.3 * torch.randn(N, generator=gen, dtype=f64)
         rule = ("hebbian", "storkey", "pseudo-inverse")[seed % 3]
         # overloaded (P = N/2) so the start state really moves through many updates
-        net = HopfieldNetwork(N, rule=rule, bias=bias).store(random_patterns(N // 2, N, seed=seed))
+        net = HopfieldNetwork(n_units=N, rule=rule, bias=bias).store(random_patterns(N // 2, N, seed=seed))
         for start in range(3):
             a0 = random_patterns(1, N, seed=1000 * seed + start)[0]
             res = net.recall(a0, mode="async", generator=gen)
@@ -178,7 +178,7 @@ def test_async_updates_never_raise_energy():
 
 def test_async_starts_that_move_lower_the_energy():
     N = 24
-    net = HopfieldNetwork(N).store(random_patterns(3, N, seed=7))
+    net = HopfieldNetwork(n_units=N).store(random_patterns(3, N, seed=7))
     a0 = random_patterns(1, N, seed=8)[0]
     res = net.recall(a0, generator=torch.Generator().manual_seed(1))
     assert not torch.equal(res.state, a0)
@@ -195,7 +195,7 @@ ROWS = [1, 2, 4, 8]  # Walsh functions of independent bits: orthogonal, and any 
 
 def test_orthogonal_patterns_and_their_inverses_are_fixed_points():
     X = hadamard(N_H)[ROWS]
-    net = HopfieldNetwork(N_H).store(X)
+    net = HopfieldNetwork(n_units=N_H).store(X)
     # W a = (N - P)/N a for orthogonal patterns
     torch.testing.assert_close(X @ net.w, X * (N_H - len(ROWS)) / N_H, rtol=0, atol=1e-12)
     assert bool(net.is_fixed_point(X).all()) and bool(net.is_fixed_point(-X).all())
@@ -210,7 +210,7 @@ def test_orthogonal_patterns_and_their_inverses_are_fixed_points():
 
 def test_noisy_pattern_is_recalled():
     X = hadamard(N_H)[ROWS]
-    net = HopfieldNetwork(N_H).store(X)
+    net = HopfieldNetwork(n_units=N_H).store(X)
     k = round(0.1 * N_H)  # 10% of the units flipped
     for p, a in enumerate(X):
         for trial in range(3):
@@ -224,7 +224,7 @@ def test_noisy_pattern_is_recalled():
 
 def test_mixture_of_three_patterns_is_a_spurious_minimum():
     X = hadamard(N_H)[ROWS[:3]]
-    net = HopfieldNetwork(N_H).store(X)
+    net = HopfieldNetwork(n_units=N_H).store(X)
     mix = torch.where(X.sum(0) > 0, 1.0, -1.0).to(f64)  # sign(a1 + a2 + a3); the sum is odd, never 0
     # not a stored pattern nor an inverse: a spurious memory
     assert not any(torch.equal(mix, s * a) for a in X for s in (1, -1))
@@ -243,8 +243,8 @@ def test_mixture_of_three_patterns_is_a_spurious_minimum():
 def test_pseudo_inverse_stores_half_n_where_hebbian_fails():
     N = 32
     X = random_patterns(N // 2, N, seed=0)
-    pinv = HopfieldNetwork(N, rule="pseudo-inverse").store(X)
-    hebb = HopfieldNetwork(N, rule="hebbian").store(X)
+    pinv = HopfieldNetwork(n_units=N, rule="pseudo-inverse").store(X)
+    hebb = HopfieldNetwork(n_units=N, rule="hebbian").store(X)
     assert bool(pinv.is_fixed_point(X).all())
     assert int(hebb.is_fixed_point(X).sum()) <= N // 8  # most patterns are lost
     for a in X[:4]:
@@ -256,8 +256,8 @@ def test_storkey_stores_more_than_hebbian():
     N, P = 64, 14  # P/N ~ 0.22, above Hebbian's ~0.14 (fixed seeds: Hebbian keeps 6-8 of 14)
     for seed in range(3):
         X = random_patterns(P, N, seed=seed)
-        storkey = int(HopfieldNetwork(N, rule="storkey").store(X).is_fixed_point(X).sum())
-        hebbian = int(HopfieldNetwork(N, rule="hebbian").store(X).is_fixed_point(X).sum())
+        storkey = int(HopfieldNetwork(n_units=N, rule="storkey").store(X).is_fixed_point(X).sum())
+        hebbian = int(HopfieldNetwork(n_units=N, rule="hebbian").store(X).is_fixed_point(X).sum())
         assert storkey == P, seed
         assert hebbian <= P - 5, seed
 
@@ -266,7 +266,7 @@ def test_storkey_stores_more_than_hebbian():
 
 
 def test_sync_detects_two_cycle_async_converges():
-    net = HopfieldNetwork(2, normalize=False).store([1, -1])  # w_12 = -1
+    net = HopfieldNetwork(n_units=2, normalize=False).store([1, -1])  # w_12 = -1
     res = net.recall([1, 1], mode="sync")
     assert isinstance(res, RecallResult)
     assert res.cycle and not res.converged and res.steps == 2
@@ -278,7 +278,7 @@ def test_sync_detects_two_cycle_async_converges():
 
 def test_max_steps_limits_recall():
     N = 24
-    net = HopfieldNetwork(N).store(random_patterns(3, N, seed=7))
+    net = HopfieldNetwork(n_units=N).store(random_patterns(3, N, seed=7))
     a0 = random_patterns(1, N, seed=8)[0]
     res = net.recall(a0, max_steps=1, generator=torch.Generator().manual_seed(1))
     assert res.steps == 1 and res.states.shape == (2, N) and not res.converged
@@ -288,7 +288,7 @@ def test_max_steps_limits_recall():
 
 def test_generator_makes_async_reproducible():
     N = 24
-    net = HopfieldNetwork(N).store(random_patterns(6, N, seed=11))
+    net = HopfieldNetwork(n_units=N).store(random_patterns(6, N, seed=11))
     a0 = random_patterns(1, N, seed=12)[0]
     r1 = net.recall(a0, generator=torch.Generator().manual_seed(5))
     r2 = net.recall(a0, generator=torch.Generator().manual_seed(5))
@@ -299,7 +299,7 @@ def test_generator_makes_async_reproducible():
 
 
 def test_bad_pattern_values_and_lengths():
-    net = HopfieldNetwork(8)
+    net = HopfieldNetwork(n_units=8)
     with pytest.raises(ValueError, match=r"patterns: .*received value\(s\) 2$"):
         net.store([[1, -1, 2, 1, 1, 1, 1, 1]])
     with pytest.raises(ValueError, match=r"patterns: .*received value\(s\) 0.5$"):
@@ -318,15 +318,15 @@ def test_bad_pattern_values_and_lengths():
 
 def test_more_patterns_than_units_warns():
     with pytest.warns(UserWarning, match=r"P = 9 patterns in N = 8 units.*recall is expected to fail"):
-        HopfieldNetwork(8).store(random_patterns(9, 8, seed=0))
+        HopfieldNetwork(n_units=8).store(random_patterns(9, 8, seed=0))
     import warnings
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        HopfieldNetwork(8).store(random_patterns(8, 8, seed=0))  # P = N: no warning
+        HopfieldNetwork(n_units=8).store(random_patterns(8, 8, seed=0))  # P = N: no warning
 
 
 def test_bad_arguments():
-    net = HopfieldNetwork(4)
+    net = HopfieldNetwork(n_units=4)
     with pytest.raises(ValueError, match=r"mode: expected one of 'async', 'sync', received 'parallel'"):
         net.recall(torch.ones(4), mode="parallel")
     for bad in (0, -3):
@@ -337,10 +337,39 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="generator: expected a torch.Generator or None, received int"):
         net.recall(torch.ones(4), generator=0)
     with pytest.raises(ValueError, match="rule: expected one of 'hebbian', 'pseudo-inverse', 'storkey', received 'oja'"):
-        HopfieldNetwork(4, rule="oja")
+        HopfieldNetwork(n_units=4, rule="oja")
     with pytest.raises(ValueError, match="n_units: expected an integer >= 1, received 0"):
-        HopfieldNetwork(0)
+        HopfieldNetwork(n_units=0)
     with pytest.raises(ValueError, match="bias: expected length N = 4, received length 3"):
-        HopfieldNetwork(4, bias=[0.0, 0.0, 0.0])
+        HopfieldNetwork(n_units=4, bias=[0.0, 0.0, 0.0])
     with pytest.raises(ValueError, match="bias: expected finite values"):
-        HopfieldNetwork(2, bias=[0.0, float("inf")])
+        HopfieldNetwork(n_units=2, bias=[0.0, float("inf")])
+
+
+def test_config_and_both_ways_to_build():
+    cfg = HopfieldConfig(n_units=6, rule="storkey", normalize=False)
+    a, b = HopfieldNetwork(cfg), HopfieldNetwork(n_units=6, rule="storkey", normalize=False)
+    assert a.config == b.config == cfg
+    assert (a.n_units, a.rule, a.normalize) == (6, "storkey", False)
+    assert HopfieldConfig.from_dict(cfg.to_dict()) == cfg
+    assert cfg.to_dict() == {"n_units": 6, "rule": "storkey", "normalize": False}
+    X = random_patterns(2, 6, seed=3)
+    assert torch.equal(a.store(X).w, b.store(X).w)
+    # the bias is a tensor, kept outside the config
+    c = HopfieldNetwork(cfg, bias=[0.5] * 6)
+    assert torch.equal(c.b, torch.full((6,), 0.5, dtype=f64)) and c.config == cfg
+
+
+def test_bad_configs():
+    with pytest.raises(ValueError, match="normalize: expected a bool, received 1"):
+        HopfieldConfig(n_units=4, normalize=1)
+    with pytest.raises(ValueError, match="n_units: expected an integer, received 4.0"):
+        HopfieldConfig(n_units=4.0)
+    with pytest.raises(ValueError, match=r"HopfieldNetwork\(config, \*\*kwargs\): expected a config or keyword "
+                                         r"arguments, not both, received \['rule'\]"):
+        HopfieldNetwork(HopfieldConfig(n_units=4), rule="storkey")
+    with pytest.raises(ValueError, match="config: expected a HopfieldConfig, received int"):
+        HopfieldNetwork(4)
+    with pytest.raises(ValueError, match=r"Hopfield config: expected fields among \['n_units', 'normalize', 'rule'\], "
+                                         r"received unknown fields \['units'\]"):
+        HopfieldConfig.from_dict({"units": 4})

@@ -10,7 +10,6 @@ from seqlab.energy.images import (
     corrupt,
     digit_patterns,
     overlaps,
-    plot_recall,
     recall_images,
 )
 
@@ -60,12 +59,6 @@ def test_corrupt_is_seeded():
     b = corrupt(x, noise=0.25, generator=torch.Generator().manual_seed(5))
     assert torch.equal(a, b) and int((a != x).sum()) == 16
     assert torch.equal(corrupt(x), x)
-
-
-def test_plot_recall(tmp_path):
-    rec = recall_images(1, noise=0.2, seed=1)
-    path = plot_recall(rec.result, tmp_path / "r.png", stored=rec.target)
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_cli_end_to_end(tmp_path, capsys):

@@ -14,14 +14,14 @@ import torch
 from seqlab.cli import main
 from seqlab.data.images import ImageData, binary_digits, load_images
 from seqlab.energy import rbm_runs
-from seqlab.energy.rbm import RBM, RBMConfig, all_states, check_binary
+from seqlab.energy.rbm import PRESETS, RBM, RBMConfig, all_states, check_binary
 
 f64 = torch.float64
 
 
 def small_rbm(D=4, H=3, seed=0, scale=1.0, **kw) -> RBM:
     torch.manual_seed(seed)
-    m = RBM(n_visible=D, n_hidden=H, **kw).double()
+    m = RBM(visible_size=D, hidden_size=H, **kw).double()
     with torch.no_grad():
         m.W.copy_(torch.randn(H, D, dtype=f64) * scale)
         m.b.copy_(torch.randn(D, dtype=f64) * 0.5)
@@ -31,7 +31,7 @@ def small_rbm(D=4, H=3, seed=0, scale=1.0, **kw) -> RBM:
 
 def joint(m: RBM):
     """All (v, h) pairs and their exact probabilities p(v, h) = exp(-E) / Z."""
-    D, H = m.config.n_visible, m.config.n_hidden
+    D, H = m.config.visible_size, m.config.hidden_size
     V, Hs = all_states(D), all_states(H)
     v = V.repeat_interleave(Hs.shape[0], 0)  # (2^D 2^H, D)
     h = Hs.repeat(V.shape[0], 1)  # (2^D 2^H, H)
@@ -131,24 +131,24 @@ def test_fused_update_agrees_with_the_readable_one(persistent, k):
     models = []
     for fused in (True, False):
         torch.manual_seed(0)
-        m = RBM(n_visible=64, n_hidden=30, persistent=persistent, k=k, n_chains=7).double()
+        m = RBM(visible_size=64, hidden_size=30, persistent=persistent, k=k, n_chains=7).double()
         m.fit(x, epochs=2, batch_size=10, lr=0.05, weight_decay=0.01, generator=torch.Generator().manual_seed(1),
               fused=fused)
         models.append(m)
     for name, a in models[0].state_dict().items():
         b = models[1].state_dict()[name]
         assert torch.allclose(a, b, atol=1e-12, rtol=0), name
-    start = RBM(n_visible=64, n_hidden=30).double()
+    start = RBM(visible_size=64, hidden_size=30).double()
     assert not torch.allclose(models[0].W, start.W)  # it did learn something
 
 
 def test_pcd_chains_persist_and_cd_chains_do_not():
-    m = RBM(n_visible=64, n_hidden=20, n_chains=7)
+    m = RBM(visible_size=64, hidden_size=20, n_chains=7)
     assert m.h_chain.shape == (7, 20) and "h_chain" in m.state_dict()
     x = binary_digits()[0][:10]
     m.train_step(x, lr=0.05, generator=torch.Generator().manual_seed(0))
     assert m.h_chain.abs().sum() > 0  # the chains moved away from h = 0
-    cd = RBM(n_visible=64, n_hidden=20, persistent=False)
+    cd = RBM(visible_size=64, hidden_size=20, persistent=False)
     assert cd.h_chain.shape == (0, 20)
     cd.train_step(x, lr=0.05, generator=torch.Generator().manual_seed(0))
 
@@ -226,7 +226,7 @@ def test_pcd_learns_digits_beyond_the_independent_pixel_baseline():
     data = load_images("digits")
     tr, te = data.split("train").x, data.split("test").x
     torch.manual_seed(0)
-    m = RBM(n_visible=64, n_hidden=50)
+    m = RBM(visible_size=64, hidden_size=50)
     start = float(m.pseudo_likelihood(te).mean())
     m.fit(tr, epochs=5, batch_size=10, lr=0.05, generator=torch.Generator().manual_seed(0))
     end = float(m.pseudo_likelihood(te).mean())
@@ -241,7 +241,7 @@ def test_pcd_learns_digits_beyond_the_independent_pixel_baseline():
 
 
 def test_train_run_resume_is_exact(tmp_path, monkeypatch):
-    opts = dict(model_options={"n_hidden": 16}, train_options={"max_steps": 30, "eval_every": 10, "eval_batches": 2})
+    opts = dict(model_options={"hidden_size": 16}, train_options={"max_steps": 30, "eval_every": 10, "eval_batches": 2})
     full, _ = rbm_runs.start_rbm(out=tmp_path / "full", progress=False, **opts)
     original = RBM.train_step
     calls = {"n": 0}
@@ -263,15 +263,17 @@ def test_train_run_resume_is_exact(tmp_path, monkeypatch):
     for k, v in a.state_dict().items():
         assert torch.equal(v, b.state_dict()[k]), k
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert [r["loss"] for r in metrics if r["split"] == "val"] == [r["loss"] for r in full.history
-                                                                  if r["split"] == "val"]
+    # the interrupted invocation ended with an evaluation of its last step (16); the rest is equal
+    assert [r["step"] for r in metrics if r["split"] == "val"] == [10, 16, 20, 30]
+    assert [r["loss"] for r in metrics if r["split"] == "val" and r["step"] != 16] == [
+        r["loss"] for r in full.history if r["split"] == "val"]
 
 
 @pytest.mark.parametrize("steps, what", [(3, "training loss"), (1, "model parameters")])
 def test_nan_weights_are_never_saved(tmp_path, monkeypatch, steps, what):
     """Weights that turn NaN at step 1 stop the run: at the next step through the training
     loss (computed before any update), or, when step 1 is the last, at the save."""
-    from seqlab.training.trainer import NonFiniteLossError
+    from seqlab.training.loop import NonFiniteLossError
 
     original = RBM.train_step
 
@@ -283,20 +285,19 @@ def test_nan_weights_are_never_saved(tmp_path, monkeypatch, steps, what):
 
     monkeypatch.setattr(RBM, "train_step", poisoned)
     with pytest.raises(NonFiniteLossError, match=what):
-        rbm_runs.start_rbm(out=tmp_path, progress=False, model_options={"n_hidden": 8},
+        rbm_runs.start_rbm(out=tmp_path, progress=False, model_options={"hidden_size": 8},
                            train_options={"max_steps": steps, "eval_every": 10, "eval_batches": 1})
     assert not list(tmp_path.glob("checkpoints/step-*"))
 
 
-def test_evaluation_and_pictures(tmp_path):
-    result, run = rbm_runs.start_rbm(out=tmp_path, progress=False, model_options={"n_hidden": 32},
+def test_evaluation(tmp_path):
+    result, run = rbm_runs.start_rbm(out=tmp_path, progress=False, model_options={"hidden_size": 32},
                                      train_options={"max_steps": 300, "eval_every": 150, "eval_batches": 4})
     model, ckpt = rbm_runs.load_rbm(run)
     ev = rbm_runs.evaluate_rbm(model, rbm_runs.run_images(run))
     assert ev.n_test == 359 and ev.pseudo_likelihood < 0
     assert ev.feature_accuracy > 0.6  # a 10-class problem: chance is 0.1
-    paths = rbm_runs.write_pictures(model, rbm_runs.run_images(run), tmp_path / "pics", n=10, steps=20)
-    assert all(p.exists() and p.stat().st_size > 1000 for p in paths.values())
+    # the pictures (samples, filters, reconstructions): tests/viz/test_energy_plots.py
 
 
 def test_cli_train_sample_and_errors(tmp_path, capsys):
@@ -305,7 +306,7 @@ def test_cli_train_sample_and_errors(tmp_path, capsys):
                  "--out", str(run), "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "pseudo-likelihood" in out and "logistic regression" in out and (run / "samples.png").exists()
-    assert json.loads((run / "run.json").read_text())["model_config"]["n_hidden"] == 16
+    assert json.loads((run / "run.json").read_text())["model_config"]["hidden_size"] == 16
     png = tmp_path / "grid.png"
     assert main(["sample", str(run), "--n", "8", "--steps", "5", "--png", str(png)]) == 0
     assert png.exists() and "8 samples" in capsys.readouterr().out
@@ -342,7 +343,7 @@ def test_cli_cd_option(tmp_path, capsys):
     ([[0, 1]], r"a torch.Tensor of 0s and 1s, received list"),
 ])
 def test_non_binary_or_misshaped_data_is_refused(bad, message):
-    m = RBM(n_visible=64, n_hidden=8)
+    m = RBM(visible_size=64, hidden_size=8)
     for call in (lambda: m.fit(bad, epochs=1), lambda: m.train_step(bad, lr=0.1), lambda: m.free_energy(bad),
                  lambda: m.transform(bad), lambda: m.pseudo_likelihood(bad)):
         with pytest.raises(ValueError, match=message):
@@ -355,8 +356,8 @@ def test_integer_binary_data_is_accepted():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"n_hidden": 0}, r"n_hidden: expected an integer >= 1, received 0"),
-    ({"n_visible": 0}, r"n_visible: expected an integer >= 1, received 0"),
+    ({"hidden_size": 0}, r"hidden_size: expected an integer >= 1, received 0"),
+    ({"visible_size": 0}, r"visible_size: expected an integer >= 1, received 0"),
     ({"k": 0}, r"k: expected an integer >= 1, received 0"),
     ({"n_chains": 0}, r"n_chains: expected an integer >= 1, received 0"),
     ({"persistent": "yes"}, r"persistent: expected True or False"),
@@ -367,8 +368,18 @@ def test_bad_config(kwargs, message):
         RBMConfig(**kwargs)
 
 
+def test_presets():
+    assert set(PRESETS) >= {"cpu-tiny", "cpu-small"}
+    assert RBMConfig.preset("cpu-small") == RBMConfig()  # cpu-small is the defaults
+    tiny = RBMConfig.preset("cpu-tiny", visible_size=16)
+    assert tiny.visible_size == 16 and tiny.hidden_size < RBMConfig().hidden_size
+    assert RBM(tiny).W.shape == (tiny.hidden_size, 16)
+    with pytest.raises(ValueError, match="preset: expected one of"):
+        RBMConfig.preset("huge")
+
+
 def test_bad_fit_settings_and_enumeration_limit():
-    m = RBM(n_visible=64, n_hidden=30)
+    m = RBM(visible_size=64, hidden_size=30)
     x = torch.ones(4, 64)
     with pytest.raises(ValueError, match="epochs: expected an integer >= 1, received 0"):
         m.fit(x, epochs=0)
@@ -389,7 +400,7 @@ def test_checkpoint_of_another_family_is_refused(tmp_path, capsys):
     with pytest.raises(ValueError, match=r"checkpoint family: expected 'rbm', received 'charlm'"):
         rbm_runs.load_rbm(lstm)
     rbm = tmp_path / "rbm"
-    rbm_runs.start_rbm(out=rbm, progress=False, model_options={"n_hidden": 8},
+    rbm_runs.start_rbm(out=rbm, progress=False, model_options={"hidden_size": 8},
                        train_options={"max_steps": 2, "eval_every": 2, "eval_batches": 1})
     with pytest.raises(ValueError, match=r"checkpoint family: expected 'gpt', received 'rbm'"):
         runs.load_gpt(rbm)

@@ -12,8 +12,7 @@ import torch
 from torch import nn
 
 from seqlab.generative.common import from_signed
-from seqlab.generative.diffusion import (DIFFUSION_PRESETS, Diffusion, DiffusionConfig, beta_schedule,
-                                         plot_trajectory)
+from seqlab.generative.diffusion import PRESETS, Diffusion, DiffusionConfig, beta_schedule
 
 f64 = torch.float64
 
@@ -91,7 +90,7 @@ def test_q_sample_is_the_closed_form_for_a_given_eps():
 @pytest.mark.parametrize("schedule", ["linear", "cosine"])
 @pytest.mark.parametrize("T", [1, 10, 200, 1000])
 def test_schedules(schedule, T):
-    m = Diffusion(schedule=schedule, timesteps=T)
+    m = Diffusion(beta_schedule=schedule, timesteps=T)
     betas, ab = m.betas[1:], m.alpha_bars
     assert m.betas.shape == (T + 1,) and float(m.betas[0]) == 0.0 and float(ab[0]) == 1.0
     assert bool(((betas > 0) & (betas < 1)).all())
@@ -269,7 +268,7 @@ def test_timestep_sequences():
 
 @pytest.mark.parametrize("method, steps, snapshots, count", [("ddpm", None, 8, 8), ("ddim", 10, 5, 5),
                                                               ("ddim", 3, 8, 4)])
-def test_trajectory(method, steps, snapshots, count, tmp_path):
+def test_trajectory(method, steps, snapshots, count):
     m = randomized(Diffusion(timesteps=50))
     images, snaps = m.sample(2, method=method, steps=steps, trajectory=True, snapshots=snapshots,
                              generator=torch.Generator().manual_seed(0))
@@ -279,24 +278,19 @@ def test_trajectory(method, steps, snapshots, count, tmp_path):
     torch.testing.assert_close(snaps[0], from_signed(x_T))  # the pure-noise start
     assert torch.equal(snaps[-1], images)  # the end
     ts = m.trajectory_timesteps(method, steps, snapshots)
-    assert len(ts) == count and ts[0] == 50 and ts[-1] == 0
-    path = plot_trajectory(snaps, tmp_path / "traj.png", [f"t={t}" for t in ts], title="DDPM")
-    assert path.stat().st_size > 0
-    with pytest.raises(ValueError, match="labels: expected"):
-        plot_trajectory(snaps, tmp_path / "x.png", ["one"])
-    with pytest.raises(ValueError, match=r"snapshots\[1\]"):
-        plot_trajectory([snaps[0], snaps[1] * 2], tmp_path / "x.png")
-    plot_trajectory([torch.rand(2, 3, 8, 8)] * 3, tmp_path / "rgb.png")  # RGB
+    assert len(ts) == count and ts[0] == 50 and ts[-1] == 0  # the plot: tests/viz/test_generative_plots.py
 
 
 # ---- 6. configuration and bad input
 
 
 def test_config_round_trip_presets_and_state_dict():
-    c = DiffusionConfig(schedule="cosine", channel_mults=[1, 2, 2], image_size=28)
+    c = DiffusionConfig(beta_schedule="cosine", channel_mults=[1, 2, 2], image_size=28)
     assert c.channel_mults == (1, 2, 2)
     assert DiffusionConfig.from_dict(json.loads(json.dumps(c.to_dict()))) == c
-    assert set(DIFFUSION_PRESETS) >= {"cpu-small", "gpu-baby"}
+    assert set(PRESETS) >= {"cpu-tiny", "cpu-small", "gpu-baby"}
+    tiny = Diffusion(DiffusionConfig.preset("cpu-tiny", timesteps=10))
+    assert tiny.eps_theta(torch.randn(2, 1, 8, 8), 3).shape == (2, 1, 8, 8)
     assert DiffusionConfig.preset("cpu-small") == DiffusionConfig()
     m = randomized(Diffusion(timesteps=10))
     assert all(k.startswith("net.") for k in m.state_dict())  # the schedule is rebuilt from the config
@@ -322,7 +316,7 @@ def test_loss_rejects_bad_images(x, match):
 
 @pytest.mark.parametrize("kwargs, message", [
     (dict(timesteps=0), "timesteps: expected an integer >= 1, received 0"),
-    (dict(schedule="quadratic"), "schedule: expected one of 'linear', 'cosine'"),
+    (dict(beta_schedule="quadratic"), "beta_schedule: expected one of 'linear', 'cosine'"),
     (dict(image_size=10), "image_size: expected a multiple of 4"),
     (dict(channels=0), "channels: expected an integer >= 1"),
     (dict(channel_mults=()), "channel_mults: expected 1 to 3 positive integers"),

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from seqlab.generative.common import to_signed
-from seqlab.generative.gan import GAN, GANConfig, g_loss_from_logits
+from seqlab.generative.gan import GAN, PRESETS, GANConfig, g_loss_from_logits
 
 
 def adam_cfg(lr=1e-3, weight_decay=0.0):
@@ -34,7 +34,7 @@ def changed(module, before):
 @pytest.mark.parametrize("size,channels", [(8, 1), (28, 1), (12, 3)])
 def test_shapes(size, channels):
     torch.manual_seed(0)
-    gan = GAN(image_size=size, channels=channels, noise_size=5, g_width=4, d_width=4)
+    gan = GAN(image_size=size, channels=channels, noise_size=5, hidden_size=4, d_hidden_size=4)
     z = gan.noise(6, generator=torch.Generator().manual_seed(1))
     assert z.shape == (6, 5)
     x = gan.generator(z)
@@ -49,8 +49,23 @@ def test_shapes(size, channels):
     assert gan.fake(2).shape == (2, channels, size, size) and gan.fake(2).requires_grad
 
 
+def test_widths_and_presets():
+    """hidden_size is the generator's width g, d_hidden_size the discriminator's d (None: g)."""
+    gan = GAN(hidden_size=6, d_hidden_size=5)
+    assert gan.generator.net[4].out_channels == 6 and gan.discriminator.net[0].out_channels == 5
+    same = GAN(hidden_size=6)
+    assert same.config.d_hidden_size is None and same.discriminator.net[0].out_channels == 6
+    assert GANConfig.preset("cpu-small") == GANConfig()  # cpu-small is the defaults
+    assert GANConfig.preset("cpu-tiny", noise_size=3).noise_size == 3
+    assert set(PRESETS) >= {"cpu-tiny", "cpu-small"}
+    for name in PRESETS:
+        GAN(GANConfig.preset(name)).sample(2)
+    with pytest.raises(ValueError, match="preset: expected one of"):
+        GANConfig.preset("huge")
+
+
 def test_sample_restores_mode_and_is_reproducible():
-    gan = GAN(g_width=4, d_width=4)
+    gan = GAN(hidden_size=4, d_hidden_size=4)
     gan.train()
     a = gan.sample(4, generator=torch.Generator().manual_seed(3))
     assert gan.generator.training
@@ -64,7 +79,7 @@ def test_sample_restores_mode_and_is_reproducible():
 
 def test_discriminator_output_does_not_depend_on_the_batch():
     torch.manual_seed(0)
-    gan = GAN(g_width=4, d_width=4).train()
+    gan = GAN(hidden_size=4, d_hidden_size=4).train()
     x = to_signed(images(5))
     torch.testing.assert_close(gan.discriminator(x)[:1], gan.discriminator(x[:1]))
 
@@ -81,8 +96,8 @@ def test_config_round_trip_and_kwargs():
 
 def test_losses_match_the_formulas():
     torch.manual_seed(0)
-    ns = GAN(g_width=4, d_width=4, loss="non-saturating").double()
-    mm = GAN(g_width=4, d_width=4, loss="minimax").double()
+    ns = GAN(hidden_size=4, d_hidden_size=4, loss="non-saturating").double()
+    mm = GAN(hidden_size=4, d_hidden_size=4, loss="minimax").double()
     mm.load_state_dict(ns.state_dict())
     x_real, x_fake = images(7, seed=1).double(), images(5, seed=2).double()
     with torch.no_grad():
@@ -120,7 +135,7 @@ def test_generator_gradients_same_sign_and_non_saturating_is_stronger_when_d_rej
     grads = {}
     for loss in ("minimax", "non-saturating"):
         torch.manual_seed(0)
-        gan = GAN(g_width=4, d_width=4, loss=loss).double()
+        gan = GAN(hidden_size=4, d_hidden_size=4, loss=loss).double()
         with torch.no_grad():
             gan.discriminator.net[-1].bias.fill_(-10.0)  # D(G(z)) ~ 5e-5
         gan.generator_loss(gan.fake(16, generator=torch.Generator().manual_seed(1))).backward()
@@ -134,7 +149,7 @@ def test_generator_gradients_same_sign_and_non_saturating_is_stronger_when_d_rej
 
 
 def test_make_optimizer_groups():
-    gan = GAN(g_width=4, d_width=4, d_lr_scale=0.5, g_lr_scale=2.0)
+    gan = GAN(hidden_size=4, d_hidden_size=4, d_lr_scale=0.5, g_lr_scale=2.0)
     opt = gan.make_optimizer(adam_cfg(lr=1e-3, weight_decay=0.01))
     assert isinstance(opt, torch.optim.Adam)
     d, g = opt.param_groups
@@ -149,7 +164,7 @@ def test_make_optimizer_groups():
 @pytest.mark.parametrize("loss", ["non-saturating", "minimax"])
 def test_each_phase_moves_only_its_network(loss):
     torch.manual_seed(0)
-    gan = GAN(g_width=4, d_width=4, d_steps=3, loss=loss)
+    gan = GAN(hidden_size=4, d_hidden_size=4, d_steps=3, loss=loss)
     opt = gan.make_optimizer(adam_cfg(weight_decay=0.1))  # weight decay must not move the other net
     moved = []  # after each optimizer.step(): (D changed?, G changed?)
     state = {}
@@ -176,7 +191,7 @@ def test_lr_scale_is_honoured():
     """Adam's first step moves every parameter with a non-zero gradient by lr: here each
     network by the trainer's lr times its group's lr_scale."""
     torch.manual_seed(0)
-    gan = GAN(g_width=4, d_width=4, d_lr_scale=0.25, g_lr_scale=4.0)
+    gan = GAN(hidden_size=4, d_hidden_size=4, d_lr_scale=0.25, g_lr_scale=4.0)
     opt = gan.make_optimizer(adam_cfg(lr=1.0))
     lr = 1e-3
     for group in opt.param_groups:  # as the trainer does
@@ -194,7 +209,7 @@ def test_train_step_is_reproducible_with_a_generator():
     results = []
     for _ in range(2):
         torch.manual_seed(0)
-        gan = GAN(g_width=4, d_width=4)
+        gan = GAN(hidden_size=4, d_hidden_size=4)
         opt = gan.make_optimizer(adam_cfg())
         gen = torch.Generator().manual_seed(5)
         results.append([gan.train_step(images(8), lr=1e-3, generator=gen, optimizer=opt) for _ in range(2)])
@@ -203,7 +218,7 @@ def test_train_step_is_reproducible_with_a_generator():
 
 def test_non_finite_loss_skips_the_update():
     torch.manual_seed(0)
-    gan = GAN(g_width=4, d_width=4)
+    gan = GAN(hidden_size=4, d_hidden_size=4)
     opt = gan.make_optimizer(adam_cfg())
     with torch.no_grad():
         gan.discriminator.net[-1].bias.fill_(float("nan"))
@@ -216,7 +231,7 @@ def test_non_finite_loss_skips_the_update():
 
 def test_eval_loss():
     torch.manual_seed(0)
-    gan = GAN(g_width=4, d_width=4).eval()
+    gan = GAN(hidden_size=4, d_hidden_size=4).eval()
     x = images(6)
     loss, metrics = gan.loss(x, generator=torch.Generator().manual_seed(1))
     assert loss.dim() == 0 and torch.isfinite(loss)
@@ -232,7 +247,7 @@ def test_eval_loss():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_train_step_with_a_cuda_generator():
-    gan = GAN(g_width=4, d_width=4).cuda()
+    gan = GAN(hidden_size=4, d_hidden_size=4).cuda()
     opt = gan.make_optimizer(adam_cfg())
     gen = torch.Generator(device="cuda").manual_seed(0)
     loss, _ = gan.train_step(images(8).cuda(), lr=1e-3, generator=gen, optimizer=opt)
@@ -251,7 +266,7 @@ def test_learns_the_digits():
     data = torch.tensor(load_digits().data, dtype=torch.float32).reshape(-1, 1, 8, 8) / 16
     train, held = data[:1500], data[1500:]
     torch.manual_seed(0)
-    gan = GAN(g_width=16, d_width=16, noise_size=16)
+    gan = GAN(hidden_size=16, d_hidden_size=16, noise_size=16)
     opt = gan.make_optimizer(SimpleNamespace(lr=4e-3, beta1=0.5, beta2=0.999, weight_decay=0.0))
 
     def stats(s):
@@ -291,7 +306,8 @@ def test_learns_the_digits():
     (dict(image_size=10), "multiple of 4"),
     (dict(image_size=4), "image_size"),
     (dict(channels=0), "channels"),
-    (dict(g_width=0), "g_width"),
+    (dict(hidden_size=0), "hidden_size"),
+    (dict(d_hidden_size=0), "d_hidden_size"),
     (dict(d_lr_scale=0.0), "d_lr_scale"),
 ])
 def test_bad_config(kwargs, match):
@@ -320,7 +336,7 @@ def test_bad_constructor_and_dict():
     ([[0.5]], "torch.Tensor"),
 ])
 def test_bad_images(x, match):
-    gan = GAN(g_width=4, d_width=4)
+    gan = GAN(hidden_size=4, d_hidden_size=4)
     opt = gan.make_optimizer(adam_cfg())
     good = images(2)
     with pytest.raises(ValueError, match=match):
@@ -336,7 +352,7 @@ def test_bad_images(x, match):
 
 
 def test_bad_arguments():
-    gan = GAN(g_width=4, d_width=4)
+    gan = GAN(hidden_size=4, d_hidden_size=4)
     opt = gan.make_optimizer(adam_cfg())
     with pytest.raises(ValueError, match="n"):
         gan.sample(0)

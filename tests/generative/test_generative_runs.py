@@ -98,7 +98,7 @@ def test_cli_train_sample_eval(tmp_path, capsys, small_classifier):
         return capsys.readouterr().err
 
     assert "steps: expected an integer in [1, 20]" in err(["sample", str(run), "--method", "ddim", "--steps", "50"])
-    assert "expected a checkpoint directory or a run directory" in err(["eval", str(tmp_path / "nothing")])
+    assert "expected a run directory (holding run.json) or a checkpoint directory" in err(["eval", str(tmp_path / "nothing")])
     assert "--timesteps: expected only with gan, vae or diffusion" in err(["train", "lstm", "--timesteps", "5"])
     assert "vae: expected only the options" in err(["train", "vae", "--timesteps", "5", "--out", str(tmp_path / "v")])
     assert "latent_size: expected an integer >= 1, received 0" in err(
@@ -112,7 +112,7 @@ def test_checkpoint_of_another_family_is_refused(tmp_path, capsys):
     from seqlab.energy import rbm_runs
 
     rbm = tmp_path / "rbm"
-    rbm_runs.start_rbm(out=rbm, progress=False, model_options={"n_hidden": 4},
+    rbm_runs.start_rbm(out=rbm, progress=False, model_options={"hidden_size": 4},
                        train_options={"max_steps": 2, "eval_every": 2, "eval_batches": 1})
     with pytest.raises(ValueError, match=r"run: expected a gan, vae or diffusion run, received a 'rbm' run"):
         runs.load_model(rbm)

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch.distributions import Normal, kl_divergence
 
 from seqlab.generative import vae as vae_module
-from seqlab.generative.vae import VAE, VAE_PRESETS, VAEConfig, plot_latent_map
+from seqlab.generative.vae import VAE, PRESETS, VAEConfig
 
 
 def gen(seed: int) -> torch.Generator:
@@ -69,10 +69,12 @@ def test_shapes_and_config():
     assert model.reconstruct(x).shape == (5, 1, 8, 8)
     assert model.latent_means(x).shape == (5, 3)
     assert model.log_likelihood(x, 4, generator=gen(2)).shape == (5,)
-    cfg = VAEConfig(latent_size=2, hidden=32)
+    cfg = VAEConfig(latent_size=2, hidden_size=32)
     assert VAEConfig.from_dict(cfg.to_dict()) == cfg
     assert VAE(cfg).config is cfg
-    assert VAEConfig.preset("gpu-baby").image_size == 28 and set(VAE_PRESETS) >= {"cpu-small", "gpu-baby"}
+    assert VAEConfig.preset("gpu-baby").image_size == 28 and set(PRESETS) >= {"cpu-tiny", "cpu-small", "gpu-baby"}
+    assert VAEConfig.preset("cpu-small") == VAEConfig()  # cpu-small is the defaults
+    assert VAE(VAEConfig.preset("cpu-tiny")).encoder[0].out_features == VAEConfig.preset("cpu-tiny").hidden_size
 
 
 def test_interpolate_and_decode_grid():
@@ -90,16 +92,6 @@ def test_interpolate_and_decode_grid():
         corners = torch.sigmoid(model.decode(torch.tensor([[-2.0, 2.0], [2.0, -2.0]])))
     torch.testing.assert_close(grid[0], corners[0])
     torch.testing.assert_close(grid[-1], corners[1])
-
-
-def test_plot_latent_map(tmp_path, digits):
-    _, xte, labels = digits
-    for latent in (2, 5):
-        out = plot_latent_map(VAE(latent_size=latent, hidden=32), xte[:100], labels[:100], tmp_path / f"m{latent}.png",
-                              n=5)
-        assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    with pytest.raises(ValueError, match="labels: expected one label per image"):
-        plot_latent_map(VAE(latent_size=2), xte[:10], labels[:9], tmp_path / "bad.png")
 
 
 def test_kl_matches_torch_and_monte_carlo():
@@ -126,7 +118,7 @@ def test_kl_matches_torch_and_monte_carlo():
 
 def test_loss_is_recon_plus_kl_by_hand():
     torch.manual_seed(1)
-    model = VAE(latent_size=3, hidden=16).double()
+    model = VAE(latent_size=3, hidden_size=16).double()
     x = torch.rand(6, 1, 8, 8, generator=gen(0), dtype=torch.float64)
     loss, metrics = model.loss(x, generator=gen(42))
     eps = torch.randn(6, 3, generator=gen(42), dtype=torch.float64)  # the same eps ~ N(0, I)
@@ -188,7 +180,7 @@ def test_iwae_bound_against_elbo_and_k(trained, digits):
 
 def test_log_likelihood_chunks(monkeypatch):
     torch.manual_seed(0)
-    model = VAE(latent_size=2, hidden=16)
+    model = VAE(latent_size=2, hidden_size=16)
     x = torch.rand(3, 1, 8, 8, generator=gen(0))
     whole = model.log_likelihood(x, 40, generator=gen(1))
     monkeypatch.setattr(vae_module, "CHUNK_ELEMENTS", 3 * 64 * 7)  # chunks of 7 samples

@@ -20,7 +20,7 @@ from seqlab.data.mlm import (
 from seqlab.data.text import pydoc_text
 from seqlab.llm.bert import (
     BERT,
-    BERT_PRESETS,
+    PRESETS,
     BERTClassifier,
     BERTClassifierConfig,
     BERTConfig,
@@ -29,9 +29,10 @@ from seqlab.llm.bert import (
     mask_tokens,
     unigram_accuracy,
 )
-from seqlab.llm.tokenizers import BERT_SPECIAL_TOKENS, CharLevelTokenizer
+from seqlab.llm.tokenizers import BERT_SPECIAL_TOKENS, CharTokenizer
 from seqlab.training.checkpoint import load_checkpoint
-from seqlab.training.trainer import TrainConfig, train
+from seqlab.training.config import TrainConfig
+from seqlab.training.loop import train
 from seqlab.transformer.block import Encoder
 
 f64 = torch.float64
@@ -40,7 +41,7 @@ LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
 def letters_tok():
     # ids: a..z = 0..25, [PAD] 26, [UNK] 27, [CLS] 28, [SEP] 29, [MASK] 30
-    return CharLevelTokenizer(LETTERS, BERT_SPECIAL_TOKENS)
+    return CharTokenizer(LETTERS, BERT_SPECIAL_TOKENS)
 
 
 def tiny_config(tok, **kw):
@@ -72,7 +73,7 @@ def test_config_round_trip_presets_and_rebuild():
     assert (small.num_layers, small.num_heads, small.d_model, small.block_size, small.d_ff) == (4, 4, 128, 128, 512)
     baby = BERTConfig.preset("gpu-baby", vocab_size=100, mask_id=3)
     assert (baby.num_layers, baby.num_heads, baby.d_model, baby.block_size) == (6, 6, 384, 256)
-    assert set(BERT_PRESETS) >= {"cpu-small", "gpu-baby"}
+    assert set(PRESETS) >= {"cpu-tiny", "cpu-small", "gpu-baby"}
     # the config is enough to rebuild the model from its state dict
     model = tiny_bert(tok)
     again = BERT(BERTConfig.from_dict(d))
@@ -115,8 +116,8 @@ def test_config_validation(fields, message):
 
 def test_config_needs_a_mask_token_and_known_preset():
     with pytest.raises(ValueError, match=r"tokenizer: expected a tokenizer with a \[MASK\] special token, "
-                                         r"received CharLevelTokenizer without one"):
-        BERTConfig.for_tokenizer(CharLevelTokenizer("abc"))
+                                         r"received CharTokenizer without one"):
+        BERTConfig.for_tokenizer(CharTokenizer("abc"))
     with pytest.raises(ValueError, match=r"preset: expected one of 'cpu-tiny', 'cpu-small', 'cpu-medium', "
                                          r"'gpu-baby', received 'huge'"):
         BERTConfig.for_tokenizer(letters_tok(), "huge")
@@ -219,7 +220,7 @@ def test_mask_tokens_bad_inputs(kwargs, message):
 
 def test_mlm_dataset_batches():
     text = "".join(random.Random(0).choice(LETTERS) for _ in range(2000))
-    tok = CharLevelTokenizer.from_text(text, BERT_SPECIAL_TOKENS)
+    tok = CharTokenizer.from_text(text, BERT_SPECIAL_TOKENS)
     ds = MLMDataset.from_text(text, tok, 16)
     assert ds.block_size == 16 and ds.window == 15 and ds.vocab_size == tok.vocab_size
     for split, data in (("train", ds.data.train_data), ("val", ds.data.val_data)):
@@ -247,9 +248,9 @@ def test_mlm_dataset_batches():
 def test_mlm_dataset_bad_inputs():
     text = "abcabcabc" * 10
     with pytest.raises(ValueError, match=r"tokenizer: expected a tokenizer with a \[MASK\] token .*, "
-                                         r"received CharLevelTokenizer without one"):
-        MLMDataset.from_text(text, CharLevelTokenizer.from_text(text), 8)
-    ds = MLMDataset.from_text(text, CharLevelTokenizer.from_text(text, BERT_SPECIAL_TOKENS), 8)
+                                         r"received CharTokenizer without one"):
+        MLMDataset.from_text(text, CharTokenizer.from_text(text), 8)
+    ds = MLMDataset.from_text(text, CharTokenizer.from_text(text, BERT_SPECIAL_TOKENS), 8)
     with pytest.raises(ValueError, match=r"split: expected one of 'train', 'val', received 'test'"):
         ds.get_batch("test", 2)
     with pytest.raises(ValueError, match=r"batch_size: expected an integer >= 1, received 0"):
@@ -430,7 +431,7 @@ ABC = "abc" * 300
 @pytest.fixture(scope="module")
 def abc_run(tmp_path_factory):
     """A tiny BERT trained by the generic trainer on "abcabc...", 250 steps (about 3 s)."""
-    tok = CharLevelTokenizer.from_text(ABC, BERT_SPECIAL_TOKENS)
+    tok = CharTokenizer.from_text(ABC, BERT_SPECIAL_TOKENS)
     cfg = BERTConfig.for_tokenizer(tok, d_model=32, num_heads=2, num_layers=1, block_size=16)
     torch.manual_seed(0)
     model = BERT(cfg)
@@ -479,7 +480,7 @@ def test_checkpoint_reloads_the_trained_model(abc_run):
     ckpt = load_checkpoint(result.checkpoint, family="bert")
     again = BERT(BERTConfig.from_dict(ckpt.config))
     again.load_state_dict(ckpt.state_dict)
-    tok2 = CharLevelTokenizer.from_json(ckpt.files["tokenizer.json"])
+    tok2 = CharTokenizer.from_json(ckpt.files["tokenizer.json"])
     assert fill(again, tok2, "abca[MASK]cab") == fill(model, tok, "abca[MASK]cab")
 
 
@@ -501,7 +502,7 @@ def test_fill_on_an_untrained_model_and_bad_inputs():
     with pytest.raises(ValueError, match=r"top_k: expected an integer >= 1, received 0"):
         fill(model, tok, "[MASK]", top_k=0)
     with pytest.raises(ValueError, match=r"tokenizer: expected vocab_size 31 \(the model's\), received vocab_size 8"):
-        fill(model, CharLevelTokenizer("abc", BERT_SPECIAL_TOKENS), "a[MASK]")
+        fill(model, CharTokenizer("abc", BERT_SPECIAL_TOKENS), "a[MASK]")
     with pytest.raises(ValueError, match=r"model: expected a BERT, received Linear"):
         fill(torch.nn.Linear(2, 2), tok, "a[MASK]")
     assert len(fill(model, tok, "a" * 14 + "[MASK]")) == 1  # 16 tokens with [CLS]: fits
@@ -519,7 +520,7 @@ def _two_corpora(n=1200, seed=0):
 
 def test_passage_dataset_splits_and_balanced_batches():
     texts = _two_corpora()
-    tok = CharLevelTokenizer("ab", BERT_SPECIAL_TOKENS)
+    tok = CharTokenizer("ab", BERT_SPECIAL_TOKENS)
     ds = PassageClassificationDataset(texts, tok, 16, val_fraction=0.25)
     assert ds.labels == ("a-ish", "b-ish") and ds.num_classes == 2 and ds.passage_length == 15
     # 1200 tokens: 900 train -> 60 passages, 300 val -> 20 passages, per label
@@ -541,7 +542,7 @@ def test_passage_dataset_splits_and_balanced_batches():
 
 
 def test_passage_dataset_bad_inputs():
-    tok = CharLevelTokenizer("ab", BERT_SPECIAL_TOKENS)
+    tok = CharTokenizer("ab", BERT_SPECIAL_TOKENS)
     with pytest.raises(ValueError, match=r"texts: expected at least 2 labelled corpora, received 1"):
         PassageClassificationDataset({"a": "ab" * 50}, tok, 8)
     with pytest.raises(ValueError, match=r"texts\['b'\]: expected a non-empty str, received ''"):
@@ -553,7 +554,7 @@ def test_passage_dataset_bad_inputs():
                                          r"vocabulary, received unknown characters 'c'"):
         PassageClassificationDataset({"a": "abc" * 50, "b": "ab" * 50}, tok, 8)
     with pytest.raises(ValueError, match=r"tokenizer: expected a tokenizer with a \[CLS\] token"):
-        PassageClassificationDataset({"a": "ab" * 50, "b": "ab" * 50}, CharLevelTokenizer("ab"), 8)
+        PassageClassificationDataset({"a": "ab" * 50, "b": "ab" * 50}, CharTokenizer("ab"), 8)
 
 
 def test_default_classification_corpora_come_from_the_standard_library():
@@ -563,14 +564,14 @@ def test_default_classification_corpora_come_from_the_standard_library():
     assert 0.5 < len(full["code"]) / len(full["manual"]) < 2  # comparable sizes
     small = default_classification_corpora(max_chars=3000)
     assert {k: len(v) for k, v in small.items()} == {"manual": 3000, "code": 3000}
-    tok = CharLevelTokenizer.from_text(small["manual"] + small["code"], BERT_SPECIAL_TOKENS)
+    tok = CharTokenizer.from_text(small["manual"] + small["code"], BERT_SPECIAL_TOKENS)
     ds = PassageClassificationDataset(small, tok, 64)
     assert ds.labels == ("manual", "code") and ds.num_passages("val") == 2 * (300 // 63)
 
 
 @pytest.mark.parametrize("pooling", ["cls", "mean"])
 def test_classifier_learns_to_separate_two_corpora(pooling):
-    tok = CharLevelTokenizer("ab", BERT_SPECIAL_TOKENS)
+    tok = CharTokenizer("ab", BERT_SPECIAL_TOKENS)
     ds = PassageClassificationDataset(_two_corpora(), tok, 16, val_fraction=0.25)
     torch.manual_seed(0)
     clf = BERTClassifier(BERT(tiny_config(tok, num_layers=1)), num_classes=2, pooling=pooling)
@@ -625,7 +626,7 @@ def test_classifier_bad_inputs():
     with pytest.raises(ValueError, match=r"labels: expected a 1-D tensor \(batch,\), received shape \(2, 1\)"):
         clf.loss((ids, torch.tensor([[0], [1]])))
     ds = PassageClassificationDataset({"x": "ab" * 50, "y": "ba" * 50, "z": "aa" * 50},
-                                      CharLevelTokenizer("ab", BERT_SPECIAL_TOKENS), 8)
+                                      CharTokenizer("ab", BERT_SPECIAL_TOKENS), 8)
     with pytest.raises(ValueError, match=r"dataset: expected 2 labels \(the classifier's num_classes\), "
                                          r"received 3 labels \['x', 'y', 'z'\]"):
         evaluate(clf, ds, "val")

@@ -8,7 +8,7 @@ import torch
 
 from seqlab.cli import main
 from seqlab.llm import runs
-from seqlab.llm.gpt import GPT, GPT_PRESETS, GPTConfig
+from seqlab.llm.gpt import GPT, PRESETS, GPTConfig
 
 TINY = dict(vocab_size=11, block_size=16, d_model=16, num_heads=4, num_layers=2)
 
@@ -86,14 +86,14 @@ def test_prompt_longer_than_the_context_is_cropped_from_the_left():
 
 def test_weight_tying_shares_the_embedding():
     model = tiny()
-    assert model.w_out is None
+    assert model.w_o is None
     names = [n for n, _ in model.named_parameters()]
-    assert "w_e" in names and not any("out" in n for n in names)
+    assert "w_x" in names and "w_o" not in names and not any("out" in n for n in names)
     x = torch.randint(0, 11, (2, 8))
-    torch.testing.assert_close(model(x)[0, 0], model.blocks(model.pos(torch.nn.functional.embedding(x, model.w_e)))[0, 0]
-                               @ model.w_e.T)
+    torch.testing.assert_close(model(x)[0, 0], model.blocks(model.pos(torch.nn.functional.embedding(x, model.w_x)))[0, 0]
+                               @ model.w_x.T)
     untied = tiny(tie_weights=False)
-    assert untied.w_out is not None
+    assert untied.w_o is not None and "w_o" in dict(untied.named_parameters())
     assert untied.num_parameters() == model.num_parameters() + 11 * 16
 
 
@@ -125,7 +125,7 @@ def test_overfits_one_batch():
 def test_config_round_trip_and_presets():
     c = GPTConfig(**TINY, dropout=0.1, position="sinusoidal")
     assert GPTConfig.from_dict(json.loads(json.dumps(c.to_dict()))) == c
-    for name in GPT_PRESETS:
+    for name in PRESETS:
         GPTConfig.preset(name, vocab_size=65)
     assert GPTConfig.preset("cpu-small").d_model == 128
     with pytest.raises(ValueError, match=r"GPT config: expected fields among .*received unknown fields \['width'\]"):

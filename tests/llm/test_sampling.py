@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from seqlab.llm.sampling import generate, sample_next
-from seqlab.llm.tokenizers import CharLevelTokenizer
+from seqlab.llm.tokenizers import CharTokenizer
 from seqlab.recurrent import charlm
 
 N_DRAWS = 4000
@@ -126,7 +126,7 @@ def _former_charlm_sampler(logits, *, temperature, top_k, generator):
 def test_charlm_sampler_draws_unchanged(temperature, top_k):
     logits = torch.randn(40, generator=torch.Generator().manual_seed(1)) * 2
     g1, g2 = torch.Generator().manual_seed(9), torch.Generator().manual_seed(9)
-    new = [charlm.sample_next(logits, temperature=temperature, top_k=top_k, generator=g1) for _ in range(300)]
+    new = [sample_next(logits, temperature=temperature, top_k=top_k, generator=g1) for _ in range(300)]
     old = [_former_charlm_sampler(logits, temperature=temperature, top_k=top_k, generator=g2) for _ in range(300)]
     assert new == old
 
@@ -209,7 +209,7 @@ def test_generate_stop_ids():
 
 
 def test_generate_stop_strings_cut_before_the_stop_string():
-    tok = CharLevelTokenizer("abcdefghij")  # the counting model writes a, b, c, ... cyclically
+    tok = CharTokenizer("abcdefghij")  # the counting model writes a, b, c, ... cyclically
     m = CountingModel()
     out = generate(m, [0], 50, temperature=0, stop_strings=["def"], decode=tok.decode)
     assert tok.decode(out) == "bc"  # generated "bcdef": cut right before "def"

@@ -5,12 +5,14 @@ The expected values come from the math, not from the code under test: the bound
 power law s^(T-t) of a ReLU RNN that stays in its linear region, the chain rule
 dC/da_t = dC/da_T . da_T/da_t, and an end-to-end autograd Jacobian of the unrolled map
 a_t -> a_T.
+
+The text, JSON and plot of the result are tested in test_gradflow_report.py and
+tests/viz/test_recurrent_plots.py; the clipping demonstration in test_clipping.py.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 
 import pytest
@@ -20,12 +22,11 @@ from seqlab.recurrent import gradflow as gf
 from seqlab.recurrent.network import SequenceNetwork
 
 CELLS = ("rnn", "lstm", "gru")
-PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def _unroll(net, x, t, a_t):
     """a_T as a function of a_t, by stepping the layer's readable path from t to T."""
-    step, _, _ = gf._stepper(net)
+    step, _, _ = gf.state_step(net)
     a = a_t[None]
     for u in range(t, x.shape[1]):
         a = step(a, x[:1, u])
@@ -199,7 +200,7 @@ def test_first_symbol_task():
     assert torch.equal(x[:, 0].argmax(-1), y)  # the target is the symbol at t = 1
 
 
-# --------------------------------------------------------------------------- outputs
+# --------------------------------------------------------------------------- the result
 @pytest.fixture(scope="module")
 def small_result():
     return gf.gradflow(cells=CELLS, scales=(0.5, 1.5), length=12, hidden_size=4, batch_size=2, repeats=2, seed=1)
@@ -214,80 +215,6 @@ def test_result_shape(small_result):
         assert all(v > 0 and math.isfinite(v) for v in c.grad + c.jac)
     assert len(r.summary) == 2 * len(r.curves)
     assert set(r.summary[0]["at"]) == {0, 10}  # T-50, T-100 do not exist for T = 12
-
-
-def test_format_table(small_result):
-    text = gf.format_table(small_result)
-    assert "T = 12" in text and "spectral" in text and "b^(f) = 4" in text
-    assert "t=T-10" in text and "t=T-50" not in text
-    for cell in CELLS:
-        assert sum(line.startswith(cell + " ") for line in text.splitlines()) == 4
-    assert "||dC/da_t||" in text and "||da_T/da_t||" in text
-    assert "rnn s=0.5" in gf.summary_line(small_result)
-
-
-def test_to_json(small_result):
-    d = gf.to_json(small_result)
-    back = json.loads(json.dumps(d, allow_nan=False))
-    assert back["length"] == 12 and back["norm"] == "spectral" and back["t"] == list(range(1, 13))
-    assert len(back["curves"]) == 6 and len(back["curves"][0]["grad_norm"]) == 12
-    assert back["summary"][0]["at_steps_back"].keys() == {"0", "10"}
-
-
-def test_plot(small_result, tmp_path):
-    path = tmp_path / "gradflow.png"
-    gf.plot(small_result, path)
-    assert path.read_bytes()[:8] == PNG
-    assert [p.name for p in tmp_path.iterdir()] == ["gradflow.png"]  # no temporary file left
-
-
-# --------------------------------------------------------------------------- clipping
-@pytest.fixture(scope="module")
-def demo():
-    return gf.clipping_demo()  # the documented settings, seed 0
-
-
-def test_clipping_demo_unclipped_diverges_clipped_trains(demo):
-    u, c = demo.unclipped, demo.clipped
-    assert u.losses[0] == c.losses[0]  # same weights, same first batch
-    assert u.grad_norms[0] > 10 * demo.settings["clip"]  # the exploding regime
-    assert u.diverged and u.diverged_at is not None and u.reason
-    assert not c.diverged and c.diverged_at is None and len(c.losses) == demo.settings["steps"]
-    assert c.trained and not u.trained
-    assert c.final_loss < 0.1 * c.initial_loss
-    assert c.final_loss < 0.5 * math.log(demo.settings["symbols"])  # far below guessing
-    assert c.final_accuracy >= 0.95
-    assert max(c.grad_norms) > demo.settings["clip"]  # clipping did act
-
-
-def test_divergence_by_threshold_with_finite_loss():
-    # A tanh RNN's states are bounded, so its loss stays finite; with lr 1 the unclipped
-    # steps still throw the loss above 10x its first value (the run goes on, flagged),
-    # while the clipped run learns.
-    d = gf.clipping_demo(nonlinearity="tanh", scale=3.0, length=10, lr=1.0, steps=100)
-    u = d.unclipped
-    assert u.diverged and not u.stopped and "x the first loss" in u.reason
-    assert all(math.isfinite(v) for v in u.losses) and len(u.losses) == 100
-    assert u.losses[u.diverged_at] > 10 * u.losses[0]
-    assert max(u.losses[:u.diverged_at]) <= 10 * u.losses[0]  # the first step above, not a later one
-    assert not u.trained and d.clipped.trained
-
-
-def test_clipping_demo_is_deterministic(demo):
-    again = gf.clipping_demo()
-    assert again.unclipped.losses == demo.unclipped.losses
-    assert again.clipped.losses == demo.clipped.losses
-
-
-def test_clipping_outputs(demo, tmp_path):
-    text = gf.format_clipping(demo)
-    assert "DIVERGED" in text and "trained" in text
-    d = json.loads(json.dumps(gf.to_json(demo), allow_nan=False))
-    assert d["unclipped"]["diverged"] is True and d["clipped"]["diverged"] is False
-    assert d["clipped"]["trained"] is True and d["settings"]["scale"] == 3.0
-    path = tmp_path / "clip.png"
-    gf.plot_clipping(demo, path)
-    assert path.read_bytes()[:8] == PNG
 
 
 # --------------------------------------------------------------------------- errors
@@ -317,26 +244,6 @@ def test_clipping_outputs(demo, tmp_path):
 def test_gradflow_rejects(kwargs, match):
     with pytest.raises(ValueError, match=match):
         gf.gradflow(**kwargs)
-
-
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(lr=0.0), "lr: expected a number > 0.0"),
-    (dict(lr=float("inf")), "lr: expected a finite number"),
-    (dict(clip=0.0), "clip: expected a number > 0.0"),
-    (dict(clip=-1.0), "clip: expected a number > 0.0"),
-    (dict(steps=0), "steps: expected an integer >= 1"),
-    (dict(scale=0.0), "scale: expected a number > 0.0"),
-    (dict(length=1), "length: expected an integer >= 2"),
-    (dict(symbols=1), "symbols: expected an integer >= 2"),
-    (dict(hidden_size=0), "hidden_size: expected an integer >= 1"),
-    (dict(batch_size=0), "batch_size: expected an integer >= 1"),
-    (dict(blowup=1.0), "blowup: expected a number > 1.0"),
-    (dict(seed=-2), "seed: expected an integer >= 0"),
-    (dict(nonlinearity="gelu"), "nonlinearity: expected one of 'tanh', 'relu'"),
-])
-def test_clipping_demo_rejects(kwargs, match):
-    with pytest.raises(ValueError, match=match):
-        gf.clipping_demo(**kwargs)
 
 
 def _net(**kw):
@@ -389,20 +296,3 @@ def test_states_shape_is_checked():
     x, _ = gf.first_symbol_task(2, 5, 4, dtype=torch.float64)
     with pytest.raises(ValueError, match=r"states: expected shape \(2, 6, 3\)"):
         gf.state_jacobians(net, x, torch.zeros(2, 5, 3, dtype=torch.float64))
-
-
-def test_output_functions_reject_wrong_objects(small_result, demo, tmp_path):
-    with pytest.raises(ValueError, match="result: expected a GradFlowResult"):
-        gf.format_table(demo)
-    with pytest.raises(ValueError, match="result: expected a GradFlowResult or a ClippingDemo"):
-        gf.to_json({"not": "a result"})
-    with pytest.raises(ValueError, match="result: expected a GradFlowResult"):
-        gf.plot(demo, tmp_path / "x.png")
-    with pytest.raises(ValueError, match="demo: expected a ClippingDemo"):
-        gf.plot_clipping(small_result, tmp_path / "x.png")
-    with pytest.raises(ValueError, match="demo: expected a ClippingDemo"):
-        gf.format_clipping(small_result)
-    with pytest.raises(ValueError, match="path: expected a file name, received the directory"):
-        gf.plot(small_result, tmp_path)
-    with pytest.raises(FileNotFoundError, match="path: expected an existing directory"):
-        gf.plot(small_result, tmp_path / "missing" / "x.png")

@@ -5,13 +5,15 @@ from collections import Counter
 
 import pytest
 
-from seqlab.data.text import CharDataset, pydoc_text
+from seqlab.data.text import pydoc_text
+from seqlab.data.tokens import TokenDataset
+from seqlab.llm.tokenizers import CharTokenizer
 from seqlab.recurrent import charlm_runs
 
 pytestmark = pytest.mark.slow
 
 
-def unigram_bits_per_char(data: CharDataset) -> float:
+def unigram_bits_per_char(data: TokenDataset) -> float:
     """Cross-entropy on the validation split of the training split's character frequencies
     (the best model that ignores context), in bits per character."""
     train = Counter(data.train_data.tolist())
@@ -27,7 +29,8 @@ def test_char_model_beats_the_unigram_baseline(tmp_path, cell):
     result, _ = charlm_runs.start(cell, out=tmp_path / cell, progress=False, preset="cpu-small", block_size=64,
                                   train_options=dict(max_steps=400, batch_size=32, lr=2e-2, eval_every=200,
                                                      eval_batches=20, warmup_steps=50))
-    baseline = unigram_bits_per_char(CharDataset(pydoc_text(), 64))
+    text = pydoc_text()
+    baseline = unigram_bits_per_char(TokenDataset.from_text(text, CharTokenizer.from_text(text), 64))
     bpc = result.best_val_loss / math.log(2)
     # a model that uses context must do clearly better than character frequencies
     assert bpc < baseline - 1.0, (bpc, baseline)

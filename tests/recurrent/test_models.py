@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from seqlab.recurrent import GRU, LSTM, RNN
-from seqlab.recurrent.charlm import CharLM, CharLMConfig, sample_next
+from seqlab.llm.sampling import sample_next
+from seqlab.recurrent.charlm import CharLM, CharLMConfig
 from seqlab.recurrent.network import SequenceNetwork
 
 STACKS = [RNN, LSTM, GRU]

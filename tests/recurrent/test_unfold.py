@@ -15,7 +15,7 @@ import torch
 
 from seqlab.cli import main
 from seqlab.recurrent import unfold as uf
-from seqlab.recurrent.unfold import WEIGHTS, render_png, render_text, to_json, unfold
+from seqlab.recurrent.unfold import WEIGHTS, render_text, to_json, unfold
 
 OUTPUTS = ("last", "sequence")
 
@@ -300,23 +300,6 @@ def test_render_text_abbreviates_long_sequences():
     assert re.findall(r"t=(\d+)", header) == ["1", "2", "3", "10", "11", "12"]
     assert "..." in header
     assert text.splitlines()[-1] == "used (24): w_a@1..12 w_o@1..12"
-
-
-def test_render_png_writes_a_png(tmp_path):
-    res = unfold(3, output="sequence", layers=2, wrt="w_x[1]")
-    path = tmp_path / "unfold.png"
-    render_png(res, path)
-    data = path.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000
-    assert [p.name for p in tmp_path.iterdir()] == ["unfold.png"]  # no temporary left over
-    # a long sequence is drawn abbreviated, too
-    render_png(unfold(30, output="last", wrt="b_a"), tmp_path / "long.png")
-    assert (tmp_path / "long.png").stat().st_size > 1000
-
-
-def test_render_png_missing_directory(tmp_path):
-    with pytest.raises(FileNotFoundError, match="expected an existing directory"):
-        render_png(unfold(2), tmp_path / "nope" / "u.png")
 
 
 # --------------------------------------------------------------------------- command line

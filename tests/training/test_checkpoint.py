@@ -1,4 +1,4 @@
-"""Checkpoint directories: round trips, manifest checks, atomic writes, run-directory helpers."""
+"""The checkpoint format: round trips, manifest checks, atomic directory writes."""
 
 import json
 import os
@@ -10,19 +10,8 @@ import torch
 from torch import nn
 
 import seqlab.training.checkpoint as ck
-from seqlab.training.checkpoint import (
-    atomic_write_json,
-    atomic_write_text,
-    best_checkpoint,
-    checkpoint_name,
-    latest_checkpoint,
-    list_checkpoints,
-    load_checkpoint,
-    prune_checkpoints,
-    resolve_checkpoint,
-    save_checkpoint,
-    write_pointer,
-)
+from seqlab.training.checkpoint import load_checkpoint, read_checkpoint_header, save_checkpoint
+from seqlab.training.rundir import checkpoint_name, latest_checkpoint, prune_checkpoints
 
 
 def small_state(seed=0):
@@ -207,6 +196,20 @@ def test_load_missing_path_and_non_checkpoints(tmp_path):
         load_checkpoint(tmp_path / "empty")
 
 
+def test_read_checkpoint_header_reads_only_config_json(tmp_path):
+    path = save_small(tmp_path / "ck", files={"tokenizer.json": "{}"})
+    (path / "model.safetensors").unlink()  # the header alone is read: no weights needed
+    header = read_checkpoint_header(str(path))
+    assert header["format"] == "seqlab-checkpoint" and header["family"] == "charlm"
+    assert header["config"] == {"vocab_size": 3, "dims": [4, 3]}
+    assert set(header["manifest"]) == {"model.safetensors", "tokenizer.json"}
+    with pytest.raises(ValueError, match=r"checkpoint: expected an existing checkpoint directory, received .*nope"):
+        read_checkpoint_header(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match=r"expected a directory holding config.json, received .*empty.*not a checkpoint"):
+        read_checkpoint_header(tmp_path / "empty")
+
+
 def test_load_bad_config_json(tmp_path):
     path = save_small(tmp_path / "ck")
     (path / "config.json").write_text("{not json")
@@ -289,7 +292,7 @@ def test_failed_write_leaves_no_directory_and_keeps_the_old_one(tmp_path, monkey
     run = tmp_path / "checkpoints"
     good = save_small(run / checkpoint_name(10), state_dict=small_state(0))
     before = tree_bytes(run)
-    real = ck._write_bytes
+    real = ck.write_bytes_synced
     calls = []
 
     def failing(path, data):
@@ -298,7 +301,7 @@ def test_failed_write_leaves_no_directory_and_keeps_the_old_one(tmp_path, monkey
             raise OSError("disk full")
         real(path, data)
 
-    monkeypatch.setattr(ck, "_write_bytes", failing)
+    monkeypatch.setattr(ck, "write_bytes_synced", failing)
     with pytest.raises(OSError, match="disk full"):
         save_small(run / checkpoint_name(20), state_dict=small_state(1),
                    trainer_state={"step": 20}, optimizer_state={"state": {}, "param_groups": []})
@@ -318,14 +321,14 @@ def test_crash_mid_write_leaves_only_a_hidden_temporary(tmp_path, monkeypatch):
     """A hard crash runs no clean-up: simulate it by making both the write and rmtree fail."""
     run = tmp_path
     save_small(run / "checkpoints" / checkpoint_name(5))
-    real = ck._write_bytes
+    real = ck.write_bytes_synced
 
     def crash(path, data):
         if Path(path).name == "config.json":
             raise SystemExit("killed")
         real(path, data)
 
-    monkeypatch.setattr(ck, "_write_bytes", crash)
+    monkeypatch.setattr(ck, "write_bytes_synced", crash)
     monkeypatch.setattr(ck.shutil, "rmtree", lambda *a, **k: None)
     with pytest.raises(SystemExit):
         save_small(run / "checkpoints" / checkpoint_name(6))
@@ -356,89 +359,3 @@ def test_failed_rename_restores_the_previous_checkpoint(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert tree_bytes(tmp_path) == before
     assert load_checkpoint(path).config == {"v": 1}
-
-
-def test_atomic_write_text_and_json(tmp_path, monkeypatch):
-    f = tmp_path / "a.json"
-    atomic_write_json(f, {"x": 1})
-    assert json.loads(f.read_text()) == {"x": 1}
-    atomic_write_text(f, "new ü")
-    assert f.read_text(encoding="utf-8") == "new ü"
-
-    def broken(src, dst):
-        raise OSError("replace failed")
-
-    monkeypatch.setattr(ck.os, "replace", broken)
-    with pytest.raises(OSError, match="replace failed"):
-        atomic_write_text(f, "never")
-    monkeypatch.undo()
-    assert f.read_text(encoding="utf-8") == "new ü"
-    assert [p.name for p in tmp_path.iterdir()] == ["a.json"]  # no temporary file left
-    with pytest.raises(ValueError, match=r"JSON for a.json: expected JSON-serializable values"):
-        atomic_write_json(f, {"x": float("nan")})
-    with pytest.raises(ValueError, match=r"text: expected a str, received bytes"):
-        atomic_write_text(f, b"x")
-
-
-# --------------------------------------------------------------------------- run directories
-
-
-def make_run(tmp_path, steps=(100, 200, 300, 400), best=200):
-    run = tmp_path / "run"
-    for s in steps:
-        save_small(run / "checkpoints" / checkpoint_name(s), trainer_state={"step": s})
-    if best is not None:
-        write_pointer(run, "best.json", step=best, path=run / "checkpoints" / checkpoint_name(best), val_loss=1.5)
-    write_pointer(run, "latest.json", step=steps[-1], path=run / "checkpoints" / checkpoint_name(steps[-1]),
-                  val_loss=None)
-    return run
-
-
-def test_latest_best_and_resolve(tmp_path):
-    run = make_run(tmp_path)
-    assert latest_checkpoint(run).name == "step-00000400"
-    assert best_checkpoint(run).name == "step-00000200"
-    assert json.loads((run / "checkpoints" / "best.json").read_text()) == {
-        "step": 200, "path": "step-00000200", "val_loss": 1.5}
-    assert [s for s, _ in list_checkpoints(run)] == [100, 200, 300, 400]
-    assert resolve_checkpoint(run).name == "step-00000200"  # a run directory -> its best
-    assert resolve_checkpoint(run / "checkpoints" / "step-00000300").name == "step-00000300"
-    (run / "checkpoints" / "best.json").unlink()
-    assert best_checkpoint(run) is None
-    assert resolve_checkpoint(run).name == "step-00000400"  # no best -> the latest
-    assert latest_checkpoint(tmp_path / "nothing") is None and best_checkpoint(tmp_path / "nothing") is None
-
-
-def test_resolve_errors(tmp_path):
-    with pytest.raises(ValueError, match=r"checkpoint: expected a checkpoint directory or a run directory, received .*missing.*no such path"):
-        resolve_checkpoint(tmp_path / "missing")
-    (tmp_path / "empty_run").mkdir()
-    with pytest.raises(ValueError, match=r"checkpoint: expected a checkpoint directory \(with config.json\) or a run directory with checkpoints, received .*empty_run.*which holds neither"):
-        resolve_checkpoint(tmp_path / "empty_run")
-    (tmp_path / "f").write_text("x")
-    with pytest.raises(ValueError, match=r"not a directory"):
-        resolve_checkpoint(tmp_path / "f")
-
-
-def test_best_pointer_to_a_missing_directory_is_ignored(tmp_path):
-    run = make_run(tmp_path)
-    import shutil
-
-    shutil.rmtree(run / "checkpoints" / "step-00000200")
-    assert best_checkpoint(run) is None
-    (run / "checkpoints" / "best.json").write_text("{torn")
-    assert best_checkpoint(run) is None
-
-
-def test_prune_keeps_the_newest_and_the_best(tmp_path):
-    run = make_run(tmp_path, steps=(100, 200, 300, 400, 500), best=200)
-    removed = prune_checkpoints(run, keep_last=2)
-    assert sorted(p.name for p in removed) == ["step-00000100", "step-00000300"]
-    assert [s for s, _ in list_checkpoints(run)] == [200, 400, 500]
-    with pytest.raises(ValueError, match=r"keep_last: expected an integer >= 1, received 0"):
-        prune_checkpoints(run, keep_last=0)
-
-
-def test_write_pointer_errors(tmp_path):
-    with pytest.raises(ValueError, match=r"pointer: expected 'latest.json' or 'best.json', received 'other.json'"):
-        write_pointer(tmp_path, "other.json", step=1, path="x", val_loss=None)

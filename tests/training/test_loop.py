@@ -1,5 +1,7 @@
-"""The generic trainer, on a tiny character model with dropout (so the RNG state matters)."""
+"""The training loop (seqlab.training.loop), on a tiny character model with dropout (so the
+RNG state matters)."""
 
+import hashlib
 import json
 import math
 import os
@@ -13,24 +15,45 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seqlab.data.text import CharDataset, load_text
-from seqlab.training.checkpoint import best_checkpoint, latest_checkpoint, list_checkpoints, load_checkpoint
-from seqlab.training.device import autocast_context, available_devices, resolve_device, resolve_precision
-from seqlab.training.trainer import (
-    NonFiniteLossError,
-    TrainConfig,
-    clip_gradients,
-    lr_at,
-    make_optimizer,
-    train,
-)
+from seqlab.data.text import load_text
+from seqlab.training.checkpoint import load_checkpoint
+from seqlab.training.config import TrainConfig, lr_at
+from seqlab.training.device import autocast_context, resolve_device, resolve_precision
+from seqlab.training.loop import NonFiniteLossError, clip_gradients, make_optimizer, train
+from seqlab.training.rundir import best_checkpoint, latest_checkpoint, list_checkpoints
 
 TEXT = load_text(None)[1][:8000]
 
 
+class CharData:
+    """What the loop asks of data, and nothing more: the characters of a text as ids, the
+    first 90% for training, the rest for validation, batches of random windows (x, y)."""
+
+    def __init__(self, text, block_size):
+        chars = sorted(set(text))
+        index = {c: i for i, c in enumerate(chars)}
+        ids = torch.tensor([index[c] for c in text], dtype=torch.int64)
+        n_train = int(len(ids) * 0.9)
+        self.splits = {"train": ids[:n_train], "val": ids[n_train:]}
+        self.block_size, self.vocab_size = block_size, len(chars)
+        self.tokenizer_json = json.dumps(chars)
+        self.description = {"kind": "characters", "characters": len(text), "vocab_size": len(chars),
+                            "block_size": block_size, "val_fraction": 0.1,
+                            "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}
+
+    def get_batch(self, split, batch_size, generator):
+        data, T = self.splits[split], self.block_size
+        ix = torch.randint(data.numel() - T, (batch_size,), generator=generator)
+        windows = data.unfold(0, T + 1, 1)[ix]  # (B, T+1)
+        return windows[:, :-1].contiguous(), windows[:, 1:].contiguous()  # x, y: (B, T)
+
+    def info(self):
+        return dict(self.description)
+
+
 @pytest.fixture(scope="module")
 def ds():
-    return CharDataset(TEXT, block_size=8)
+    return CharData(TEXT, block_size=8)
 
 
 class ToyLM(nn.Module):
@@ -118,70 +141,7 @@ def strip_timing(records):
     return [{k: v for k, v in r.items() if k not in ("time", "tokens_per_s", "steps_per_s")} for r in records]
 
 
-# --------------------------------------------------------------------------- config, schedule
-
-
-def test_lr_schedule_values():
-    cfg = TrainConfig(lr=1.0, min_lr=0.1, warmup_steps=10, max_steps=110)
-    assert lr_at(0, cfg) == 0.0
-    assert lr_at(5, cfg) == pytest.approx(0.5)
-    assert lr_at(10, cfg) == pytest.approx(1.0)
-    assert lr_at(60, cfg) == pytest.approx(0.55)  # half way: (lr + min_lr) / 2
-    assert lr_at(35, cfg) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.25)))
-    assert lr_at(110, cfg) == pytest.approx(0.1)
-    assert lr_at(500, cfg) == pytest.approx(0.1)
-    after = [lr_at(s, cfg) for s in range(10, 111)]
-    assert all(a >= b for a, b in zip(after, after[1:]))
-    assert lr_at(110, TrainConfig(lr=2.0, warmup_steps=10, max_steps=110)) == pytest.approx(0.2)  # min_lr = lr / 10
-    const = TrainConfig(lr=1.0, warmup_steps=4, max_steps=100, schedule="constant")
-    assert [lr_at(s, const) for s in (1, 4, 50, 100)] == [0.25, 1.0, 1.0, 1.0]
-    assert lr_at(0, TrainConfig(lr=1.0, warmup_steps=0, max_steps=10)) == 1.0
-    with pytest.raises(ValueError, match=r"step: expected an integer >= 0, received -1"):
-        lr_at(-1, cfg)
-
-
-@pytest.mark.parametrize(
-    "field, value, message",
-    [
-        ("max_steps", 0, r"max_steps: expected an integer >= 1, received 0"),
-        ("max_steps", 1.5, r"max_steps: expected an integer, received 1.5"),
-        ("max_seconds", 0, r"max_seconds: expected a number > 0.0, received 0.0"),
-        ("batch_size", 0, r"batch_size: expected an integer >= 1, received 0"),
-        ("lr", -1e-3, r"lr: expected a number > 0.0, received -0.001"),
-        ("lr", float("inf"), r"lr: expected a finite number, received inf"),
-        ("min_lr", 1.0, r"min_lr: expected a number <= 0.003, received 1.0"),
-        ("warmup_steps", -1, r"warmup_steps: expected an integer >= 0, received -1"),
-        ("schedule", "linear", r"schedule: expected one of 'cosine', 'constant', received 'linear'"),
-        ("weight_decay", -0.1, r"weight_decay: expected a number >= 0.0, received -0.1"),
-        ("beta1", 1.0, r"beta1: expected a number < 1.0, received 1.0"),
-        ("beta2", "0.9", r"beta2: expected a number, received '0.9'"),
-        ("clip_norm", 0.0, r"clip_norm: expected a number > 0.0, received 0.0"),
-        ("clip_value", -1, r"clip_value: expected a number > 0.0, received -1.0"),
-        ("eval_every", 0, r"eval_every: expected an integer >= 1, received 0"),
-        ("eval_batches", 0, r"eval_batches: expected an integer >= 1, received 0"),
-        ("patience", 0, r"patience: expected an integer >= 1, received 0"),
-        ("save_every", 0, r"save_every: expected an integer >= 1, received 0"),
-        ("keep_last", 0, r"keep_last: expected an integer >= 1, received 0"),
-        ("seed", -1, r"seed: expected an integer >= 0, received -1"),
-        ("device", "tpu", r"device: expected one of 'auto', 'cpu', 'cuda', 'cuda:N', 'mps', received 'tpu'"),
-        ("precision", "fp16", r"precision: expected one of 'auto', 'fp32', 'bf16', received 'fp16'"),
-        ("log_every", 0, r"log_every: expected an integer >= 1, received 0"),
-    ],
-)
-def test_train_config_validation(field, value, message):
-    with pytest.raises(ValueError, match=message):
-        TrainConfig(**{field: value})
-
-
-def test_train_config_dict_round_trip():
-    cfg = TrainConfig(max_steps=7, min_lr=1e-4, patience=3, clip_value=0.5, device="cuda:1")
-    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
-    assert TrainConfig.from_dict({"lr": 0.1}) == TrainConfig(lr=0.1)
-    assert json.loads(json.dumps(cfg.to_dict())) == cfg.to_dict()
-    with pytest.raises(ValueError, match=r"train config: expected fields among max_steps, .*received unknown field\(s\) 'learning_rate'"):
-        TrainConfig.from_dict({"learning_rate": 0.1})
-    with pytest.raises(ValueError, match=r"train config: expected a dict, received list"):
-        TrainConfig.from_dict([])
+# --------------------------------------------------------------------------- optimizer
 
 
 def test_weight_decay_only_on_matrices(ds):
@@ -264,12 +224,16 @@ def test_resume_reproduces_the_uninterrupted_run_exactly(ds, tmp_path):
 
     assert len(straight.losses) == 20
     assert first.losses[:13] + second.losses == straight.losses  # every step's loss, exactly
-    assert strip_timing(metrics(tmp_path / "b")) == strip_timing(metrics(tmp_path / "a"))
+    # the interrupted invocation ended with an evaluation of step 13; everything else is equal
+    extra = metrics(tmp_path / "b", "val")[2]
+    assert extra["step"] == 13 and part.last_val_loss == extra["loss"]
+    assert strip_timing([r for r in metrics(tmp_path / "b") if r != extra]) == strip_timing(metrics(tmp_path / "a"))
     assert [r["step"] for r in metrics(tmp_path / "a", "train")] == [3, 6, 9, 12, 15, 18]
     for (name, p), q in zip(straight.named_parameters(), second.parameters()):
         assert torch.equal(p, q), name
-    assert rest.best_val_loss == full.best_val_loss and rest.last_val_loss == full.last_val_loss
-    assert strip_timing(rest.history) == strip_timing(full.history)
+    assert rest.last_val_loss == full.last_val_loss
+    assert rest.best_val_loss == min(full.best_val_loss, extra["loss"])
+    assert strip_timing([r for r in rest.history if r != extra]) == strip_timing(full.history)
     a = load_checkpoint(latest_checkpoint(tmp_path / "a"))
     b = load_checkpoint(latest_checkpoint(tmp_path / "b"))
     for k in a.state_dict:
@@ -395,15 +359,29 @@ def test_resume_with_changed_settings_lists_every_difference(ds, tmp_path):
             model_config={"vocab": ds.vocab_size, "dim": 32})
     with pytest.raises(ValueError, match=r"family: saved 'toy', new 'other'"):
         run(make_model(ds.vocab_size), ds, config(), tmp_path, resume=True, family="other")
-    with pytest.raises(ValueError, match=r"data.characters: saved 8000, new 4000"):
+    with pytest.raises(ValueError, match=r"data.sha256: saved '[0-9a-f]{64}', new '[0-9a-f]{64}'"):
         run(make_model(ds.vocab_size), ds, config(), tmp_path, resume=True,
-            data_info=CharDataset(TEXT[:4000], block_size=8).info())
+            data_info=CharData(TEXT[:4000], block_size=8).info())
     assert tree_bytes(tmp_path) == before
     # device, precision, log_every and max_seconds do not change the trajectory: allowed.
     result = run(make_model(ds.vocab_size), ds, config(device="auto" if resolve_device("auto").type == "cpu" else "cpu",
                                                        precision="fp32", log_every=5, max_seconds=60.0),
                  tmp_path, resume=True)
     assert result.steps == 20 and result.stopped == "max_steps"
+
+
+def test_resume_with_a_moved_copy_of_the_same_data(ds, tmp_path):
+    info = {**ds.info(), "source": "/old/place/text.txt", "name": "text.txt"}
+    run(make_model(ds.vocab_size, actions={4: interrupt}), ds, config(), tmp_path, data_info=info)
+    moved = {**info, "source": "/new/place/copy.txt", "name": "copy.txt", "kind": "text"}
+    result = run(make_model(ds.vocab_size), ds, config(), tmp_path, resume=True, data_info=moved)
+    assert result.steps == 20 and result.stopped == "max_steps"
+    assert json.loads((tmp_path / "run.json").read_text())["data"] == moved  # where the data are now
+    before = tree_bytes(tmp_path)
+    with pytest.raises(ValueError, match=r"resume: expected the settings .*received different ones: "
+                                         r"data.sha256: saved '[0-9a-f]{64}', new '0{64}'$"):
+        run(make_model(ds.vocab_size), ds, config(), tmp_path, resume=True, data_info={**moved, "sha256": "0" * 64})
+    assert tree_bytes(tmp_path) == before
 
 
 def test_resume_of_a_finished_run_does_nothing(ds, tmp_path):
@@ -516,9 +494,9 @@ def test_short_run_learns(ds, tmp_path):
 
 
 def test_files_are_saved_with_every_checkpoint(ds, tmp_path):
-    run(make_model(ds.vocab_size), ds, config(max_steps=5), tmp_path, files={"tokenizer.json": ds.tokenizer.to_json()})
+    run(make_model(ds.vocab_size), ds, config(max_steps=5), tmp_path, files={"tokenizer.json": ds.tokenizer_json})
     ck = load_checkpoint(latest_checkpoint(tmp_path))
-    assert ck.files == {"tokenizer.json": ds.tokenizer.to_json()}
+    assert ck.files == {"tokenizer.json": ds.tokenizer_json}
 
 
 def test_progress_bar_goes_to_stderr(ds, tmp_path, capfd):
@@ -528,31 +506,168 @@ def test_progress_bar_goes_to_stderr(ds, tmp_path, capfd):
     assert "5/5" in err and "loss" in err and "tok/s" in err
 
 
+# --------------------------------------------------------------------------- the final evaluation
+
+
+def sigint(model, loss):
+    os.kill(os.getpid(), signal.SIGINT)  # a first Ctrl-C: finish this step, then stop
+    return loss
+
+
+class EvalNoise(ToyLM):
+    """Its evaluation draws from the global generator (as a model that samples might)."""
+
+    def loss(self, batch):
+        if not self.training:
+            torch.rand(3)
+        return super().loss(batch)
+
+
+def test_a_run_cut_by_max_seconds_before_its_first_evaluation_has_a_validation_loss(ds, tmp_path):
+    seen = []
+    result = run(make_model(ds.vocab_size), ds, config(max_steps=100, eval_every=50, max_seconds=1e-9), tmp_path,
+                 on_eval=seen.append)
+    assert result.stopped == "max_seconds" and result.steps == 1 and result.run_dir == tmp_path
+    val = metrics(tmp_path, "val")
+    assert [r["step"] for r in val] == [1] and set(val[0]) == {"step", "split", "loss", "tokens", "acc", "time"}
+    assert math.isfinite(val[0]["loss"])
+    assert result.last_val_loss == result.best_val_loss == val[0]["loss"]
+    assert seen == [1]  # the on_eval hook runs for it too
+    assert strip_timing(result.history) == strip_timing(metrics(tmp_path))
+    state = load_checkpoint(result.checkpoint).trainer_state
+    assert state["step"] == 1 and state["last_val_loss"] == result.last_val_loss and state["bad_evals"] == 0
+    assert json.loads((tmp_path / "checkpoints" / "best.json").read_text())["path"] == "step-00000001"
+
+
+@pytest.mark.parametrize("press", ["first", "second"])
+def test_ctrl_c_before_the_first_evaluation_still_evaluates(ds, tmp_path, press):
+    if press == "first" and (not hasattr(signal, "SIGINT") or sys.platform == "win32"):
+        pytest.skip("POSIX signals")
+    seen = []
+    # a first Ctrl-C during step 3 finishes it; a second one (KeyboardInterrupt) drops it
+    action, step = (sigint, 3) if press == "first" else (interrupt, 2)
+    result = run(make_model(ds.vocab_size, actions={3: action}), ds, config(eval_every=10), tmp_path,
+                 on_eval=seen.append)
+    assert result.stopped == "interrupted" and result.steps == step
+    assert [r["step"] for r in metrics(tmp_path, "val")] == [step] and seen == [step]
+    assert result.last_val_loss == metrics(tmp_path, "val")[0]["loss"] == result.best_val_loss
+    assert result.checkpoint.name == f"step-{step:08d}"
+    assert load_checkpoint(result.checkpoint).trainer_state["last_val_loss"] == result.last_val_loss
+
+
+def test_ctrl_c_during_the_final_evaluation_skips_it_and_still_saves(ds, tmp_path):
+    class EvalInterrupted(ToyLM):
+        stop_eval = False
+
+        def loss(self, batch):
+            if not self.training and self.stop_eval:
+                raise KeyboardInterrupt  # a third press, during the final evaluation
+            return super().loss(batch)
+
+    def stop(model, loss):
+        model.stop_eval = True
+        raise KeyboardInterrupt
+
+    torch.manual_seed(0)
+    result = run(EvalInterrupted(ds.vocab_size, actions={3: stop}), ds, config(eval_every=10), tmp_path)
+    assert result.stopped == "interrupted" and result.steps == 2 and result.last_val_loss is None
+    assert result.checkpoint == tmp_path / "checkpoints" / "step-00000002"
+    assert load_checkpoint(result.checkpoint).trainer_state["step"] == 2 and metrics(tmp_path, "val") == []
+    resumed = run(make_model(ds.vocab_size), ds, config(eval_every=10), tmp_path, resume=True)
+    assert resumed.steps == 20 and [r["step"] for r in metrics(tmp_path, "val")] == [10, 20]
+
+    # cut short in the on_eval hook: the evaluation itself was made and counts
+    def hook(step):
+        raise KeyboardInterrupt
+
+    result = run(make_model(ds.vocab_size, actions={3: interrupt}), ds, config(eval_every=10), tmp_path / "hook",
+                 on_eval=hook)
+    assert result.steps == 2 and [r["step"] for r in metrics(tmp_path / "hook", "val")] == [2]
+    assert result.last_val_loss is not None and result.checkpoint.name == "step-00000002"
+    assert load_checkpoint(result.checkpoint).trainer_state["last_eval_step"] == 2
+
+
+def test_the_final_evaluation_does_not_count_toward_patience(ds, tmp_path):
+    cfg = config(max_steps=100, eval_every=2, patience=2)
+    straight = run(make_model(ds.vocab_size, eval_loss=1.0), ds, cfg, tmp_path / "a")
+    assert straight.stopped == "early_stop" and straight.steps == 6  # evals at 2 (best), 4, 6
+
+    # Interrupted after step 3: its evaluation, no better than step 2's, is not a bad one ...
+    part = run(make_model(ds.vocab_size, eval_loss=1.0, actions={4: interrupt}), ds, cfg, tmp_path / "b")
+    assert part.steps == 3 and part.last_val_loss == 1.0
+    assert [r["step"] for r in metrics(tmp_path / "b", "val")] == [2, 3]
+    assert load_checkpoint(part.checkpoint).trainer_state["bad_evals"] == 0
+    rest = run(make_model(ds.vocab_size, eval_loss=1.0), ds, cfg, tmp_path / "b", resume=True)
+    assert rest.stopped == "early_stop" and rest.steps == 6
+
+    # ... and one that is better (after step 5) does not reset the count either.
+    def better_then_interrupt(model, loss):
+        model.eval_loss = 0.5
+        raise KeyboardInterrupt
+
+    part = run(make_model(ds.vocab_size, eval_loss=1.0, actions={6: better_then_interrupt}), ds, cfg, tmp_path / "c")
+    assert part.steps == 5 and part.best_val_loss == part.last_val_loss == 0.5
+    assert best_checkpoint(tmp_path / "c").name == "step-00000005"  # the best pointer follows it
+    assert load_checkpoint(part.checkpoint).trainer_state["bad_evals"] == 1  # the evaluation at step 4
+    rest = run(make_model(ds.vocab_size, eval_loss=1.0), ds, cfg, tmp_path / "c", resume=True)
+    assert rest.stopped == "early_stop" and rest.steps == 6
+    assert rest.best_val_loss == 0.5 and rest.last_val_loss == 1.0
+    assert best_checkpoint(tmp_path / "c").name == "step-00000005"
+
+
+def test_resume_after_max_seconds_cuts_equals_the_uninterrupted_run(ds, tmp_path):
+    cfg = config(max_steps=8, eval_every=4, log_every=1)
+    torch.manual_seed(0)
+    straight = EvalNoise(ds.vocab_size)
+    full = run(straight, ds, cfg, tmp_path / "a")
+
+    cut = config(max_steps=8, eval_every=4, log_every=1, max_seconds=1e-9)  # stops after every step
+    torch.manual_seed(0)
+    models = [EvalNoise(ds.vocab_size)]
+    result = run(models[0], ds, cut, tmp_path / "b")
+    while result.stopped == "max_seconds" and len(models) < 20:
+        assert result.last_val_loss is not None and metrics(tmp_path / "b", "val")[-1]["step"] == result.steps
+        models.append(EvalNoise(ds.vocab_size, p=0.3))
+        result = run(models[-1], ds, cut, tmp_path / "b", resume=True)
+    assert result.stopped == "max_steps" and len(models) == 8  # one step per invocation
+    assert [loss for m in models for loss in m.losses] == straight.losses  # every step's loss, exactly
+    assert strip_timing(metrics(tmp_path / "b", "train")) == strip_timing(metrics(tmp_path / "a", "train"))
+    val = [r for r in metrics(tmp_path / "b", "val") if r["step"] in (4, 8)]
+    assert strip_timing(val) == strip_timing(metrics(tmp_path / "a", "val"))
+    assert [r["step"] for r in metrics(tmp_path / "b", "val")] == list(range(1, 9))
+    for (name, p), q in zip(straight.named_parameters(), models[-1].parameters()):
+        assert torch.equal(p, q), name
+    assert result.last_val_loss == full.last_val_loss
+
+
+def test_a_scheduled_evaluation_cut_short_is_made_in_full_at_the_end(ds, tmp_path):
+    cfg = config(max_steps=8, eval_every=4, log_every=1, eval_batches=2)
+    torch.manual_seed(0)
+    straight = EvalNoise(ds.vocab_size)
+    run(straight, ds, cfg, tmp_path / "a")
+
+    class CutEval(EvalNoise):
+        eval_calls = 0
+
+        def loss(self, batch):
+            if not self.training:
+                self.eval_calls += 1
+                if self.eval_calls == 2:  # a second Ctrl-C half way through the evaluation of step 4
+                    raise KeyboardInterrupt
+            return super().loss(batch)
+
+    torch.manual_seed(0)
+    first = CutEval(ds.vocab_size)
+    part = run(first, ds, cfg, tmp_path / "b")
+    assert part.stopped == "interrupted" and part.steps == 4
+    assert [r["step"] for r in metrics(tmp_path / "b", "val")] == [4]
+    second = EvalNoise(ds.vocab_size)
+    run(second, ds, cfg, tmp_path / "b", resume=True)
+    assert first.losses + second.losses == straight.losses
+    assert strip_timing(metrics(tmp_path / "b")) == strip_timing(metrics(tmp_path / "a"))  # no extra record
+
+
 # --------------------------------------------------------------------------- devices
-
-
-def test_resolve_device():
-    assert resolve_device("cpu") == torch.device("cpu")
-    assert str(resolve_device("auto")).split(":")[0] in {d.split(":")[0] for d in available_devices()}
-    with pytest.raises(ValueError, match=r"device: expected one of 'auto', 'cpu', 'cuda', 'cuda:N', 'mps', received 'tpu'"):
-        resolve_device("tpu")
-    with pytest.raises(ValueError, match=r"device: expected one of the devices available here: 'auto', 'cpu'.*, received 'cuda:99'"):
-        resolve_device("cuda:99")
-    if not torch.cuda.is_available():
-        with pytest.raises(ValueError, match=r"devices available here: 'auto', 'cpu'.*received 'cuda'"):
-            resolve_device("cuda")
-
-
-def test_autocast_context_on_cpu():
-    with pytest.raises(ValueError, match=r"precision: expected 'fp32' or 'auto' on a non-CUDA device.*received 'bf16' on device 'cpu'"):
-        autocast_context("cpu", "bf16")
-    with pytest.raises(ValueError, match=r"precision: expected one of 'auto', 'fp32', 'bf16', received 'half'"):
-        autocast_context("cpu", "half")
-    for precision in ("auto", "fp32"):
-        assert resolve_precision("cpu", precision) == "fp32"
-        with autocast_context(torch.device("cpu"), precision):
-            y = torch.ones(2, 2) @ torch.ones(2, 2)
-        assert y.dtype == torch.float32
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

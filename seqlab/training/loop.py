@@ -1,12 +1,11 @@
-"""The one generic trainer.
+"""The training loop: the one generic trainer, ``train(model, data, cfg, run_dir, ...)``.
 
 It knows nothing about the model except ``model.loss(batch) -> (loss, metrics)``, and nothing
 about the data except ``data.get_batch(split, batch_size, generator) -> batch``.
 
 What it does, step ``s = 1 .. max_steps``:
 
-    lr(s)  = lr * s / warmup_steps                                    s <= warmup_steps
-           = min_lr + (lr - min_lr) * (1 + cos(pi * p)) / 2,          p = (s - warmup) / (max_steps - warmup)
+    lr(s)  = lr_at(s, cfg)                                            warmup + cosine (training.config)
     batch  = data.get_batch("train", B, Generator(seed, s))           same batches after a resume
     loss   = model.loss(batch)     (bf16 autocast on CUDA)            NaN/inf -> NonFiniteLossError
     g      = clip_by_norm(clip_by_value(grad loss))                   non-finite norm -> NonFiniteLossError
@@ -23,190 +22,61 @@ same. The step's generator is seeded from (seed, s), so a resumed run is exact.
 
 Every ``eval_every`` steps (and at the last step) the mean validation loss over ``eval_batches``
 fixed batches is computed; the run keeps the best one, stops early after ``patience``
-evaluations without improvement, and saves a checkpoint (``seqlab.training.checkpoint``).
-Ctrl-C finishes the current step, saves and returns ``stopped="interrupted"``; a second
-Ctrl-C stops at once and saves the last completed step. ``resume=True`` continues from the
-newest checkpoint; on a CPU the resumed loss curve equals the uninterrupted one exactly.
+evaluations without improvement, and saves a checkpoint (``seqlab.training.checkpoint``, in the
+layout of ``seqlab.training.rundir``). Ctrl-C finishes the current step, saves and returns
+``stopped="interrupted"``; a second Ctrl-C stops at once and saves the last completed step.
+
+Every run evaluates at its last step, whatever stopped it (max_steps, max_seconds, Ctrl-C,
+early stop), so every run has a validation figure. Where the stop step's evaluation was not
+a scheduled one, this extra evaluation updates the best and last validation loss but does not
+count toward ``patience``, and it draws nothing from the global random generators that the
+next step would use: a resumed run stops and learns exactly like an uninterrupted one. A Ctrl-C
+during it skips it; the checkpoint is still saved.
+
+``resume=True`` continues from the newest checkpoint; on a CPU the resumed loss curve equals the
+uninterrupted one exactly.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import math
-import random
 import signal
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-import numpy as np
 import torch
 from torch import nn
 
-from seqlab.training.checkpoint import (
+from seqlab.training.checkpoint import load_checkpoint, save_checkpoint
+from seqlab.training.config import TrainConfig, lr_at
+from seqlab.training.device import autocast_context, resolve_device, resolve_precision
+from seqlab.training.io import atomic_write_text
+from seqlab.training.rng import batch_seed, capture_rng_state, eval_seed, restore_rng_state, seed_everything
+from seqlab.training.rundir import (
     BEST_FILE,
     CHECKPOINTS_DIR,
     LATEST_FILE,
-    atomic_write_json,
-    atomic_write_text,
+    METRICS_FILE,
     checkpoint_name,
+    json_normal,
     latest_checkpoint,
-    load_checkpoint,
     prune_checkpoints,
-    save_checkpoint,
+    read_run_json,
+    resume_differences,
+    truncate_metrics,
     write_pointer,
+    write_run_json,
 )
-from seqlab.training.device import PRECISIONS, autocast_context, check_device_name, resolve_device, resolve_precision
-from seqlab.validation import check_choice, check_float, check_int, fail
+from seqlab.validation import fail
 
-RUN_FILE = "run.json"
-METRICS_FILE = "metrics.jsonl"
-SCHEDULES = ("cosine", "constant")
 STOP_REASONS = ("max_steps", "max_seconds", "early_stop", "interrupted")
-# Fields that do not change a run's trajectory: they may differ when resuming.
-RESUMABLE_CHANGES = ("device", "precision", "log_every", "max_seconds")
 _RESERVED_METRICS = ("step", "split", "loss", "lr", "time", "tokens_per_s", "steps_per_s", "grad_norm")
-
-
-# --------------------------------------------------------------------------- configuration
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Settings of one training run. Every field is checked; a bad value is a ValueError.
-
-    Attributes:
-        max_steps: number of optimizer steps of the whole run.
-        max_seconds: wall-clock budget of one invocation in seconds (``None``: no limit); the
-            run stops after the step that exceeds it and saves a checkpoint.
-        batch_size: items per batch (passed to ``data.get_batch``).
-        lr: peak learning rate, reached at the end of the warmup.
-        min_lr: learning rate at ``max_steps`` for the cosine schedule (``None``: ``lr / 10``).
-        warmup_steps: steps of linear warmup from 0 to ``lr``.
-        schedule: ``"cosine"`` (decay to ``min_lr`` at ``max_steps``) or ``"constant"``.
-        weight_decay: AdamW weight decay, applied to parameters with ``dim >= 2`` only.
-        beta1, beta2: AdamW's moving-average coefficients.
-        clip_norm: clip the gradient's global L2 norm to this value (``None``: off).
-        clip_value: clip each gradient entry to ``[-clip_value, clip_value]`` first (``None``: off).
-        eval_every: steps between evaluations on the validation split (also at the last step).
-        eval_batches: validation batches per evaluation (the same batches every time).
-        patience: stop after this many evaluations without a better validation loss
-            (``None``: never stop early).
-        save_every: steps between checkpoints (``None``: at every evaluation). A checkpoint is
-            also written whenever the validation loss improves, at the end and on Ctrl-C.
-        keep_last: number of newest checkpoints kept (the best one is always kept too).
-        seed: seed of Python's, NumPy's and PyTorch's generators and of the batch order.
-        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
-        precision: ``"auto"`` (bf16 autocast on a CUDA GPU that supports it, else fp32),
-            ``"fp32"`` or ``"bf16"`` (CUDA only).
-        log_every: steps between lines of training metrics in ``metrics.jsonl`` (each line
-            holds the mean over the steps since the previous line).
-    """
-
-    max_steps: int = 1000
-    max_seconds: float | None = None
-    batch_size: int = 32
-    lr: float = 3e-3
-    min_lr: float | None = None
-    warmup_steps: int = 50
-    schedule: str = "cosine"
-    weight_decay: float = 0.0
-    beta1: float = 0.9
-    beta2: float = 0.99
-    clip_norm: float | None = 1.0
-    clip_value: float | None = None
-    eval_every: int = 100
-    eval_batches: int = 10
-    patience: int | None = None
-    save_every: int | None = None
-    keep_last: int = 2
-    seed: int = 1337
-    device: str = "auto"
-    precision: str = "auto"
-    log_every: int = 10
-
-    def __post_init__(self) -> None:
-        check_int(self.max_steps, "max_steps", minimum=1)
-        if self.max_seconds is not None:
-            _check_positive_finite(self.max_seconds, "max_seconds")
-        check_int(self.batch_size, "batch_size", minimum=1)
-        _check_positive_finite(self.lr, "lr")
-        if self.min_lr is not None:
-            check_float(self.min_lr, "min_lr", minimum=0.0, maximum=float(self.lr))
-        check_int(self.warmup_steps, "warmup_steps", minimum=0)
-        check_choice(self.schedule, "schedule", SCHEDULES)
-        check_float(self.weight_decay, "weight_decay", minimum=0.0)
-        _check_finite(self.weight_decay, "weight_decay")
-        check_float(self.beta1, "beta1", minimum=0.0, maximum=1.0, open_max=True)
-        check_float(self.beta2, "beta2", minimum=0.0, maximum=1.0, open_max=True)
-        if self.clip_norm is not None:
-            _check_positive_finite(self.clip_norm, "clip_norm")
-        if self.clip_value is not None:
-            _check_positive_finite(self.clip_value, "clip_value")
-        check_int(self.eval_every, "eval_every", minimum=1)
-        check_int(self.eval_batches, "eval_batches", minimum=1)
-        if self.patience is not None:
-            check_int(self.patience, "patience", minimum=1)
-        if self.save_every is not None:
-            check_int(self.save_every, "save_every", minimum=1)
-        check_int(self.keep_last, "keep_last", minimum=1)
-        check_int(self.seed, "seed", minimum=0, maximum=2**32 - 1)
-        check_device_name(self.device)
-        check_choice(self.precision, "precision", PRECISIONS)
-        check_int(self.log_every, "log_every", minimum=1)
-
-    @property
-    def final_lr(self) -> float:
-        """The learning rate the cosine schedule ends at (``min_lr``, or ``lr / 10``)."""
-        return self.lr / 10 if self.min_lr is None else float(self.min_lr)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "TrainConfig":
-        """Build from a dict; missing fields take their defaults, unknown ones are an error."""
-        if not isinstance(d, Mapping):
-            fail("train config", "a dict", type(d).__name__)
-        names = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(d) - set(names))
-        if unknown:
-            fail("train config", "fields among " + ", ".join(names), "unknown field(s) " + ", ".join(map(repr, unknown)))
-        return cls(**dict(d))
-
-
-def _check_positive_finite(value: object, name: str) -> None:
-    check_float(value, name, minimum=0.0, open_min=True)
-    _check_finite(value, name)
-
-
-def _check_finite(value: object, name: str) -> None:
-    if not math.isfinite(float(value)):  # type: ignore[arg-type]
-        fail(name, "a finite number", value)
-
-
-def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Learning rate of optimizer step ``step`` (1-based; ``lr_at(0) = 0`` when warming up).
-
-    Linear warmup from 0 to ``cfg.lr`` over ``warmup_steps``, then (cosine schedule) a
-    half-cosine from ``cfg.lr`` to ``final_lr`` at ``max_steps``, constant after that."""
-    check_int(step, "step", minimum=0)
-    if step < cfg.warmup_steps:
-        # lr(s) = lr * s / warmup
-        return cfg.lr * step / cfg.warmup_steps
-    if cfg.schedule == "constant" or cfg.max_steps <= cfg.warmup_steps:
-        return cfg.lr
-    # lr(s) = min_lr + (lr - min_lr) * (1 + cos(pi * p)) / 2,   p = (s - warmup) / (max_steps - warmup)
-    p = min(1.0, (step - cfg.warmup_steps) / (cfg.max_steps - cfg.warmup_steps))
-    lo = cfg.final_lr
-    return lo + (cfg.lr - lo) * 0.5 * (1.0 + math.cos(math.pi * p))
-
 
 # --------------------------------------------------------------------------- results, errors
 
@@ -228,7 +98,10 @@ class NonFiniteLossError(ValueError):
 @dataclass
 class TrainResult:
     """What ``train`` returns. ``history`` holds the records of ``metrics.jsonl`` (of the whole
-    run, also those written before a resume); ``checkpoint`` is the last saved checkpoint."""
+    run, also those written before a resume); ``checkpoint`` is the last saved checkpoint and
+    ``run_dir`` the run directory. ``last_val_loss`` is the validation loss at ``steps`` (every
+    run ends with an evaluation, unless a Ctrl-C cuts that one short); ``best_val_loss`` the
+    best of the run's evaluations (NaN or inf only if the validation loss was not finite)."""
 
     steps: int
     best_val_loss: float | None
@@ -237,56 +110,10 @@ class TrainResult:
     seconds: float
     history: list[dict] = field(default_factory=list)
     checkpoint: Path | None = None
+    run_dir: Path | None = None
 
 
-# --------------------------------------------------------------------------- RNG, gradients
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python's, NumPy's and PyTorch's (CPU and CUDA) global generators."""
-    check_int(seed, "seed", minimum=0, maximum=2**32 - 1)
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def capture_rng_state() -> dict:
-    """The global generators' states: Python, NumPy, torch CPU, torch CUDA (if initialised)."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    state = {
-        "python": random.getstate(),
-        "numpy": {"kind": str(kind), "keys": [int(k) for k in keys], "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
-        "torch": torch.get_rng_state(),
-        "cuda": [],
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = list(torch.cuda.get_rng_state_all())
-    return state
-
-
-def restore_rng_state(state: Mapping) -> None:
-    """Undo ``capture_rng_state`` (CUDA states only where the same number of GPUs is present)."""
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    n = state["numpy"]
-    np.random.set_state((n["kind"], np.asarray(n["keys"], dtype=np.uint32), n["pos"], n["has_gauss"],
-                         n["cached_gaussian"]))
-    torch.set_rng_state(state["torch"].to("cpu", torch.uint8))
-    cuda = list(state.get("cuda") or [])
-    if cuda and torch.cuda.is_available() and torch.cuda.device_count() == len(cuda):
-        torch.cuda.set_rng_state_all([t.to("cpu", torch.uint8) for t in cuda])
-
-
-def _batch_seed(seed: int, step: int) -> int:
-    # A well-mixed 63-bit seed from (seed, step): step s sees the same batch in every run.
-    a, b = np.random.SeedSequence([seed, 0x5E91AB, step]).generate_state(2, dtype=np.uint32)
-    return (int(a) << 31) ^ int(b)
-
-
-def _eval_seed(seed: int) -> int:
-    a, b = np.random.SeedSequence([seed, 0xE7A1]).generate_state(2, dtype=np.uint32)
-    return (int(a) << 31) ^ int(b)
+# --------------------------------------------------------------------------- gradients, optimizer
 
 
 def _total_norm(grads: list[torch.Tensor]) -> torch.Tensor:
@@ -391,108 +218,12 @@ class _InterruptGuard:
             self._critical -= 1
 
 
-# --------------------------------------------------------------------------- run directory
-
-
-def _json_normal(obj: Any, what: str) -> Any:
-    try:
-        return json.loads(json.dumps(obj, allow_nan=False))
-    except (TypeError, ValueError) as e:
-        fail(what, "JSON-serializable values", str(e))
-
-
-def _diff(prefix: str, saved: Any, new: Any, out: list[str]) -> None:
-    if isinstance(saved, dict) and isinstance(new, dict):
-        for k in sorted(set(saved) | set(new), key=str):
-            _diff(f"{prefix}.{k}", saved.get(k, "(missing)"), new.get(k, "(missing)"), out)
-    elif saved != new:
-        out.append(f"{prefix}: saved {saved!r}, new {new!r}")
-
-
-def _read_run_json(run_dir: Path) -> dict:
-    f = run_dir / RUN_FILE
-    try:
-        obj = json.loads(f.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        fail("resume", f"the run's {RUN_FILE} in {str(run_dir)!r}", "no such file")
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        fail(f"run file {f}", "readable JSON", f"an unreadable file ({e})")
-    if not isinstance(obj, dict) or obj.get("format") != "seqlab-run":
-        fail(f"run file {f}", "format 'seqlab-run'", repr(obj.get("format") if isinstance(obj, dict) else obj))
-    return obj
-
-
-def default_run_dir(family: str) -> Path:
-    """``runs/FAMILY-DATE-TIME``: where a run goes when no ``--out`` is given."""
-    return Path("runs") / f"{family}-{time.strftime('%Y%m%d-%H%M%S')}"
-
-
-def find_run_dir(path: str | Path) -> Path:
-    """The run directory of ``path``: itself, or for a checkpoint (RUN/checkpoints/step-N) the
-    run two levels up."""
-    path = Path(path)
-    for candidate in (path, path.parent, path.parent.parent):
-        if (candidate / RUN_FILE).exists():
-            return candidate
-    fail("run", "a run directory (holding run.json) or a checkpoint inside one", f"{str(path)!r}")
-
-
-def read_run(run_dir: str | Path, family: str | tuple[str, ...]) -> dict:
-    """The ``run.json`` of a run directory, checked to be a run of ``family`` (a name or
-    several)."""
-    run_dir = Path(run_dir)
-    if not (run_dir / RUN_FILE).is_file():
-        fail("resume", f"a run directory holding {RUN_FILE}", f"{str(run_dir)!r} (no {RUN_FILE} there)")
-    saved = _read_run_json(run_dir)
-    families = (family,) if isinstance(family, str) else tuple(family)
-    if saved.get("family") not in families:
-        fail("run family", " or ".join(map(repr, families)), repr(saved.get("family")))
-    return saved
-
-
-def _resume_differences(saved: dict, family: str, model_config: dict, cfg: TrainConfig,
-                        data_info: dict | None) -> list[str]:
-    diffs: list[str] = []
-    if saved.get("family") != family:
-        diffs.append(f"family: saved {saved.get('family')!r}, new {family!r}")
-    _diff("model_config", saved.get("model_config"), _json_normal(model_config, "model_config"), diffs)
-    try:
-        old = TrainConfig.from_dict(saved.get("train_config") or {})
-    except (ValueError, TypeError) as e:
-        fail(f"run file {RUN_FILE}", "a valid train config", str(e))
-    for f in dataclasses.fields(TrainConfig):
-        if f.name in RESUMABLE_CHANGES:
-            continue
-        a, b = getattr(old, f.name), getattr(cfg, f.name)
-        if a != b:
-            diffs.append(f"{f.name}: saved {a!r}, new {b!r}")
-    if data_info is not None and saved.get("data") is not None:
-        _diff("data", saved["data"], _json_normal(data_info, "data_info"), diffs)
-    return diffs
-
-
-def _truncate_metrics(path: Path, step: int) -> list[dict]:
-    """Keep the records of steps <= ``step`` (and drop a torn last line); return them."""
-    if not path.exists():
-        return []
-    kept: list[str] = []
-    history: list[dict] = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(rec, dict) and isinstance(rec.get("step"), int) and rec["step"] <= step:
-            kept.append(line)
-            history.append(rec)
-    atomic_write_text(path, "".join(line + "\n" for line in kept))
-    return history
-
-
 # --------------------------------------------------------------------------- the loop
 
 
 class _Run:
+    """One invocation of ``train``: set-up (new or resumed), the steps, evaluations, saves."""
+
     def __init__(self, model, data, cfg, run_dir, family, model_config, files, progress, data_info, on_eval=None):
         self.model: nn.Module = model
         self.on_eval = on_eval
@@ -510,6 +241,8 @@ class _Run:
         self.best_val: float | None = None
         self.best_step: int | None = None
         self.last_val: float | None = None
+        # the best of the scheduled evaluations only: what patience compares with
+        self.patience_best: float | None = None
         self.bad_evals = 0
         self.last_eval_step = -1
         self.elapsed_before = 0.0
@@ -534,30 +267,18 @@ class _Run:
         else:
             self.optimizer = make_optimizer(self.model, cfg)
         seed_everything(cfg.seed)
-        self.eval_seed = _eval_seed(cfg.seed)
-        metrics_path = self.run_dir / METRICS_FILE
-        created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self.eval_seed = eval_seed(cfg.seed)
+        created = None
         if resume:
-            saved = _read_run_json(self.run_dir)
-            created = saved.get("created", created)
+            created = read_run_json(self.run_dir).get("created")
             self._restore(load_checkpoint(latest_checkpoint(self.run_dir), family=self.family,
                                           map_location=self.device))
-            self.history = _truncate_metrics(metrics_path, self.step)
+            self.history = truncate_metrics(self.run_dir, self.step)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        from seqlab import __version__
-
-        atomic_write_json(self.run_dir / RUN_FILE, {
-            "format": "seqlab-run",
-            "version": 1,
-            "family": self.family,
-            "model_config": self.model_config,
-            "train_config": cfg.to_dict(),
-            "data": self.data_info,
-            "seqlab_version": __version__,
-            "created": created,
-        })
+        write_run_json(self.run_dir, family=self.family, model_config=self.model_config, train_config=cfg,
+                       data=self.data_info, created=created)
         if not resume:
-            atomic_write_text(metrics_path, "")
+            atomic_write_text(self.run_dir / METRICS_FILE, "")
         self.rng_snapshot = capture_rng_state()
 
     def _restore(self, ckpt) -> None:
@@ -577,6 +298,7 @@ class _Run:
         self.best_val = ts.get("best_val_loss")
         self.best_step = ts.get("best_step")
         self.last_val = ts.get("last_val_loss")
+        self.patience_best = ts.get("patience_best_val_loss", self.best_val)
         self.bad_evals = int(ts.get("bad_evals", 0))
         self.last_eval_step = int(ts.get("last_eval_step", -1))
         self.elapsed_before = float(ts.get("elapsed", 0.0))
@@ -616,7 +338,7 @@ class _Run:
         cfg = self.cfg
         s = self.step + 1
         lr = lr_at(s, cfg)
-        generator = torch.Generator().manual_seed(_batch_seed(cfg.seed, s))
+        generator = torch.Generator().manual_seed(batch_seed(cfg.seed, s))
         batch = _to_device(self.data.get_batch("train", cfg.batch_size, generator), self.device)
         if self.own_step:
             self._own_step(s, lr, batch)
@@ -642,7 +364,7 @@ class _Run:
     def _own_step(self, s: int, lr: float, batch: Any) -> None:
         """The model's own update rule (see the module docstring): it changes the weights
         itself, so a non-finite result is checked on the weights before anything is saved."""
-        generator = torch.Generator(device=self.device).manual_seed(_batch_seed(self.cfg.seed, s) + 1)
+        generator = torch.Generator(device=self.device).manual_seed(batch_seed(self.cfg.seed, s) + 1)
         kwargs: dict[str, Any] = dict(lr=lr, weight_decay=self.cfg.weight_decay, generator=generator)
         if self.optimizer is not None:
             for group in self.optimizer.param_groups:
@@ -707,8 +429,9 @@ class _Run:
         self.window = {"count": 0, "loss": 0.0, "metrics": {}}
         self.rate_t0, self.rate_tokens, self.rate_steps = now, 0.0, 0
 
-    def evaluate(self) -> bool:
-        """Mean validation loss over the fixed eval batches; returns whether it improved."""
+    def evaluate(self, *, scheduled: bool = True) -> bool:
+        """Mean validation loss over the fixed eval batches; returns whether it improved on the
+        best so far. Only a ``scheduled`` evaluation counts toward ``patience``."""
         cfg = self.cfg
         generator = torch.Generator().manual_seed(self.eval_seed)
         was_training = self.model.training
@@ -728,9 +451,12 @@ class _Run:
         val = total / cfg.eval_batches
         improved = math.isfinite(val) and (self.best_val is None or val < self.best_val)
         if improved:
-            self.best_val, self.best_step, self.bad_evals = val, self.step, 0
-        else:
-            self.bad_evals += 1
+            self.best_val, self.best_step = val, self.step
+        if scheduled:
+            if math.isfinite(val) and (self.patience_best is None or val < self.patience_best):
+                self.patience_best, self.bad_evals = val, 0
+            else:
+                self.bad_evals += 1
         self.last_val, self.last_eval_step = val, self.step
         self.rng_snapshot = capture_rng_state()
         record = {"step": self.step, "split": "val", "loss": val}
@@ -747,6 +473,7 @@ class _Run:
             "best_val_loss": self.best_val,
             "best_step": self.best_step,
             "last_val_loss": self.last_val,
+            "patience_best_val_loss": self.patience_best,
             "bad_evals": self.bad_evals,
             "last_eval_step": self.last_eval_step,
             "elapsed": self._elapsed(),
@@ -782,7 +509,9 @@ class _Run:
         every = self.cfg.save_every
         return improved or (evaluated and every is None) or (every is not None and s % every == 0)
 
-    def _stop_reason(self) -> str | None:
+    def _stop_reason(self, *, budget: bool = True) -> str | None:
+        """Why the run stops now, or None. ``budget=False`` (a resumed run, before its first
+        step) ignores ``max_seconds``: every invocation makes at least one step."""
         cfg = self.cfg
         if cfg.patience is not None and self.bad_evals >= cfg.patience:
             return "early_stop"
@@ -790,30 +519,63 @@ class _Run:
             return "max_steps"
         if self.guard.requested:
             return "interrupted"
-        if cfg.max_seconds is not None and time.perf_counter() - self.t0 >= cfg.max_seconds:
+        if budget and cfg.max_seconds is not None and time.perf_counter() - self.t0 >= cfg.max_seconds:
             return "max_seconds"
         return None
 
-    def after_step(self, *, log: bool) -> str | None:
+    def _evaluate_and_hook(self, *, scheduled: bool = True) -> bool:
+        """``evaluate``, then the ``on_eval(step)`` hook with the model in eval mode."""
+        improved = self.evaluate(scheduled=scheduled)
+        if self.on_eval is not None:
+            was_training = self.model.training
+            self.model.eval()
+            try:
+                self.on_eval(self.step)
+            finally:
+                self.model.train(was_training)
+        return improved
+
+    def after_step(self, *, log: bool, resumed: bool = False) -> str | None:
+        """Logging, the scheduled evaluation and checkpoint of the step just made; returns why
+        the run stops, or None. ``resumed``: called once before the first step of a resume."""
         s = self.step
         if log and s % self.cfg.log_every == 0:
             self.log_train()
         evaluated = improved = False
         started = time.perf_counter()
         if self._eval_due(s) and self.last_eval_step < s:
-            improved = self.evaluate()
+            improved = self._evaluate_and_hook()
             evaluated = True
-            if self.on_eval is not None:
-                was_training = self.model.training
-                self.model.eval()
-                try:
-                    self.on_eval(s)
-                finally:
-                    self.model.train(was_training)
         if self._save_due(s, evaluated, improved) and (evaluated or self.last_saved_step != s):
             self.save(improved)
         self.rate_t0 += time.perf_counter() - started  # throughput counts training time only
-        return self._stop_reason()
+        return self._stop_reason(budget=not resumed)
+
+    def final_evaluation(self) -> tuple[bool, bool]:
+        """Evaluate the step the run stops at, unless it was evaluated already; returns
+        (evaluated, improved). Where the step's evaluation is a scheduled one (an interruption
+        cut it short), it is made as scheduled; otherwise it is an extra one, which does not
+        count toward patience. Either way it starts from the global generators' state saved
+        after the step (the interrupted step may have drawn from them), and an extra one
+        leaves that state as it was, so a resumed run equals the uninterrupted one. A
+        KeyboardInterrupt during it skips the rest of it."""
+        s = self.step
+        if self.last_eval_step >= s:
+            return False, False
+        scheduled = s > 0 and self._eval_due(s)
+        before = self.rng_snapshot
+        restore_rng_state(before)
+        try:
+            improved = self._evaluate_and_hook(scheduled=scheduled)
+        except KeyboardInterrupt:
+            evaluated = self.last_eval_step == s  # the hook was cut short, not the evaluation
+            return evaluated, evaluated and self.best_step == s
+        finally:
+            self.model.train()
+            if not scheduled:
+                restore_rng_state(before)
+                self.rng_snapshot = before
+        return True, improved
 
     def run(self) -> TrainResult:
         from tqdm import tqdm
@@ -831,15 +593,18 @@ class _Run:
                 try:
                     # A resumed run: finish an evaluation that an interruption cut short.
                     if self.step > 0:
-                        stopped = self.after_step(log=False)
+                        stopped = self.after_step(log=False, resumed=True)
                     while stopped is None:
                         self.train_step()
                         stopped = self.after_step(log=True)
                 except KeyboardInterrupt:
                     stopped = "interrupted"
                     self.model.train()
-                if self.last_saved_step != self.step:
-                    self.save(improved=False)
+                # every run ends with an evaluation of its last step, then a checkpoint
+                evaluated, improved = self.final_evaluation()
+                with self.guard.critical():
+                    if evaluated or self.last_saved_step != self.step:
+                        self.save(improved)
         finally:
             self.bar.close()
             self.metrics_file.close()
@@ -851,6 +616,7 @@ class _Run:
             seconds=time.perf_counter() - self.t0,
             history=self.history,
             checkpoint=self.last_checkpoint,
+            run_dir=self.run_dir,
         )
 
 
@@ -869,18 +635,19 @@ def train(
     on_eval: Any = None,
 ) -> TrainResult:
     """Train ``model`` on ``data`` with ``cfg``, writing into ``run_dir`` (see the module
-    docstring and ``seqlab.training.checkpoint`` for the layout).
+    docstring, and ``seqlab.training.rundir`` for the layout).
 
     ``family`` and ``model_config`` are stored with every checkpoint so that it can be loaded
     without the code that trained it; ``files`` are extra text files saved with each checkpoint
     (``{"tokenizer.json": ...}``); ``data_info`` describes the data in ``run.json``.
-    ``on_eval(step)`` is called after every evaluation, with the model in eval mode (to write
-    sample grids, say); it must not draw from the global random generators, or a resumed run
-    would no longer equal the uninterrupted one.
+    ``on_eval(step)`` is called after every evaluation (also the final one), with the model in
+    eval mode (to write sample grids, say); it must not draw from the global random generators,
+    or a resumed run would no longer equal the uninterrupted one.
 
     A new run into a directory that already holds checkpoints is a ValueError (pass
     ``resume=True``); so is ``resume=True`` without a checkpoint, or with settings that differ
-    from the saved run's (apart from device, precision, log_every and max_seconds)."""
+    from the saved run's (``seqlab.training.rundir.resume_differences``: apart from device,
+    precision, log_every and max_seconds, and data compared on their identity only)."""
     if not isinstance(model, nn.Module) or not callable(getattr(model, "loss", None)):
         fail("model", "a torch.nn.Module with a loss(batch) method", type(model).__name__)
     if not callable(getattr(data, "get_batch", None)):
@@ -891,11 +658,11 @@ def train(
         fail("family", "a non-empty string", repr(family))
     if not isinstance(model_config, Mapping):
         fail("model_config", "a dict", type(model_config).__name__)
-    model_config = _json_normal(dict(model_config), "model_config")
+    model_config = json_normal(dict(model_config), "model_config")
     if data_info is not None:
         if not isinstance(data_info, Mapping):
             fail("data_info", "a dict or None", type(data_info).__name__)
-        data_info = _json_normal(dict(data_info), "data_info")
+        data_info = json_normal(dict(data_info), "data_info")
     files = dict(files or {})
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
@@ -909,7 +676,7 @@ def train(
         if existing is None:
             fail("resume", "a run directory holding a checkpoint",
                  f"{str(run_dir)!r}, which holds none (start a new run without --resume)")
-        diffs = _resume_differences(_read_run_json(run_dir), family, model_config, cfg, data_info)
+        diffs = resume_differences(read_run_json(run_dir), family, model_config, cfg, data_info)
         if diffs:
             fail("resume", "the settings the run was started with (or a new run directory)",
                  "different ones: " + "; ".join(diffs))
