@@ -12,7 +12,9 @@ dataset of random windows in ``seqlab.data.tokens`` (``TokenDataset``).
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from seqlab.validation import fail
 
@@ -66,22 +68,56 @@ def read_text_file(path: str | os.PathLike) -> str:
     return text
 
 
-def load_text(source: str | os.PathLike | None = None) -> tuple[str, str]:
-    """(name, text) of a corpus: ``None`` or ``"pydoc"`` (embedded default), ``"shakespeare"``
-    (see ``shakespeare_path``) or the path of a UTF-8 text file."""
+EMBEDDED = ("pydoc", "shakespeare")  # corpora named rather than given as a file
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """A corpus and how run.json names it: ``source`` is "pydoc", "shakespeare" or the file's
+    absolute path; ``name`` a short label (the file's name)."""
+
+    source: str
+    name: str
+    text: str
+
+    def info(self) -> dict:
+        return {"source": self.source, "name": self.name}
+
+
+def load_corpus(source: str | os.PathLike | None = None) -> Corpus:
+    """A corpus: ``None`` or ``"pydoc"`` (the embedded default), ``"shakespeare"`` (see
+    ``shakespeare_path``) or the path of a UTF-8 text file."""
     if source is None or source == "pydoc":
-        return "pydoc", pydoc_text()
+        return Corpus("pydoc", "pydoc", pydoc_text())
     if source == "shakespeare":
-        return "shakespeare", read_text_file(shakespeare_path())
+        return Corpus("shakespeare", "shakespeare", read_text_file(shakespeare_path()))
     if not isinstance(source, (str, os.PathLike)):
         fail("text source", "None, 'pydoc', 'shakespeare' or a file path", type(source).__name__)
-    return Path(source).name, read_text_file(source)
+    path = Path(source).expanduser()
+    return Corpus(str(path.resolve()), path.name, read_text_file(path))
 
 
-def resume_text(saved_source: str | None, text: str | os.PathLike | None = None) -> str:
-    """The corpus a resumed run reads: ``text`` if given, else the source saved in its
-    run.json; a saved file that is gone is an error that says to pass --text."""
-    source = text if text is not None else saved_source
-    if source is not None and source not in ("pydoc", "shakespeare") and not Path(source).exists():
-        fail("resume", f"the run's text file {str(source)!r}", "no such file (pass --text PATH)")
-    return load_text(source)[1]
+def saved_corpus(saved: dict, text: str | os.PathLike | None = None) -> Corpus:
+    """The corpus of a saved run (its run.json's data description): ``text`` if given again
+    (a moved copy of the same file: resuming checks its sha256), else the saved source; a
+    saved file that is gone is an error that says to pass --text."""
+    source = text if text is not None else saved.get("source")
+    if source is not None and source not in EMBEDDED and not Path(source).expanduser().exists():
+        fail("run", f"its text file {str(source)!r}", "no such file (pass --text PATH)")
+    return load_corpus(source)
+
+
+@dataclass
+class TextData:
+    """A corpus and the dataset of windows made from it: what a language model's run trains on
+    (``dataset`` has ``get_batch``, ``info()`` and the ``tokenizer``)."""
+
+    corpus: Corpus
+    dataset: Any
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.dataset.tokenizer
+
+    def info(self) -> dict:
+        return {**self.corpus.info(), **self.dataset.info()}

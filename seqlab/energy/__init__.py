@@ -10,7 +10,7 @@ Boltzmann machine (``boltzmann.py``): the same energy with stochastic {0, 1} uni
 hidden units, learned from data minus model correlations, checked by enumeration;
 ``parity_demo.py`` shows on n-bit parity that the hidden units are needed.
 Restricted Boltzmann machine (``rbm.py``): weights between the layers only, trained by
-CD-k / persistent CD; ``rbm_runs.py`` trains it through the generic trainer.
+CD-k / persistent CD; ``rbm_family.py`` trains it through the family registry.
 """
 
 from seqlab.energy.boltzmann import BoltzmannConfig, BoltzmannMachine

@@ -82,7 +82,8 @@ class RBMConfig:
         hidden_size: H, hidden units h.
         k: Gibbs steps per update (CD-k / PCD-k).
         persistent: PCD, persistent chains (True), or CD-k, chains that start at the data (False).
-        n_chains: (persistent) the number of persistent chains; scikit-learn uses one per batch item.
+        n_chains: (persistent) the number of persistent chains (default in a run: one per batch item, as in
+            scikit-learn).
         init_std: standard deviation of the initial weights, W ~ N(0, init_std^2); b and c start
             at 0 (as in scikit-learn).
     """

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from seqlab.tour import TourContext, section
+from seqlab.tour.context import TourContext
 from seqlab.viz.report import Section
 
 DIGIT = 3
@@ -49,7 +49,6 @@ def _critical_str(res, N: int) -> str:
     return f">= {c:g}" if res.censored[N] else f"{c:g}"
 
 
-@section(55, "Hopfield networks: energy, recall of a noisy digit, capacity")
 def hopfield(ctx: TourContext, sec: Section) -> str:
     # every tensor here is small (at most 200 x 200, or 1000 x 64): one thread is faster
     # than several, and much faster on a busy machine
@@ -204,9 +203,11 @@ def _hopfield(ctx: TourContext, sec: Section) -> str:
             f"(update = attention, max difference {diff:.1e})")
 
 
-@section(57, "Boltzmann machines: hidden units (3-bit parity, exact), RBM on digits, samples, features")
 def rbm(ctx: TourContext, sec: Section) -> str:
-    from seqlab.energy import parity_demo, rbm_runs
+    import seqlab
+    from seqlab.data.images import saved_image_data
+    from seqlab.energy import parity_demo
+    from seqlab.energy.rbm_eval import evaluate_rbm
     from seqlab.viz.energy import plot_parity_demo, plot_rbm_pictures
     from seqlab.viz.plots import plot_curves
 
@@ -229,14 +230,11 @@ def rbm(ctx: TourContext, sec: Section) -> str:
     parity = f"parity KL {demo.final_kl[0]:.3f} without hidden units, {demo.final_kl[max(demo.hidden_sizes)]:.3f} " \
              f"with {max(demo.hidden_sizes)}"
 
-    options = {}
-    if ctx.quick:
-        options = dict(model_options={"hidden_size": 32},
-                       train_options={"max_steps": 200, "eval_every": 100, "eval_batches": 4})
-    result, run_dir = rbm_runs.start_rbm(out=ctx.out / "runs" / "rbm", progress=ctx.progress, **options)
-    model, _ = rbm_runs.load_rbm(run_dir)
-    data = rbm_runs.run_images(run_dir)
-    ev = rbm_runs.evaluate_rbm(model, data)
+    options = dict(preset="cpu-tiny", max_steps=200, eval_every=100, eval_batches=4) if ctx.quick else {}
+    result = seqlab.train("rbm", out=ctx.run_dir("rbm"), progress=ctx.progress, **options)
+    model, run = seqlab.load(result.run_dir)
+    data = saved_image_data(run.data, binary=True)
+    ev = evaluate_rbm(model, data)
     val = [(r["step"], r["loss"]) for r in result.history if r["split"] == "val"]
     plot_curves({"RBM (validation)": ([s for s, _ in val], [v for _, v in val])}, ctx.out / "rbm.png",
                 title="RBM: -log pseudo-likelihood per image", ylabel="nats / image")

@@ -214,9 +214,11 @@ class Evaluation:
     real_coverage: int
     real_confident: float
     classifier: ClassifierInfo
+    model: str = "model"  # what the samples came from, in the table
 
-    def table(self, name: str = "model") -> str:
+    def table(self, name: str | None = None) -> str:
         c = self.classifier
+        name = self.model if name is None else name
         return "\n".join([
             f"{'':22s}{'Frechet distance':>18s}{'coverage':>10s}{'p >= 0.9':>10s}",
             f"{name:22s}{self.frechet:18.2f}{f'{self.coverage}/{self.classes}':>10s}{self.confident:10.1%}",
@@ -230,22 +232,24 @@ class Evaluation:
         return asdict(self)
 
 
-def evaluate_samples(samples: torch.Tensor, data: ImageData, *, seed: int = 0, progress: bool = False) -> Evaluation:
-    """The protocol above for ``samples`` (n, C, H, W) in [0, 1] (n <= half the test split)."""
+def evaluate_samples(samples: torch.Tensor, data: ImageData, *, seed: int = 0, progress: bool = False,
+                     model: str = "model") -> Evaluation:
+    """The protocol above for ``samples`` (n, C, H, W) in [0, 1] (n <= half the test split);
+    ``model`` names where the samples came from."""
     check_images(samples, data.channels, data.side, "samples")
     real = data.images("test")
     n = samples.shape[0]
     half = real.shape[0] // 2
     if n < 2 or n > half:
         fail("samples", f"between 2 and {half} images (half the test split of {data.name})", n)
-    model, info = reference_classifier(data, progress=progress)
-    f_g, p_g = _features_and_probs(model, samples.detach().cpu().float())
-    f_1, p_1 = _features_and_probs(model, real[:n])
-    f_2, _ = _features_and_probs(model, real[half:half + n])
+    classifier, info = reference_classifier(data, progress=progress)
+    f_g, p_g = _features_and_probs(classifier, samples.detach().cpu().float())
+    f_1, p_1 = _features_and_probs(classifier, real[:n])
+    f_2, _ = _features_and_probs(classifier, real[half:half + n])
     g, r = _stats(p_g), _stats(p_1)
     return Evaluation(n=n, seed=seed, frechet=frechet_distance(f_g, f_2), floor=frechet_distance(f_1, f_2),
                       coverage=g.coverage, classes=p_g.shape[1], confident=g.confident, histogram=g.histogram,
-                      real_coverage=r.coverage, real_confident=r.confident, classifier=info)
+                      real_coverage=r.coverage, real_confident=r.confident, classifier=info, model=model)
 
 
 def default_n(data: ImageData, cap: int = 2000) -> int:

@@ -6,35 +6,34 @@ from __future__ import annotations
 
 import torch
 
-from seqlab.tour import TourContext, section
+from seqlab.tour.context import TourContext
 from seqlab.viz.report import Section
 
 # seconds of training per model in the full tour (quick: a few steps)
 BUDGET = {"gan": 45.0, "vae": 30.0, "diffusion": 75.0}
 
 
-@section(59, "Generative models: GAN, VAE, diffusion (DDPM, DDIM) on the digits, one evaluation")
 def generative(ctx: TourContext, sec: Section) -> str:
-    from seqlab.generative import runs
+    import seqlab
+    from seqlab.data.images import saved_image_data
     from seqlab.generative.evaluate import default_n, evaluate_samples
     from seqlab.viz.generative import plot_latent_map, plot_trajectory
     from seqlab.viz.plots import plot_image_grid
 
     rows, scores, T = [], {}, 0
     n = 40 if ctx.quick else None
-    for family in runs.FAMILIES:
-        options: dict = {"model_options": {"latent_size": 2}} if family == "vae" else {}
+    for family in ("gan", "vae", "diffusion"):
+        options: dict = {"latent_size": 2} if family == "vae" else {}
         train = {"max_steps": 20, "eval_every": 10, "eval_batches": 2} if ctx.quick else \
             {"max_steps": 100_000, "max_seconds": BUDGET[family]}
-        result, run_dir = runs.start_run(family, out=ctx.out / "runs" / family, progress=ctx.progress,
-                                         train_options=train, **options)
-        model, _ = runs.load_model(run_dir)
-        data = runs.run_data(run_dir)
+        result = seqlab.train(family, out=ctx.run_dir(family), progress=ctx.progress, **train, **options)
+        model, run = seqlab.load(result.run_dir)
+        data = saved_image_data(run.data)
         gen = torch.Generator().manual_seed(ctx.seed)
         kwargs = {"method": "ddim", "steps": 50} if family == "diffusion" else {}
         with torch.no_grad():
             x = model.sample(default_n(data) if n is None else n, generator=gen, **kwargs)
-        ev = evaluate_samples(x, data, seed=ctx.seed)
+        ev = evaluate_samples(x, data, seed=ctx.seed, model=family)
         scores[family] = ev
         png = ctx.out / f"{family}_samples.png"
         plot_image_grid(x[:40, 0].reshape(min(40, x.shape[0]), -1), png, side=data.side, cols=10,

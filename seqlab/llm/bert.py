@@ -502,8 +502,42 @@ def unigram_accuracy(targets: torch.Tensor, counts: torch.Tensor) -> float:
     return float((y == guess).float().mean())
 
 
+@torch.no_grad()
+def masked_accuracy(model: BERT, data: MLMDataset, *, batches: int = 50, batch_size: int = 32,
+                    seed: int = 1234) -> dict[str, float]:
+    """Masked-token accuracy on random held-out windows (the validation split, masked with a
+    fixed seed), with the unigram baseline: always guess the most frequent token of the
+    training split."""
+    if not isinstance(model, BERT):
+        fail("model", "a BERT", type(model).__name__)
+    if not isinstance(data, MLMDataset):
+        fail("data", "an MLMDataset", type(data).__name__)
+    check_int(batches, "batches", minimum=1)
+    check_int(batch_size, "batch_size", minimum=1)
+    g = torch.Generator().manual_seed(seed)
+    counts = torch.bincount(data.data.train_data, minlength=model.config.vocab_size)
+    device = model.w_x.device
+    correct = total = 0
+    base_correct = 0.0
+    was_training = model.training
+    model.eval()
+    try:
+        for _ in range(batches):
+            x, y = data.get_batch("val", batch_size, g)
+            logits = model(x.to(device)).cpu()
+            sel = y != IGNORE_INDEX
+            n = int(sel.sum())
+            correct += int((logits.argmax(-1)[sel] == y[sel]).sum())
+            base_correct += unigram_accuracy(y, counts) * n
+            total += n
+    finally:
+        model.train(was_training)
+    return {"accuracy": correct / total, "unigram_accuracy": base_correct / total, "masked": total}
+
+
 __all__ = [
     "BERT",
+    "masked_accuracy",
     "IGNORE_INDEX",
     "POOLINGS",
     "PRESETS",

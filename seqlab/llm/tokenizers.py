@@ -555,7 +555,27 @@ def _from_legacy(obj: dict) -> Tokenizer:
     return tok
 
 
+TOKENIZERS = ("char", "bpe")
+DEFAULT_BPE_VOCAB = 512
+
+
+def fit_tokenizer(kind: str, corpus: str, *, vocab_size: int | None = None,
+                  special_tokens: Sequence[str] = ()) -> Tokenizer:
+    """A tokenizer fitted to ``corpus``: its characters ("char"), or byte-level BPE ("bpe")
+    with ``vocab_size`` entries (default 512); ``special_tokens`` after the characters, or
+    first in the BPE vocabulary."""
+    if kind not in TOKENIZERS:
+        fail("tokenizer", "one of " + ", ".join(repr(k) for k in TOKENIZERS), repr(kind))
+    if kind == "char":
+        if vocab_size is not None:
+            fail("vocab_size", "nothing with the char tokenizer (its vocabulary is the corpus's characters)",
+                 vocab_size)
+        return CharTokenizer.from_text(corpus, special_tokens=special_tokens)
+    vocab_size = DEFAULT_BPE_VOCAB if vocab_size is None else check_int(vocab_size, "vocab_size", minimum=257)
+    return BPETokenizer.train(corpus, vocab_size=vocab_size, special_tokens=special_tokens)
+
+
 __all__ = [
-    "BERT_SPECIAL_TOKENS", "BPETokenizer", "CLS", "CharTokenizer", "EOS", "GPT_SPECIAL_TOKENS", "MASK",
-    "PAD", "SEP", "Tokenizer", "UNK", "tokenizer_from_json",
+    "BERT_SPECIAL_TOKENS", "BPETokenizer", "CLS", "CharTokenizer", "DEFAULT_BPE_VOCAB", "EOS", "GPT_SPECIAL_TOKENS",
+    "MASK", "PAD", "SEP", "TOKENIZERS", "Tokenizer", "UNK", "fit_tokenizer", "tokenizer_from_json",
 ]

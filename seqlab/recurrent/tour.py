@@ -7,12 +7,13 @@ import math
 import torch
 from torch import nn
 
-from seqlab.tour import TourContext, section
+import seqlab
+
+from seqlab.tour.context import TourContext
 from seqlab.viz.plots import plot_curves
 from seqlab.viz.report import Section
 
 
-@section(10, "Recurrent networks: the Elman RNN")
 def elman(ctx: TourContext, sec: Section) -> str:
     from seqlab.recurrent import RNN
     from seqlab.recurrent.network import SequenceNetwork
@@ -65,7 +66,6 @@ def elman(ctx: TourContext, sec: Section) -> str:
     return f"parity with nn.RNN {parity:.0e}; learns a running sum: cost {final:.4f} vs {baseline:.4f} baseline"
 
 
-@section(20, "Backpropagation through time, by hand")
 def bptt(ctx: TourContext, sec: Section) -> str:
     from seqlab.recurrent.bptt import compare_with_autograd
 
@@ -86,7 +86,6 @@ def bptt(ctx: TourContext, sec: Section) -> str:
     return f"NumPy BPTT matches autograd to {worst:.1e} on {len(configs)} random networks"
 
 
-@section(30, "Unfolding: which weight copies does one BPTT step use?")
 def unfolding(ctx: TourContext, sec: Section) -> str:
     from seqlab.recurrent import unfold as uf
     from seqlab.viz.recurrent import plot_unfold
@@ -102,7 +101,6 @@ def unfolding(ctx: TourContext, sec: Section) -> str:
     return "dC/dw_x at T = 3 uses " + ", ".join(lines) + " weight copies (read off the unrolled graph)"
 
 
-@section(40, "Vanishing and exploding gradients")
 def gradient_flow(ctx: TourContext, sec: Section) -> str:
     from seqlab.recurrent import gradflow as gf
     from seqlab.recurrent.clipping import clipping_demo, format_clipping
@@ -126,10 +124,8 @@ def gradient_flow(ctx: TourContext, sec: Section) -> str:
             + f"; {clip}")
 
 
-@section(50, "LSTM and GRU: parity and a character language model")
 def gated(ctx: TourContext, sec: Section) -> str:
     from seqlab.recurrent import GRU, LSTM
-    from seqlab.recurrent import charlm_runs
     from seqlab.recurrent.charlm import LN2
     from seqlab.testing import recurrent_parity
 
@@ -145,29 +141,28 @@ def gated(ctx: TourContext, sec: Section) -> str:
         "(reset before w^(G)) is the default elsewhere.")
 
     if ctx.quick:
-        options = dict(preset="cpu-tiny", block_size=32, train_options=dict(
-            max_steps=12, batch_size=8, eval_every=12, eval_batches=2, warmup_steps=2, log_every=4))
+        options = dict(preset="cpu-tiny", block_size=32, max_steps=12, batch_size=8, eval_every=12, eval_batches=2,
+                       warmup_steps=2, log_every=4)
+        steps = {}
     else:
         # steps sized to about 2 minutes (RNN) and 3 minutes (LSTM, GRU) on 2 CPU cores, so the
         # cosine schedule ends; max_seconds caps a slower machine
         steps = {"rnn": 3600, "lstm": 1800, "gru": 2200}
-        options = dict(preset="cpu-small", block_size=64, train_options=dict(
-            max_seconds=200, batch_size=32, lr=2e-2, eval_every=300, eval_batches=10, warmup_steps=100,
-            log_every=50))
+        options = dict(preset="cpu-small", block_size=64, max_seconds=200, batch_size=32, lr=2e-2, eval_every=300,
+                       eval_batches=10, warmup_steps=100, log_every=50)
     curves, rows, results = {}, [], {}
     for cell in ("rnn", "lstm", "gru"):
-        cell_options = options if ctx.quick else {
-            **options, "train_options": {**options["train_options"], "max_steps": steps[cell]}}
-        result, run_dir = charlm_runs.start(cell, out=ctx.out / "runs" / cell, progress=ctx.progress,
-                                            **cell_options)
+        cell_options = {**options, **({"max_steps": steps[cell]} if cell in steps else {})}
+        result = seqlab.train(cell, out=ctx.run_dir(cell), progress=ctx.progress, **cell_options)
         results[cell] = result
         val = [(r["step"], r["loss"] / LN2) for r in result.history if r.get("split") == "val"]
         curves[cell] = ([s for s, _ in val], [v for _, v in val])
-        text = charlm_runs.sample(run_dir, None, length=160 if not ctx.quick else 40, temperature=0.8, seed=0)
+        text = seqlab.sample(result.run_dir, length=160 if not ctx.quick else 40, temperature=0.8, seed=0)
         sec.pre.append(f"{cell} sample:\n{text}")
         rows.append([cell, str(result.steps), f"{result.seconds:.0f}", f"{result.best_val_loss:.3f}",
                      f"{result.best_val_loss / LN2:.3f}"])
-    uniform = math.log2(charlm_runs.load(ctx.out / "runs" / "lstm")[1].vocab_size)  # bits/char of a uniform guess
+    _, lstm_run = seqlab.load(ctx.run_dir("lstm"))
+    uniform = math.log2(lstm_run.tokenizer.vocab_size)  # bits/char of a uniform guess
     plot_curves(curves, ctx.out / "charlm.png", title="character LM on pydoc_data.topics (validation)",
                 ylabel="bits per character")
     sec.tables.append((["cell", "steps", "seconds", "val loss (nats)", "val bits/char"], rows))

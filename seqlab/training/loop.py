@@ -224,9 +224,11 @@ class _InterruptGuard:
 class _Run:
     """One invocation of ``train``: set-up (new or resumed), the steps, evaluations, saves."""
 
-    def __init__(self, model, data, cfg, run_dir, family, model_config, files, progress, data_info, on_eval=None):
+    def __init__(self, model, data, cfg, run_dir, family, model_config, files, progress, data_info, on_eval=None,
+                 upgrade=None):
         self.model: nn.Module = model
         self.on_eval = on_eval
+        self.upgrade = upgrade
         self.data = data
         self.cfg: TrainConfig = cfg
         self.run_dir: Path = run_dir
@@ -271,8 +273,8 @@ class _Run:
         created = None
         if resume:
             created = read_run_json(self.run_dir).get("created")
-            self._restore(load_checkpoint(latest_checkpoint(self.run_dir), family=self.family,
-                                          map_location=self.device))
+            ckpt = load_checkpoint(latest_checkpoint(self.run_dir), family=self.family, map_location=self.device)
+            self._restore(ckpt if self.upgrade is None else self.upgrade(ckpt))
             self.history = truncate_metrics(self.run_dir, self.step)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         write_run_json(self.run_dir, family=self.family, model_config=self.model_config, train_config=cfg,
@@ -633,6 +635,7 @@ def train(
     progress: bool = True,
     data_info: dict | None = None,
     on_eval: Any = None,
+    upgrade: Any = None,
 ) -> TrainResult:
     """Train ``model`` on ``data`` with ``cfg``, writing into ``run_dir`` (see the module
     docstring, and ``seqlab.training.rundir`` for the layout).
@@ -642,7 +645,9 @@ def train(
     (``{"tokenizer.json": ...}``); ``data_info`` describes the data in ``run.json``.
     ``on_eval(step)`` is called after every evaluation (also the final one), with the model in
     eval mode (to write sample grids, say); it must not draw from the global random generators,
-    or a resumed run would no longer equal the uninterrupted one.
+    or a resumed run would no longer equal the uninterrupted one. ``upgrade(checkpoint) ->
+    checkpoint`` translates a checkpoint written by an older seqlab before a resume reads it
+    (``seqlab.runs.Family.upgrade_checkpoint``).
 
     A new run into a directory that already holds checkpoints is a ValueError (pass
     ``resume=True``); so is ``resume=True`` without a checkpoint, or with settings that differ
@@ -683,6 +688,8 @@ def train(
 
     if on_eval is not None and not callable(on_eval):
         fail("on_eval", "a function of the step, or None", type(on_eval).__name__)
-    run = _Run(model, data, cfg, run_dir, family, model_config, files, progress, data_info, on_eval)
+    if upgrade is not None and not callable(upgrade):
+        fail("upgrade", "a function checkpoint -> checkpoint, or None", type(upgrade).__name__)
+    run = _Run(model, data, cfg, run_dir, family, model_config, files, progress, data_info, on_eval, upgrade)
     run.setup(resume)
     return run.run()
