@@ -42,8 +42,11 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_recurrent_speed import machine  # noqa: E402
 
-from seqlab.generative import runs  # noqa: E402
+import seqlab  # noqa: E402
+from seqlab.data.images import saved_image_data  # noqa: E402
 from seqlab.generative.evaluate import default_n, evaluate_samples  # noqa: E402
+
+FAMILIES = ("gan", "vae", "diffusion")
 
 
 def step_time(family: str, images: str, device: str, seconds: float = 20.0) -> float:
@@ -51,10 +54,8 @@ def step_time(family: str, images: str, device: str, seconds: float = 20.0) -> f
     throw-away run of ``seconds``, leaving out its first fifth (warm-up)."""
     tmp = Path(tempfile.mkdtemp())
     try:
-        result, _ = runs.start_run(family, images=images, out=tmp / "r", progress=False,
-                                   train_options={"max_steps": 10 ** 7, "max_seconds": seconds,
-                                                  "eval_every": 10 ** 7, "eval_batches": 1,
-                                                  "log_every": 10, "device": device})
+        result = seqlab.train(family, images=images, out=tmp / "r", progress=False, max_steps=10 ** 7,
+                              max_seconds=seconds, eval_every=10 ** 7, eval_batches=1, log_every=10, device=device)
         rates = [r["steps_per_s"] for r in result.history if r["split"] == "train"]
         rates = rates[len(rates) // 5:]
         if not rates:
@@ -70,7 +71,7 @@ def main() -> None:
     ap.add_argument("--images", default="digits")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default=None)
-    ap.add_argument("--families", default=",".join(runs.FAMILIES))
+    ap.add_argument("--families", default=",".join(FAMILIES))
     ap.add_argument("--device", default="cpu", help="cpu (the issue's setting) or cuda")
     args = ap.parse_args()
     if args.quick:
@@ -87,18 +88,18 @@ def main() -> None:
         print(f"{family}: {t_step * 1000:.1f} ms/step -> max_steps {max_steps}", flush=True)
         options = {"max_steps": max_steps, "max_seconds": 1.5 * args.budget,
                    "eval_every": max(10, max_steps // 10), "device": args.device}
-        result, run_dir = runs.start_run(family, images=args.images, out=work / family, progress=False,
-                                         train_options=options)
-        model, ckpt = runs.load_model(run_dir, map_location=args.device)
+        result = seqlab.train(family, images=args.images, out=work / family, progress=False, **options)
+        # the best checkpoint by validation loss; the latest for the GAN (its family says so)
+        model, run = seqlab.load(result.run_dir, map_location=args.device)
 
         def gen(seed: int) -> torch.Generator:
             return torch.Generator(device=args.device).manual_seed(seed)
 
-        data = runs.run_data(run_dir)
+        data = saved_image_data(run.data)
         n = default_n(data)
         row = {"steps": result.steps, "max_steps": max_steps, "stopped": result.stopped,
                "seconds": result.seconds, "ms_per_step": t_step * 1000,
-               "checkpoint_step": ckpt.step, "best_val_loss": result.best_val_loss}
+               "checkpoint_step": run.step, "best_val_loss": result.best_val_loss}
         with torch.no_grad():
             if family == "diffusion":
                 row["timesteps"] = model.config.timesteps

@@ -36,8 +36,11 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_recurrent_speed import machine  # noqa: E402
 
-from seqlab.llm import runs  # noqa: E402
+import seqlab  # noqa: E402
+from seqlab.data.text import load_corpus  # noqa: E402
+from seqlab.data.tokens import TokenDataset  # noqa: E402
 from seqlab.llm.gpt import LN2  # noqa: E402
+from seqlab.runs import get_family  # noqa: E402
 from seqlab.viz.plots import plot_curves  # noqa: E402
 
 RECIPES = {
@@ -102,6 +105,7 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(torch.get_num_threads())
     recipe = RECIPES[args.mode]
+    family = get_family("gpt")
     model_options = dict(recipe["model"])
     train_options = dict(recipe["train"], seed=args.seed)
     if args.mode == "budget":
@@ -114,21 +118,19 @@ def main(argv=None) -> int:
             value = json.loads(v)  # numbers, true/false
         except json.JSONDecodeError:
             value = v  # a word, such as sinusoidal
-        (model_options if k in runs.GPT_MODEL_FIELDS else train_options)[k] = value
+        (model_options if k in family.model_options() else train_options)[k] = value
     out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / f"gpt_quality_{args.mode}"
     out.parent.mkdir(parents=True, exist_ok=True)
     run_dir = Path("/tmp") / f"seqlab-bench-gpt-{args.mode}-{time.strftime('%Y%m%d-%H%M%S')}"
 
     t0 = time.perf_counter()
-    result, run_dir = runs.start_gpt(out=run_dir, progress=sys.stderr.isatty(), text=args.text,
-                                     preset=recipe["preset"], model_options=model_options,
-                                     train_options=train_options)
+    result = seqlab.train("gpt", out=run_dir, progress=sys.stderr.isatty(), text=args.text, preset=recipe["preset"],
+                          **model_options, **train_options)
     wall = time.perf_counter() - t0
-    model, tok, ckpt = runs.load_gpt(run_dir)  # the best checkpoint
-    from seqlab.data.text import load_text
-    from seqlab.data.tokens import TokenDataset
-
-    data = TokenDataset.from_text(load_text(args.text)[1], tok, model.config.block_size)
+    run_dir = result.run_dir
+    model, run = seqlab.load(run_dir)  # the best checkpoint
+    tok = run.tokenizer
+    data = TokenDataset.from_text(load_corpus(args.text).text, tok, model.config.block_size)
     batch_size = train_options["batch_size"]
     random_loss = val_random(model, data, args.eval_batches, batch_size)
     whole_loss = val_whole(model, data)
@@ -136,7 +138,7 @@ def main(argv=None) -> int:
     val_records = [r for r in result.history if r.get("split") == "val"]
     steps_per_s = result.steps / result.seconds
     tokens_per_s = steps_per_s * batch_size * model.config.block_size
-    sample = runs.sample_gpt(run_dir, "ROMEO:", length=300, temperature=0.8, seed=0, model=model, tokenizer=tok)
+    sample = family.sample(model, run, family.sample_class(prompt="ROMEO:", length=300, temperature=0.8, seed=0))
 
     report = {
         "mode": args.mode, "command": "python benchmarks/bench_gpt_quality.py " + " ".join(argv or sys.argv[1:]),
@@ -145,7 +147,7 @@ def main(argv=None) -> int:
         "train": result_config(run_dir), "steps": result.steps, "train_seconds": round(result.seconds, 1),
         "wall_seconds": round(wall, 1), "stopped": result.stopped,
         "iterations_per_second": round(steps_per_s, 2), "tokens_per_second": round(tokens_per_s),
-        "best_val_loss_during_training": result.best_val_loss, "best_checkpoint": str(ckpt.path),
+        "best_val_loss_during_training": result.best_val_loss, "best_checkpoint": str(run.checkpoint),
         "val_loss_random_windows": random_loss, "val_loss_whole_split": whole_loss,
         "val_bits_per_char_random_windows": random_loss / LN2,
         "sample": sample,

@@ -42,7 +42,7 @@ from bench_recurrent_speed import machine  # noqa: E402
 
 from seqlab.data.images import load_images  # noqa: E402
 from seqlab.energy.rbm import RBM  # noqa: E402
-from seqlab.energy.rbm_runs import feature_accuracy  # noqa: E402
+from seqlab.energy.rbm_eval import feature_accuracy  # noqa: E402
 
 
 def sklearn_as_rbm(sk) -> RBM:

@@ -2,7 +2,7 @@
 against torch.nn.RNN, nn.LSTM and nn.GRU, measured in the same process.
 
     python benchmarks/bench_recurrent_speed.py            # both sizes of the issue, ~3 minutes
-    python benchmarks/bench_recurrent_speed.py --quick    # smaller, for a smoke test
+    python benchmarks/bench_recurrent_speed.py --quick    # smaller, for a smoke test; writes to /tmp unless --out
 
 Method. Each model gets the same input and the same output gradient; one training step
 is ``out, _ = model(x); out.backward(g)``. Rounds alternate between the implementations
@@ -144,13 +144,15 @@ def time_cell(cell: str, size: tuple, rounds: int, reps: int, readable: bool, de
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="small sizes, few rounds")
+    p.add_argument("--quick", action="store_true",
+                   help="small sizes, few rounds; writes to /tmp/bench_recurrent_quick unless --out")
     p.add_argument("--rounds", type=int, default=8)
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--cells", default="rnn,lstm,gru")
     p.add_argument("--no-readable", action="store_true", help="skip the per-step readable path")
     p.add_argument("--no-memory", action="store_true")
-    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "recurrent_speed"))
+    p.add_argument("--out", default=None, help="output prefix: writes PREFIX.md and PREFIX.json (default "
+                   "benchmarks/results/recurrent_speed)")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     p.add_argument("--memory-child", nargs=3, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -187,7 +189,8 @@ def main(argv=None) -> int:
             print(f"{cell:4} B={size[0]} T={size[1]} I={size[2]} H={size[3]}: torch {row['ms_torch']:.1f} ms, "
                   f"seqlab {row['ms_seqlab']:.1f} ms (x{row['ratio']:.2f}){readable}{mem}", flush=True)
 
-    out = Path(args.out)
+    out = Path(args.out) if args.out else (Path("/tmp/bench_recurrent_quick/recurrent_speed") if args.quick
+                                           else ROOT / "benchmarks" / "results" / "recurrent_speed")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps({"machine": info, "rows": rows,
                                                     "date": time.strftime("%Y-%m-%d")}, indent=2))

@@ -61,7 +61,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_recurrent_speed import machine  # noqa: E402
 from seqlab.llm.gpt import GPT, GPTConfig  # noqa: E402
-from seqlab.llm.runs import GPT_TRAIN_DEFAULTS  # noqa: E402
+from seqlab.runs import get_family  # noqa: E402
 from seqlab.training.config import TrainConfig  # noqa: E402
 from seqlab.training.loop import make_optimizer  # noqa: E402
 from seqlab.transformer.attention import scaled_dot_product_attention  # noqa: E402
@@ -229,7 +229,7 @@ def bench_gpt_train(spec: dict, rounds: int, reps: int) -> dict:
         for name in ("seqlab", "seqlab-explicit"):
             torch.testing.assert_close(models[name](x), ref, rtol=1e-4, atol=1e-5, msg=f"GPT {name} differs")
 
-    cfg = TrainConfig.from_dict(GPT_TRAIN_DEFAULTS)
+    cfg = TrainConfig.from_dict(get_family("gpt").train_defaults)  # what `seqlab train gpt` starts from
     for model in models.values():
         model.train()
     optims = {name: make_optimizer(model, cfg) for name, model in models.items()}

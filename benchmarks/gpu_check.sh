@@ -4,9 +4,13 @@
 # Tiny Shakespeare is read from $SEQLAB_SHAKESPEARE, else .gpu_data/tinyshakespeare.txt (a copy
 # carried to the machine: the device tool does not send ../shared), else the GPT step fails.
 # 1. the CUDA tests (parity with cuDNN and PyTorch's attention in float64/float32, bf16
-#    autocast, GPT and BERT runs on the GPU loading on a CPU) and the trainer's CUDA tests;
-# 2. `seqlab train lstm --device cuda --precision bf16`, then sampling from it on the CPU;
-# 3. the speed benchmark on the GPU (seqlab's per-step loop against cuDNN, informative).
+#    autocast, GPT and BERT runs on the GPU loading on a CPU, the RBM and the GAN, VAE and
+#    diffusion runs on the GPU) and the trainer's CUDA tests (tests/training: test_loop.py's
+#    bf16 run resumed on the CPU, test_checkpoint.py's GPU checkpoint loaded on the CPU);
+# 2. `seqlab train rbm --device cuda` and `seqlab train lstm --device cuda --precision bf16`,
+#    each then sampled on the CPU (`seqlab train` prints a 200-token sample of a text run itself);
+# 3. the speed benchmark on the GPU (seqlab's per-step loop against cuDNN, informative);
+# 4. `seqlab train gpt --preset gpu-baby` on tiny Shakespeare for 2 minutes, sampled on the CPU.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-${OUT:-/tmp/seqlab_gpu}}
@@ -25,12 +29,12 @@ python3 -m seqlab train rbm --device cuda --out "$OUT/rbm_run" --quiet
 CUDA_VISIBLE_DEVICES= python3 -m seqlab sample "$OUT/rbm_run" --n 16 --steps 200 --png "$OUT/rbm_samples.png"
 echo "== bf16 training run on the GPU, sampled on the CPU"
 python3 -m seqlab train lstm --device cuda --precision bf16 --max-steps 300 --eval-every 100 \
-    --out "$OUT/gpu_run" --quiet --sample-length 0
+    --out "$OUT/gpu_run" --quiet
 CUDA_VISIBLE_DEVICES= python3 -m seqlab sample "$OUT/gpu_run" --prompt "def " --length 120 --seed 0
 echo "== speed on the GPU"
 python3 benchmarks/bench_recurrent_speed.py --device cuda --no-readable --rounds 4 --reps 3 \
     --out "$OUT/recurrent_speed_cuda" 2>&1 | tail -8
 echo "== GPT (gpu-baby preset, bf16) on tiny Shakespeare for 2 minutes, sampled on the CPU"
 python3 -m seqlab train gpt --preset gpu-baby --text shakespeare --device cuda --precision bf16 \
-    --batch-size 64 --max-steps 2000 --max-seconds 120 --eval-every 250 --out "$OUT/gpt_run" --quiet --sample-length 0
+    --batch-size 64 --max-steps 2000 --max-seconds 120 --eval-every 250 --out "$OUT/gpt_run" --quiet
 CUDA_VISIBLE_DEVICES= python3 -m seqlab sample "$OUT/gpt_run" --prompt "ROMEO:" --length 200 --seed 0

@@ -119,6 +119,8 @@ class Family:
         presets: named config overrides; every family has "cpu-tiny" and its default.
         default_preset: the preset a new run uses when none is named.
         train_defaults: ``TrainConfig`` fields this family's runs start from.
+        config_defaults: config fields a run sets where the model's own default differs (BERT
+            runs use the fused attention); presets and options override them.
         variants: command names that fix config fields (``{"lstm": {"cell": "lstm"}}``);
             empty for one command named like the family.
         data_fields: config fields set from the data (vocab_size, channels, ...), not options.
@@ -143,6 +145,7 @@ class Family:
     presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
     default_preset: ClassVar[str] = "cpu-small"
     train_defaults: ClassVar[Mapping[str, Any]] = {}
+    config_defaults: ClassVar[Mapping[str, Any]] = {}
     variants: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
     data_fields: ClassVar[tuple[str, ...]] = ()
     resume_data_options: ClassVar[tuple[str, ...]] = ()
@@ -213,8 +216,10 @@ class Family:
         """A model with fresh weights."""
         return self.model_class(config)
 
-    def initialize(self, model: nn.Module, data: Any) -> None:
-        """Anything a new run sets after ``build`` (a fine-tune copies pretrained weights)."""
+    def new_model(self, config: Any, data: Any) -> nn.Module:
+        """The model a new run starts from (``build``; a fine-tune starts from pretrained
+        weights). Called under ``torch.manual_seed(seed)``."""
+        return self.build(config)
 
     def extras(self, run: RunRecord) -> None:
         """Restore what the checkpoint's files hold into ``run`` (``run.tokenizer``, ...)."""
@@ -311,6 +316,19 @@ def register(family: Family) -> Family:
     return family
 
 
+def _section_key(package: str) -> tuple[int, str]:
+    return (SECTION_ORDER.index(package) if package in SECTION_ORDER else len(SECTION_ORDER), package)
+
+
+def _module_key(module: str) -> tuple[int, int, str, str]:
+    """Where a family file sorts: seqlab's packages in the lecture's order, each file by
+    name; families from outside seqlab last."""
+    parts = module.split(".")
+    if len(parts) == 3 and parts[0] == "seqlab":
+        return (0, *_section_key(parts[1]), parts[2].removesuffix("_family").replace("_", "-"))
+    return (1, 0, "", module)
+
+
 def discover() -> None:
     """Import every ``seqlab/<package>/*_family.py`` once (each registers its family)."""
     global _DISCOVERED
@@ -321,24 +339,31 @@ def discover() -> None:
 
     root = Path(seqlab.__file__).parent
     packages = sorted((p for p in root.iterdir() if (p / "__init__.py").is_file()),
-                      key=lambda p: (SECTION_ORDER.index(p.name) if p.name in SECTION_ORDER else len(SECTION_ORDER),
-                                     p.name))
+                      key=lambda p: _section_key(p.name))
     for pkg in packages:
         names = [m.name for m in pkgutil.iter_modules([str(pkg)]) if m.name.endswith("_family")]
         for name in sorted(names, key=lambda n: n.removesuffix("_family").replace("_", "-")):
             importlib.import_module(f"seqlab.{pkg.name}.{name}")
 
 
+def _ordered(items: dict[str, Any], family_of) -> dict[str, Any]:
+    """``items`` in the lecture's order of their families' files (stable within a family),
+    whatever order the files were imported in."""
+    order = {id(f): i for i, f in enumerate(sorted(_FAMILIES.values(), key=lambda f: _module_key(type(f).__module__)))}
+    return dict(sorted(items.items(), key=lambda kv: order.get(id(family_of(kv[1])), len(order))))
+
+
 def families() -> dict[str, Family]:
-    """Every registered family by name."""
+    """Every registered family by name, in the lecture's order."""
     discover()
-    return dict(_FAMILIES)
+    return _ordered(_FAMILIES, lambda f: f)
 
 
 def commands() -> dict[str, tuple[Family, dict[str, Any]]]:
-    """Every command name of ``seqlab train`` -> (family, the config fields it fixes)."""
+    """Every command name of ``seqlab train`` -> (family, the config fields it fixes), in the
+    lecture's order."""
     discover()
-    return dict(_COMMANDS)
+    return _ordered(_COMMANDS, lambda v: v[0])
 
 
 def get_family(name: str) -> Family:
@@ -390,11 +415,6 @@ def split_options(family: Family, command: str | None, options: Mapping[str, Any
     return model, data, train
 
 
-def _seeded_model(family: Family, config: Any, seed: int) -> nn.Module:
-    torch.manual_seed(seed)  # the initial weights depend on the run's seed only
-    return family.build(config)
-
-
 def train(command: str, *, preset: str | None = None, out: PathLike | None = None, progress: bool = True,
           **options: Any) -> TrainResult:
     """Train a new run of ``command`` (a family or variant name: ``"lstm"``, ``"gpt"``,
@@ -411,14 +431,15 @@ def train(command: str, *, preset: str | None = None, out: PathLike | None = Non
     elif preset is not None:
         fail("preset", f"nothing ({family.name} has no presets)", repr(preset))
     cfg = TrainConfig.from_dict({**family.train_defaults, **train_opts})
-    fields = {**family.presets.get(preset or family.default_preset, {}), **fixed, **model_opts}
+    fields = {**family.config_defaults, **family.presets.get(preset or family.default_preset, {}), **fixed,
+              **model_opts}
     data = family.make_data(make_options(family.data_class, data_opts, f"{command} data"), fields, cfg)
     derived = family.config_from_data(data, cfg)
     # the data decide its data_fields; anything else it returns is a default the options override
     config = family.make_config({**{k: v for k, v in derived.items() if k not in family.data_fields}, **fields,
                                  **{k: v for k, v in derived.items() if k in family.data_fields}})
-    model = _seeded_model(family, config, cfg.seed)
-    family.initialize(model, data)
+    torch.manual_seed(cfg.seed)  # the initial weights depend on the run's seed only
+    model = family.new_model(config, data)
     run_dir = Path(out) if out is not None else default_run_dir(command)
     return train_loop(model, family.training_data(data), cfg, run_dir, family=family.name,
                       model_config=config.to_dict(), files=family.files(data), progress=progress,
@@ -448,7 +469,7 @@ def resume(run_dir: PathLike, *, progress: bool = True, **options: Any) -> Train
     requested = {**saved["model_config"], **model_opts}  # compared with the saved config by the trainer
     saved_train = {k: v for k, v in (saved.get("train_config") or {}).items() if k != "max_seconds"}
     cfg = TrainConfig.from_dict({**saved_train, **train_opts})
-    model = _seeded_model(family, config, cfg.seed)
+    model = family.build(config)  # the checkpoint's weights replace these
     return train_loop(model, family.training_data(data), cfg, run_dir, family=family.name, model_config=requested,
                       files=family.files(data), resume=True, progress=progress, data_info=family.data_info(data),
                       on_eval=family.on_eval(model, run_dir, data), upgrade=family.upgrade_checkpoint)

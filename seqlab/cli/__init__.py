@@ -23,7 +23,13 @@ VERBS = ("tour", "train", "finetune", "sample", "evaluate", "attention", "fill",
 
 class Parser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are one line (``seqlab train lstm: error: ...``, with a
-    pointer to ``--help``) and exit status 2."""
+    pointer to ``--help``) and exit status 2. Flags are not abbreviated: with flags made from
+    each family's options, a prefix would silently mean another family's flag (``--n`` of the
+    image samplers read as a GPT's ``--no-cache``)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
@@ -56,7 +62,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             if prepare is not None:
                 argv = prepare(argv)
         args, extra = build_parser(argv).parse_known_args(argv)
-        if extra:
+        # a command that cannot run as given (``complete=False``: no family named, a run whose
+        # family lacks the verb) has its handler say why, rather than refuse the options after it
+        if extra and getattr(args, "complete", True):
             hint = getattr(args, "hint", None) or f"seqlab {args.verb} --help"
             raise ValueError(f"{' '.join(extra)}: expected options listed by {hint}, received unrecognized "
                              f"argument(s)")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from seqlab import runs
-from seqlab.cli.train import add_family_flags, family_options, report_result
+from seqlab.cli.train import add_family_flags, check_resume_family, family_options, report_result
 
 VERB = "finetune"
 FAMILY = "bert-classifier"
@@ -29,6 +29,7 @@ def run(args: argparse.Namespace) -> int:
     options.pop("preset", None)
     options.pop("base", None)  # the positional RUN_DIR
     if args.resume:
+        check_resume_family(family, args.resume)
         result = runs.resume(args.resume, progress=not args.quiet, **options)
     else:
         result = runs.train(FAMILY, out=args.out, progress=not args.quiet, base=args.base, **options)

@@ -41,6 +41,8 @@ def add_run_parser(sub, argv: list[str], verb: str, attribute: str, **kwargs) ->
         cls = getattr(family, attribute)
         if cls is not None:
             opt.add_fields(p.add_argument_group(f"{family.name} options"), cls, runs.field_names(cls))
+        else:  # the verb does not apply to this run: its handler says so before any option is refused
+            p.set_defaults(complete=False)
         return p
     # every family's options, once each; where families differ, the help says how
     per_field: dict[str, dict[str, tuple[type, str, object]]] = {}
@@ -64,8 +66,9 @@ def add_run_parser(sub, argv: list[str], verb: str, attribute: str, **kwargs) ->
 
 
 def option_names(args: argparse.Namespace) -> list[str]:
-    """The options on ``args`` (everything but the run, the verb, the handler and --json)."""
-    return [k for k in vars(args) if k not in ("run", "verb", "handler", "json", "hint")]
+    """The options on ``args`` (everything but the run, the verb, the handler, --json and the
+    parser's own marks)."""
+    return [k for k in vars(args) if k not in ("run", "verb", "handler", "json", "hint", "complete")]
 
 
 def add_parser(sub, argv: list[str]) -> None:

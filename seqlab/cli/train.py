@@ -20,7 +20,7 @@ def add_family_flags(p: argparse.ArgumentParser, family: runs.Family, command: s
                      exclude: tuple[str, ...] = ()) -> None:
     """The flags of one family's command: model, data, training, and the run's own options."""
     fixed = family.commands().get(command, {})
-    preset = dict(family.presets.get(family.default_preset, {}))
+    preset = {**family.config_defaults, **family.presets.get(family.default_preset, {})}
     g = p.add_argument_group(f"model ({family.config_class.__name__})")
     opt.add_fields(g, family.config_class, family.model_options(command), defaults={**preset, **fixed},
                    command=command, variants=family.commands())
@@ -74,14 +74,33 @@ def add_parser(sub, argv: list[str]) -> None:
                        description="Train a model of one family on its embedded default data (or the data you "
                        "name), writing a run directory with checkpoints and metrics.jsonl; Ctrl-C saves; "
                        "--resume RUN_DIR continues. `seqlab train FAMILY --help` lists that family's options.")
-    p.set_defaults(handler=lambda args: p.error("expected a family: " + ", ".join(commands)))
+
+    def no_family(args: argparse.Namespace) -> int:
+        raise ValueError(f"train: expected a family ({', '.join(commands)}) or --resume RUN_DIR, received none "
+                         f"(see seqlab train --help)")
+
+    # without a family, the flags of `seqlab train FAMILY` are not known: say what is missing
+    # rather than that they are unrecognized (``complete=False``: main calls the handler first,
+    # and it raises)
+    p.set_defaults(handler=no_family, complete=False)
     fams = p.add_subparsers(dest="command", metavar="FAMILY", parser_class=type(p))
     for command, (family, fixed) in commands.items():
         what = family.description + (f" ({', '.join(f'{k}={v}' for k, v in fixed.items())})" if fixed else "")
         fp = fams.add_parser(command, help=what, description=what,
                              formatter_class=argparse.RawDescriptionHelpFormatter)
         add_family_flags(fp, family, command)
-        fp.set_defaults(handler=run, family=family, hint=f"seqlab train {command} --help")
+        fp.set_defaults(handler=run, family=family, hint=f"seqlab train {command} --help", complete=True)
+
+
+def check_resume_family(family: runs.Family, run_dir: str) -> None:
+    """``seqlab train FAMILY --resume RUN_DIR``: RUN_DIR must be a run of FAMILY (the options
+    were parsed as FAMILY's)."""
+    from seqlab.training.rundir import run_family
+
+    saved = run_family(run_dir)
+    if saved != family.name:
+        raise ValueError(f"run family: expected {family.name!r}, received {saved!r} (seqlab train --resume "
+                         f"{run_dir} continues it)")
 
 
 def report_result(family: runs.Family, result) -> int:
@@ -110,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
         if args.out is not None:
             raise ValueError(f"--out: expected nothing with --resume (the run goes on in RUN_DIR), "
                              f"received {args.out!r}")
+        check_resume_family(family, args.resume)
         fixed = family.commands().get(command, {})
         result = runs.resume(args.resume, progress=progress, **fixed, **options)
     else:

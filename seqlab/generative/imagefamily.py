@@ -14,7 +14,7 @@ import torch
 
 from seqlab.data.images import ImageData, ImageOptions, load_image_data, saved_image_data
 from seqlab.runs import Family, RunRecord
-from seqlab.validation import check_int
+from seqlab.validation import check_int, fail
 
 GRID = 64  # images in the sample grid written at every evaluation
 
@@ -133,6 +133,9 @@ class ImageFamily(Family):
 
         data = self.data_from_run(run, {})
         n = default_n(data) if options.n is None else check_int(options.n, "n", minimum=2)
+        half = data.split("test").x.shape[0] // 2
+        if n > half:  # refused before sampling (a DDPM's n samples take minutes), as evaluate_samples would
+            fail("n", f"an integer in [2, {half}] (half the test split of {data.name})", n)
         with torch.no_grad():
             x = model.sample(n, generator=torch.Generator().manual_seed(options.seed),
                              **self.sampler_kwargs(options))

@@ -154,8 +154,9 @@ class BERTClassifierFamily(Family):
     def build(self, config: BERTClassifierConfig) -> BERTClassifier:
         return BERTClassifier.from_config(config)
 
-    def initialize(self, model: BERTClassifier, data: Passages) -> None:
-        model.bert.load_state_dict(data.base[0].state_dict())  # the pretrained encoder
+    def new_model(self, config: BERTClassifierConfig, data: Passages) -> BERTClassifier:
+        bert = data.base[0].train()  # the pretrained encoder, fine-tuned with the new head
+        return BERTClassifier(bert, num_classes=config.num_classes, pooling=config.pooling, dropout=config.dropout)
 
     def files(self, data: Passages) -> dict[str, str]:
         return {"tokenizer.json": data.tokenizer.to_json(), "labels.json": json.dumps(list(data.dataset.labels))}

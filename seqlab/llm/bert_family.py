@@ -78,6 +78,7 @@ class BERTFamily(TextFamily):
     # What `seqlab train bert` does with no options (about 3 minutes on 2 CPU cores)
     train_defaults = dict(max_steps=1500, batch_size=32, lr=1e-3, min_lr=1e-4, warmup_steps=100, beta2=0.99,
                           weight_decay=0.01, clip_norm=1.0, eval_every=250, eval_batches=20)
+    config_defaults = {"fused": True}  # F.scaled_dot_product_attention; --no-fused for the explicit form
     data_fields = ("vocab_size", "mask_id", "pad_id", "cls_id")
     metric = "validation loss (nats per masked token)"
     views = ("attention", "fill")

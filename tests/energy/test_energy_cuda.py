@@ -6,8 +6,8 @@ Skipped without a CUDA GPU (run on a lent GPU machine by benchmarks/gpu_check.sh
 import pytest
 import torch
 
+import seqlab
 from seqlab.data.images import binary_digits
-from seqlab.energy import rbm_runs
 from seqlab.energy.rbm import RBM
 
 pytestmark = [pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
@@ -34,14 +34,16 @@ def test_rbm_update_on_the_gpu_equals_the_cpu(persistent):
 
 
 def test_rbm_run_on_the_gpu_loads_on_the_cpu(tmp_path):
-    result, run = rbm_runs.start_rbm(out=tmp_path, progress=False, model_options={"hidden_size": 32},
-                                     train_options={"max_steps": 300, "eval_every": 150, "eval_batches": 4,
-                                                    "device": "cuda"})
+    result = seqlab.train("rbm", out=tmp_path, progress=False, hidden_size=32, max_steps=300, eval_every=150,
+                          eval_batches=4, device="cuda")
     assert result.best_val_loss is not None and result.best_val_loss < 40
-    model, _ = rbm_runs.load_rbm(run)
+    model, _ = seqlab.load(result.run_dir)  # on the CPU
     assert model.W.device.type == "cpu"
-    ev = rbm_runs.evaluate_rbm(model, rbm_runs.run_images(run))
+    ev = seqlab.evaluate(result.run_dir)
     assert ev.feature_accuracy > 0.5
+    assert seqlab.sample(result.run_dir, n=4, steps=5, png=None).shape == (4, 64)
+    gpu, _ = seqlab.load(result.run_dir, map_location="cuda")
+    assert gpu.W.device.type == "cuda"
     fit = RBM(visible_size=64, hidden_size=32).cuda()
     fit.fit(binary_digits()[0].cuda(), epochs=2, generator=torch.Generator(device="cuda").manual_seed(0))
     assert torch.isfinite(fit.W).all()

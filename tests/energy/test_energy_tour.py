@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-import seqlab.energy.tour  # importing it registers the step
+import seqlab.energy.tour  # the section functions (seqlab.tour.SECTIONS names them)
 from seqlab.tour import run_tour
 
 

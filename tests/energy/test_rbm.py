@@ -1,19 +1,17 @@
 """The Bernoulli RBM: the lecture's energy and its conditionals by enumeration, the free
 energy, the hand-written CD/PCD gradient against autograd of the exact log-likelihood, the
-pseudo-likelihood, parity with scikit-learn's BernoulliRBM, learning, runs and bad input."""
+pseudo-likelihood, parity with scikit-learn's BernoulliRBM, learning and bad input. Runs,
+the command line and the evaluation: test_rbm_family.py and test_rbm_eval.py."""
 
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
 import pytest
 import torch
 
-from seqlab.cli import main
-from seqlab.data.images import ImageData, binary_digits, load_images
-from seqlab.energy import rbm_runs
+from seqlab.data.images import binary_digits, load_images
 from seqlab.energy.rbm import PRESETS, RBM, RBMConfig, all_states, check_binary
 
 f64 = torch.float64
@@ -237,99 +235,6 @@ def test_pcd_learns_digits_beyond_the_independent_pixel_baseline():
     assert recon < 0.1  # measured about 0.07; the mean image gives about 0.19
 
 
-# --------------------------------------------------------------------------- runs and the trainer
-
-
-def test_train_run_resume_is_exact(tmp_path, monkeypatch):
-    opts = dict(model_options={"hidden_size": 16}, train_options={"max_steps": 30, "eval_every": 10, "eval_batches": 2})
-    full, _ = rbm_runs.start_rbm(out=tmp_path / "full", progress=False, **opts)
-    original = RBM.train_step
-    calls = {"n": 0}
-
-    def interrupted(self, *a, **kw):
-        calls["n"] += 1
-        if calls["n"] == 17:
-            raise KeyboardInterrupt
-        return original(self, *a, **kw)
-
-    monkeypatch.setattr(RBM, "train_step", interrupted)
-    part, run = rbm_runs.start_rbm(out=tmp_path / "part", progress=False, **opts)
-    assert part.stopped == "interrupted" and part.steps == 16
-    monkeypatch.setattr(RBM, "train_step", original)
-    rest, _ = rbm_runs.resume_rbm(run, progress=False)
-    assert rest.steps == 30
-    a, _ = rbm_runs.load_rbm(tmp_path / "full" / "checkpoints" / "step-00000030")
-    b, _ = rbm_runs.load_rbm(run / "checkpoints" / "step-00000030")
-    for k, v in a.state_dict().items():
-        assert torch.equal(v, b.state_dict()[k]), k
-    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    # the interrupted invocation ended with an evaluation of its last step (16); the rest is equal
-    assert [r["step"] for r in metrics if r["split"] == "val"] == [10, 16, 20, 30]
-    assert [r["loss"] for r in metrics if r["split"] == "val" and r["step"] != 16] == [
-        r["loss"] for r in full.history if r["split"] == "val"]
-
-
-@pytest.mark.parametrize("steps, what", [(3, "training loss"), (1, "model parameters")])
-def test_nan_weights_are_never_saved(tmp_path, monkeypatch, steps, what):
-    """Weights that turn NaN at step 1 stop the run: at the next step through the training
-    loss (computed before any update), or, when step 1 is the last, at the save."""
-    from seqlab.training.loop import NonFiniteLossError
-
-    original = RBM.train_step
-
-    def poisoned(self, batch, **kw):
-        out = original(self, batch, **kw)
-        with torch.no_grad():
-            self.W[0, 0] = float("nan")
-        return out
-
-    monkeypatch.setattr(RBM, "train_step", poisoned)
-    with pytest.raises(NonFiniteLossError, match=what):
-        rbm_runs.start_rbm(out=tmp_path, progress=False, model_options={"hidden_size": 8},
-                           train_options={"max_steps": steps, "eval_every": 10, "eval_batches": 1})
-    assert not list(tmp_path.glob("checkpoints/step-*"))
-
-
-def test_evaluation(tmp_path):
-    result, run = rbm_runs.start_rbm(out=tmp_path, progress=False, model_options={"hidden_size": 32},
-                                     train_options={"max_steps": 300, "eval_every": 150, "eval_batches": 4})
-    model, ckpt = rbm_runs.load_rbm(run)
-    ev = rbm_runs.evaluate_rbm(model, rbm_runs.run_images(run))
-    assert ev.n_test == 359 and ev.pseudo_likelihood < 0
-    assert ev.feature_accuracy > 0.6  # a 10-class problem: chance is 0.1
-    # the pictures (samples, filters, reconstructions): tests/viz/test_energy_plots.py
-
-
-def test_cli_train_sample_and_errors(tmp_path, capsys):
-    run = tmp_path / "rbm"
-    assert main(["train", "rbm", "--hidden-size", "16", "--max-steps", "40", "--eval-every", "20",
-                 "--out", str(run), "--quiet"]) == 0
-    out = capsys.readouterr().out
-    assert "pseudo-likelihood" in out and "logistic regression" in out and (run / "samples.png").exists()
-    assert json.loads((run / "run.json").read_text())["model_config"]["hidden_size"] == 16
-    png = tmp_path / "grid.png"
-    assert main(["sample", str(run), "--n", "8", "--steps", "5", "--png", str(png)]) == 0
-    assert png.exists() and "8 samples" in capsys.readouterr().out
-
-    def err(argv):
-        assert main(argv) == 2
-        return capsys.readouterr().err
-
-    assert "expected only with a text model" in err(["sample", str(run), "--prompt", "x"])
-    assert "--k: expected only with rbm" in err(["train", "lstm", "--k", "2"])
-    assert "received ['--num-layers']" in err(["train", "rbm", "--num-layers", "2"])
-    assert "images: expected one of 'digits', 'fashion-mnist'" in err(["train", "rbm", "--images", "cifar", "--out", str(tmp_path / "x")])
-    assert "k: expected an integer >= 1, received 0" in err(["train", "rbm", "--k", "0", "--out", str(tmp_path / "y")])
-
-
-def test_cli_cd_option(tmp_path, capsys):
-    run = tmp_path / "cd"
-    assert main(["train", "rbm", "--cd", "--k", "2", "--hidden-size", "8", "--max-steps", "20", "--eval-every", "20",
-                 "--out", str(run), "--quiet"]) == 0
-    cfg = json.loads((run / "run.json").read_text())["model_config"]
-    assert cfg["persistent"] is False and cfg["k"] == 2
-
-
 # --------------------------------------------------------------------------- bad input
 
 
@@ -391,40 +296,6 @@ def test_bad_fit_settings_and_enumeration_limit():
         m.sample(3, steps=0)
 
 
-def test_checkpoint_of_another_family_is_refused(tmp_path, capsys):
-    from seqlab.llm import runs
-
-    lstm = tmp_path / "lstm"
-    assert main(["train", "lstm", "--max-steps", "2", "--eval-every", "2", "--hidden-size", "8", "--out", str(lstm),
-                 "--quiet", "--sample-length", "0"]) == 0
-    with pytest.raises(ValueError, match=r"checkpoint family: expected 'rbm', received 'charlm'"):
-        rbm_runs.load_rbm(lstm)
-    rbm = tmp_path / "rbm"
-    rbm_runs.start_rbm(out=rbm, progress=False, model_options={"hidden_size": 8},
-                       train_options={"max_steps": 2, "eval_every": 2, "eval_batches": 1})
-    with pytest.raises(ValueError, match=r"checkpoint family: expected 'gpt', received 'rbm'"):
-        runs.load_gpt(rbm)
-    capsys.readouterr()
-    assert main(["sample", str(tmp_path / "lstm"), "--png", "x.png"]) == 2
-    assert "expected only with an image model (rbm, gan, vae, diffusion), received a 'charlm' run" in capsys.readouterr().err
-
-
-def test_image_data_split_and_bad_input():
-    data = load_images("digits")
-    sizes = {s: data.split(s).x.shape[0] for s in ("train", "val", "test")}
-    assert sum(sizes.values()) == 1797 and sizes["test"] == 359
-    # stratified: every class appears in every split
-    assert all(len(torch.unique(data.split(s).y)) == 10 for s in sizes)
-    b = data.get_batch("train", 5, torch.Generator().manual_seed(0))
-    assert b.shape == (5, 64) and set(torch.unique(b).tolist()) <= {0.0, 1.0}
-    with pytest.raises(ValueError, match="split: expected one of 'train', 'val', 'test', received 'dev'"):
-        data.get_batch("dev", 5)
-    with pytest.raises(ValueError, match="side: expected sqrt of the image size 64, received 7"):
-        ImageData(torch.zeros(20, 64), torch.zeros(20, dtype=torch.int64), name="x", side=7)
-    with pytest.raises(ValueError, match="images: expected one of 'digits', 'fashion-mnist', received 'mnist'"):
-        load_images("mnist")
-
-
 def test_cpu_threads_restores_the_setting():
     from seqlab.training.device import cpu_threads
 
@@ -438,13 +309,3 @@ def test_cpu_threads_restores_the_setting():
             assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
-
-
-def test_image_grid_checks_its_input(tmp_path):
-    from seqlab.viz.plots import plot_image_grid
-
-    p = plot_image_grid(torch.rand(7, 16), tmp_path / "g.png", side=4, cols=3, vmin=None, vmax=None,
-                        row_labels=["a", "b", "c"], title="t")
-    assert p.stat().st_size > 0
-    with pytest.raises(ValueError, match=r"images: expected a 2-D array \(n >= 1, 16\), received shape \(7, 15\)"):
-        plot_image_grid(torch.rand(7, 15), tmp_path / "g.png", side=4)

@@ -27,6 +27,7 @@ from seqlab.llm.bert import (
     evaluate,
     fill,
     mask_tokens,
+    masked_accuracy,
     unigram_accuracy,
 )
 from seqlab.llm.tokenizers import BERT_SPECIAL_TOKENS, CharTokenizer
@@ -630,3 +631,24 @@ def test_classifier_bad_inputs():
     with pytest.raises(ValueError, match=r"dataset: expected 2 labels \(the classifier's num_classes\), "
                                          r"received 3 labels \['x', 'y', 'z'\]"):
         evaluate(clf, ds, "val")
+
+
+def test_masked_accuracy_and_its_bad_inputs():
+    tok = letters_tok()
+    data = MLMDataset.from_text(LETTERS * 20, tok, 16)
+    model = tiny_bert(tok)
+    model.train()
+    result = masked_accuracy(model, data, batches=2, batch_size=4, seed=1)
+    assert model.training  # the mode is restored
+    assert set(result) == {"accuracy", "unigram_accuracy", "masked"} and result["masked"] > 0
+    assert 0.0 <= result["accuracy"] <= 1.0 and 0.0 <= result["unigram_accuracy"] <= 1.0
+    assert masked_accuracy(model, data, batches=2, batch_size=4, seed=1) == result  # the seed fixes the windows
+    for kwargs, message in [
+        (dict(model=torch.nn.Linear(2, 2)), r"^model: expected a BERT, received Linear$"),
+        (dict(data=[1, 2]), r"^data: expected an MLMDataset, received list$"),
+        (dict(batches=0), r"^batches: expected an integer >= 1, received 0$"),
+        (dict(batch_size=0), r"^batch_size: expected an integer >= 1, received 0$"),
+    ]:
+        args = {"model": model, "data": data, **kwargs}
+        with pytest.raises(ValueError, match=message):
+            masked_accuracy(args.pop("model"), args.pop("data"), **args)

@@ -1,4 +1,5 @@
-"""GPT: causality, the KV cache, weight tying, learning, runs and the command line."""
+"""GPT: causality, the KV cache, weight tying, learning. (Its runs and the command line:
+tests/llm/test_gpt_family.py.)"""
 
 import json
 import math
@@ -6,8 +7,6 @@ import math
 import pytest
 import torch
 
-from seqlab.cli import main
-from seqlab.llm import runs
 from seqlab.llm.gpt import GPT, PRESETS, GPTConfig
 
 TINY = dict(vocab_size=11, block_size=16, d_model=16, num_heads=4, num_layers=2)
@@ -160,106 +159,3 @@ def test_bad_inputs_name_expected_and_received():
     model(torch.zeros(1, 10, dtype=torch.long), cache=cache)
     with pytest.raises(ValueError, match=r"expected at most block_size = 16 positions, received 10 cached \+ 7 new"):
         model(torch.zeros(1, 7, dtype=torch.long), cache=cache)
-
-
-# -- runs and the command line -------------------------------------------------------
-
-TRAIN = dict(max_steps=30, eval_every=15, eval_batches=2, batch_size=8, warmup_steps=5, log_every=5)
-
-
-def test_short_run_beats_the_unigram_baseline(tmp_path):
-    result, run_dir = runs.start_gpt(out=tmp_path / "r", progress=False, preset="cpu-tiny", block_size=32,
-                                     train_options={**TRAIN, "max_steps": 150, "eval_every": 150, "lr": 3e-3})
-    # the unigram entropy of the training split's characters
-    model, tok, _ = runs.load_gpt(run_dir)
-    from seqlab.data.text import load_text
-    from seqlab.data.tokens import TokenDataset
-
-    data = TokenDataset.from_text(load_text(None)[1], tok, 32)
-    counts = torch.bincount(data.train_data, minlength=tok.vocab_size).double()
-    p = counts[counts > 0] / counts.sum()
-    unigram = float(-(p * p.log()).sum())
-    assert result.best_val_loss < unigram - 0.3, (result.best_val_loss, unigram)
-
-
-def test_bpe_run_saves_its_tokenizer_and_samples(tmp_path):
-    result, run_dir = runs.start_gpt(out=tmp_path / "r", progress=False, preset="cpu-tiny", tokenizer="bpe",
-                                     vocab_size=300, train_options=TRAIN)
-    model, tok, ckpt = runs.load_gpt(run_dir)
-    assert type(tok).__name__ == "BPETokenizer" and tok.vocab_size == 300 == model.config.vocab_size
-    text = runs.sample_gpt(run_dir, "The ", length=20, seed=0)
-    ids = model.generate(tok.encode("The "), 20, seed=0, temperature=0.8)
-    assert len(ids) == 20 and tok.decode(ids) == text
-    assert runs.sample_gpt(run_dir, "The ", length=20, seed=0) == text  # the seed fixes the draw
-    with pytest.raises(ValueError, match="vocab_size: expected an integer >= 257, received 100"):
-        runs.build_tokenizer("bpe", "abc", vocab_size=100)
-    with pytest.raises(ValueError, match="vocab_size: expected nothing with the char tokenizer"):
-        runs.build_tokenizer("char", "abc", vocab_size=100)
-
-
-def test_cli_train_sample_attention_resume(tmp_path, capsys):
-    run = tmp_path / "gpt"
-    assert main(["train", "gpt", "--preset", "cpu-tiny", "--max-steps", "20", "--eval-every", "10",
-                 "--eval-batches", "2", "--batch-size", "4", "--quiet", "--out", str(run),
-                 "--sample-length", "10"]) == 0
-    out = capsys.readouterr().out
-    assert f"run {run}: validation loss" in out and "sample:" in out
-    assert json.loads((run / "run.json").read_text())["family"] == "gpt"
-
-    assert main(["sample", str(run), "--prompt", "The", "--length", "30", "--top-p", "0.9", "--seed", "2"]) == 0
-    first = capsys.readouterr().out
-    assert first.startswith("The")
-    assert main(["sample", str(run), "--prompt", "The", "--length", "30", "--top-p", "0.9", "--seed", "2",
-                 "--no-cache"]) == 0
-    assert capsys.readouterr().out == first  # the cache changes nothing
-    assert main(["sample", str(run), "--prompt", "The", "--length", "200", "--temperature", "0",
-                 "--stop", "e"]) == 0
-    assert "e" not in capsys.readouterr().out[len("The"):]  # stopped before the first "e"
-
-    png = tmp_path / "att.png"
-    assert main(["attention", str(run), "--text", "def f(x):", "--out", str(png)]) == 0
-    assert png.stat().st_size > 1000 and "2 layers x 4 heads over 9 tokens" in capsys.readouterr().out
-    assert main(["attention", str(run), "--text", "ab", "--json"]) == 0
-    maps = json.loads(capsys.readouterr().out)
-    w = torch.tensor(maps["weights"])  # (L, h, S, S)
-    assert w.shape == (2, 4, 2, 2) and torch.all(w[..., 0, 1] == 0)  # causal: 0 above the diagonal
-    torch.testing.assert_close(w.sum(-1), torch.ones(2, 4, 2))
-
-    # resume to the same step count: nothing to do, the run is complete
-    assert main(["train", "--resume", str(run), "--quiet", "--sample-length", "0"]) == 0
-
-
-def test_cli_bad_inputs(tmp_path, capsys):
-    run = tmp_path / "gpt"
-    assert main(["train", "gpt", "--preset", "cpu-tiny", "--max-steps", "2", "--eval-every", "2",
-                 "--eval-batches", "1", "--batch-size", "2", "--quiet", "--out", str(run), "--sample-length", "0"]) == 0
-    capsys.readouterr()
-    before = sorted(p.name for p in (run / "checkpoints").iterdir())
-
-    def err(argv):
-        assert main(argv) == 2
-        return capsys.readouterr().err
-
-    assert "num_heads = 3" in err(["train", "gpt", "--num-heads", "3", "--out", str(tmp_path / "x")])
-    assert "prompt: expected at least one character" in err(["sample", str(run), "--prompt", ""])
-    assert "received unknown characters '☃'" in err(["sample", str(run), "--prompt", "☃"])
-    assert "top_p: expected a number <= 1.0, received 1.5" in err(["sample", str(run), "--top-p", "1.5"])
-    assert "top_p: expected a number > 0.0, received 0.0" in err(["sample", str(run), "--top-p", "0"])
-    assert "temperature: expected a number >= 0.0, received -1.0" in err(["sample", str(run), "--temperature", "-1"])
-    assert "text: expected a non-empty string" in err(["attention", str(run), "--text", ""])
-    assert "expected at most block_size = 64 tokens, received 65" in err(["attention", str(run), "--text", "a" * 65])
-    assert "--tokenizer: expected only with gpt or bert" in err(["train", "lstm", "--tokenizer", "bpe"])
-    assert "model options: expected names among" in err(["train", "gpt", "--hidden-size", "8"])
-    assert "--resume: expected no data options but --text (the run's are kept), received ['block_size']" in err(
-        ["train", "--resume", str(run), "--block-size", "32"])
-    # a checkpoint of another family
-    lstm = tmp_path / "lstm"
-    assert main(["train", "lstm", "--preset", "cpu-tiny", "--max-steps", "2", "--eval-every", "2", "--eval-batches",
-                 "1", "--batch-size", "2", "--quiet", "--out", str(lstm), "--sample-length", "0"]) == 0
-    capsys.readouterr()
-    assert "expected a gpt or bert run, received a 'charlm' run" in err(["attention", str(lstm), "--text", "a"])
-    with pytest.raises(ValueError, match=r"checkpoint family: expected 'gpt', received 'charlm'"):
-        runs.load_gpt(lstm)
-    assert "run family: expected 'gpt', received 'charlm'" in err(["train", "gpt", "--resume", str(lstm)])
-    # nothing was overwritten
-    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == before

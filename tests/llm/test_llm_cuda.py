@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from seqlab.llm import bert_runs, runs
+import seqlab
+from seqlab.runs import get_family
 from seqlab.llm.gpt import GPT, GPTConfig
 from seqlab.testing import module_parity
 from seqlab.transformer import MultiHeadAttention, TransformerBlock, causal_mask
@@ -45,12 +46,13 @@ def test_gpt_on_the_gpu_equals_the_cpu_and_the_cache_is_exact():
 
 def test_bf16_runs_on_the_gpu_load_and_sample_on_the_cpu(tmp_path):
     opts = dict(max_steps=20, eval_every=10, eval_batches=2, batch_size=8, device="cuda", precision="bf16")
-    result, run_dir = runs.start_gpt(out=tmp_path / "gpt", progress=False, preset="cpu-tiny", train_options=opts)
+    result = seqlab.train("gpt", out=tmp_path / "gpt", progress=False, preset="cpu-tiny", **opts)
     assert result.steps == 20 and result.best_val_loss < 5
-    model, tok, _ = runs.load_gpt(run_dir)  # on the CPU
+    model, _ = seqlab.load(result.run_dir)  # on the CPU
     assert next(model.parameters()).device.type == "cpu"
-    assert isinstance(runs.sample_gpt(run_dir, "The ", length=20, seed=0), str)
-    result, run_dir = bert_runs.start_bert(out=tmp_path / "bert", progress=False, block_size=32,
-                                           model_options=dict(num_layers=2, d_model=32), train_options=opts)
+    assert isinstance(seqlab.sample(result.run_dir, prompt="The ", length=20, seed=0), str)
+    result = seqlab.train("bert", out=tmp_path / "bert", progress=False, block_size=32, num_layers=2, d_model=32,
+                          **opts)
     assert result.steps == 20
-    assert len(bert_runs.fill_text(run_dir, "a[MASK]c")[0]) == 5
+    model, run = seqlab.load(result.run_dir)
+    assert len(get_family("bert").fill(model, run, "a[MASK]c")[0]) == 5

@@ -1,4 +1,5 @@
-"""Next-token sampling (greedy, temperature, top-k, top-p) and the decoding loop."""
+"""Next-token sampling (greedy, temperature, top-k, top-p), the decoding loop, and sampling
+text from a language model (SampleOptions, sample_text, default_prompt)."""
 
 import math
 from collections import Counter
@@ -6,8 +7,8 @@ from collections import Counter
 import pytest
 import torch
 
-from seqlab.llm.sampling import generate, sample_next
-from seqlab.llm.tokenizers import CharTokenizer
+from seqlab.llm.sampling import SampleOptions, default_prompt, generate, sample_next, sample_text
+from seqlab.llm.tokenizers import BPETokenizer, CharTokenizer
 from seqlab.recurrent import charlm
 
 N_DRAWS = 4000
@@ -293,3 +294,126 @@ def test_generate_with_a_char_lm():
     ref = model.generate([1, 2, 3], 12, generator=torch.Generator().manual_seed(4))
     assert out == ref
     assert math.isfinite(sum(out))
+
+
+# --------------------------------------------------------------------------- the char LM's sampler
+
+
+def _former_charlm_generate(model, prompt, length, *, temperature, top_k, generator):
+    """CharLM.generate before it went through ``generate``: one forward per step carrying the
+    recurrent state, each token drawn by the former sampler."""
+    model.eval()
+    with torch.no_grad():
+        logits, state = model(torch.tensor([prompt]))
+        logits = logits[:, -1]  # (1, V)
+        out = []
+        for _ in range(length):
+            nxt = _former_charlm_sampler(logits[0], temperature=temperature, top_k=top_k, generator=generator)
+            out.append(nxt)
+            logits, state = model(torch.tensor([[nxt]]), state=state)
+            logits = logits[:, -1]
+    return out
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("temperature, top_k", [(1.0, None), (0.7, 3), (0.0, None)])
+def test_charlm_generate_draws_what_the_former_loop_drew(cell, temperature, top_k):
+    torch.manual_seed(0)
+    model = charlm.CharLM(cell=cell, vocab_size=12, hidden_size=8)
+    old = _former_charlm_generate(model, [1, 2, 3], 30, temperature=temperature, top_k=top_k,
+                                  generator=torch.Generator().manual_seed(5))
+    assert model.generate([1, 2, 3], 30, temperature=temperature, top_k=top_k, seed=5) == old
+    assert model.generate([1, 2, 3], 30, temperature=temperature, top_k=top_k,
+                          generator=torch.Generator().manual_seed(5)) == old
+    if temperature > 0:
+        assert model.generate([1, 2, 3], 30, temperature=temperature, top_k=top_k, seed=6) != old
+
+
+def test_charlm_generate_top_p_and_stop():
+    torch.manual_seed(0)
+    tok = CharTokenizer.from_text("abcdefgh \n")
+    model = charlm.CharLM(cell="lstm", vocab_size=tok.vocab_size, hidden_size=8)
+    prompt = tok.encode("ab")
+    # the nucleus of a tiny p is the most probable token alone: greedy decoding
+    assert model.generate(prompt, 20, top_p=1e-9, seed=3) == model.generate(prompt, 20, temperature=0)
+    # every token drawn with top_p lies in its step's nucleus (replayed through the recurrent state)
+    out = model.generate(prompt, 40, temperature=1.5, top_p=0.5, seed=3)
+    assert len(out) == 40
+    step = model.next_logits_fn()
+    logits = step(prompt)
+    for token in out:
+        p = torch.softmax(logits / 1.5, -1)
+        p_sorted, order = torch.sort(p, descending=True, stable=True)
+        nucleus = order[(torch.cumsum(p_sorted, 0) - p_sorted) < 0.5].tolist()
+        assert token in nucleus and len(nucleus) < tok.vocab_size
+        logits = step([token])
+    # stop strings: the output is cut right before the first one
+    free = model.generate(prompt, 40, temperature=1.5, seed=4)
+    text = tok.decode(free)
+    stop = next(ch for ch in text[3:] if ch not in text[:3])  # a character first drawn after the third
+    cut = model.generate(prompt, 40, temperature=1.5, seed=4, stop_strings=[stop], decode=tok.decode)
+    assert tok.decode(cut) == text[:text.index(stop)] and cut == free[:len(cut)]
+    two = text[5:7]
+    cut = model.generate(prompt, 40, temperature=1.5, seed=4, stop_strings=[two, "zz"], decode=tok.decode)
+    assert tok.decode(cut) == text[:text.index(two)]
+
+
+# --------------------------------------------------------------------------- text from a model
+
+
+class RecordingModel:
+    """A language model that records what ``generate`` is asked and returns fixed ids."""
+
+    def __init__(self, ids):
+        self.ids, self.calls = ids, []
+
+    def generate(self, prompt_ids, length, **kwargs):
+        self.calls.append((prompt_ids, length, kwargs))
+        return list(self.ids)
+
+
+def test_sample_options_defaults():
+    assert SampleOptions() == SampleOptions(prompt=None, length=300, temperature=0.8, top_k=None, top_p=None,
+                                            stop=(), seed=0)
+
+
+def test_default_prompt():
+    assert default_prompt(CharTokenizer.from_text("ab\nc")) == "\n"
+    assert default_prompt(CharTokenizer.from_text("cab")) == "a"  # no newline: the first character
+    assert default_prompt(BPETokenizer.train("some text " * 20, vocab_size=260)) == "\n"  # any text encodes
+
+
+def test_sample_text_asks_the_model_and_decodes():
+    tok = CharTokenizer.from_text("abc\n")
+    model = RecordingModel(tok.encode("cab"))
+    options = SampleOptions(prompt="ab", length=7, temperature=0.5, top_k=2, top_p=0.9, stop=("x", "yy"), seed=4)
+    assert sample_text(model, tok, options, use_cache=False) == "cab"  # the prompt is not included
+    ids, length, kwargs = model.calls[-1]
+    decode = kwargs.pop("decode")
+    assert ids == tok.encode("ab") and length == 7 and decode([0, 1]) == "\na"
+    assert kwargs == dict(temperature=0.5, top_k=2, top_p=0.9, seed=4, stop_strings=["x", "yy"], use_cache=False)
+    sample_text(model, tok, SampleOptions())  # the defaults: a newline to start, no stop strings
+    ids, length, kwargs = model.calls[-1]
+    assert ids == tok.encode("\n") and length == 300 and kwargs["stop_strings"] is None and "use_cache" not in kwargs
+
+
+def test_sample_text_with_a_char_lm_is_generate_with_its_options():
+    torch.manual_seed(0)
+    tok = CharTokenizer.from_text("abcdefgh \n")
+    model = charlm.CharLM(cell="gru", vocab_size=tok.vocab_size, hidden_size=8)
+    text = sample_text(model, tok, SampleOptions(prompt="ab", length=25, seed=2))
+    assert text == tok.decode(model.generate(tok.encode("ab"), 25, temperature=0.8, seed=2))
+    stopped = sample_text(model, tok, SampleOptions(prompt="ab", length=25, seed=2, stop=(text[10:12],)))
+    assert stopped == text[:text.index(text[10:12])]
+
+
+def test_sample_text_errors():
+    tok = CharTokenizer.from_text("abc")
+    model = RecordingModel([0])
+    with pytest.raises(ValueError, match=r"^prompt: expected at least one character \(or none for the default\), "
+                                         r"received ''$"):
+        sample_text(model, tok, SampleOptions(prompt=""))
+    with pytest.raises(ValueError, match=r"^prompt: expected characters from the tokenizer's .*received unknown "
+                                         r"characters 'z'$"):
+        sample_text(model, tok, SampleOptions(prompt="az"))
+    assert model.calls == []

@@ -15,7 +15,9 @@ from seqlab.llm.tokenizers import (
     GPT_SPECIAL_TOKENS,
     BPETokenizer,
     CharTokenizer,
+    DEFAULT_BPE_VOCAB,
     Tokenizer,
+    fit_tokenizer,
     tokenizer_from_json,
 )
 
@@ -511,3 +513,28 @@ def test_legacy_json_errors(bpe):
         CharTokenizer.from_json(json.dumps(legacy_bpe))
     with pytest.raises(ValueError, match=r"^tokenizer JSON: expected kind 'bpe', received 'char'$"):
         BPETokenizer.from_json(json.dumps(legacy_char))
+
+
+# --------------------------------------------------------------------------- fitting to a corpus
+
+
+def test_fit_tokenizer():
+    assert fit_tokenizer("char", "abca") == CharTokenizer.from_text("abca")
+    bert = fit_tokenizer("char", "abca", special_tokens=BERT_SPECIAL_TOKENS)
+    assert bert == CharTokenizer.from_text("abca", special_tokens=BERT_SPECIAL_TOKENS) and bert.mask_id is not None
+    bpe = fit_tokenizer("bpe", CORPUS[:20000])
+    assert isinstance(bpe, BPETokenizer) and DEFAULT_BPE_VOCAB == 512 == bpe.vocab_size
+    small = fit_tokenizer("bpe", CORPUS[:5000], vocab_size=300, special_tokens=GPT_SPECIAL_TOKENS)
+    assert small.vocab_size == 300 and small.special_tokens == GPT_SPECIAL_TOKENS
+
+
+@pytest.mark.parametrize("kind, kwargs, message", [
+    ("char", dict(vocab_size=100), r"^vocab_size: expected nothing with the char tokenizer \(its vocabulary is the "
+                                   r"corpus's characters\), received 100$"),
+    ("words", {}, r"^tokenizer: expected one of 'char', 'bpe', received 'words'$"),
+    ("bpe", dict(vocab_size=100), r"^vocab_size: expected an integer >= 257, received 100$"),
+    ("bpe", dict(vocab_size=300.0), r"^vocab_size: expected an integer, received 300.0$"),
+])
+def test_fit_tokenizer_errors(kind, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        fit_tokenizer(kind, "abc", **kwargs)

@@ -44,13 +44,13 @@ def test_bf16_autocast_step(cell, fused):
 
 
 def test_gpu_run_loads_and_samples_on_cpu(tmp_path):
-    from seqlab.recurrent import charlm_runs
+    import seqlab
 
-    result, run = charlm_runs.start("lstm", out=tmp_path / "run", progress=False, preset="cpu-tiny", block_size=32,
-                                    train_options=dict(max_steps=30, batch_size=16, eval_every=15, eval_batches=2,
-                                                       device="cuda", precision="bf16", warmup_steps=2))
+    result = seqlab.train("lstm", out=tmp_path / "run", progress=False, preset="cpu-tiny", block_size=32,
+                          max_steps=30, batch_size=16, eval_every=15, eval_batches=2, device="cuda", precision="bf16",
+                          warmup_steps=2)
     assert result.best_val_loss < 4.6  # below the uniform guess over ~100 characters
-    model, tok, _ = charlm_runs.load(run, map_location="cpu")
+    model, _ = seqlab.load(result.run_dir, map_location="cpu")
     assert next(model.parameters()).device.type == "cpu"
-    text = charlm_runs.sample(run, "def ", length=20, seed=0)
+    text = seqlab.sample(result.run_dir, prompt="def ", length=20, seed=0)
     assert len(text) == 20

@@ -5,10 +5,10 @@ from collections import Counter
 
 import pytest
 
+import seqlab
 from seqlab.data.text import pydoc_text
 from seqlab.data.tokens import TokenDataset
 from seqlab.llm.tokenizers import CharTokenizer
-from seqlab.recurrent import charlm_runs
 
 pytestmark = pytest.mark.slow
 
@@ -26,9 +26,8 @@ def unigram_bits_per_char(data: TokenDataset) -> float:
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 def test_char_model_beats_the_unigram_baseline(tmp_path, cell):
-    result, _ = charlm_runs.start(cell, out=tmp_path / cell, progress=False, preset="cpu-small", block_size=64,
-                                  train_options=dict(max_steps=400, batch_size=32, lr=2e-2, eval_every=200,
-                                                     eval_batches=20, warmup_steps=50))
+    result = seqlab.train(cell, out=tmp_path / cell, progress=False, preset="cpu-small", block_size=64,
+                          max_steps=400, batch_size=32, lr=2e-2, eval_every=200, eval_batches=20, warmup_steps=50)
     text = pydoc_text()
     baseline = unigram_bits_per_char(TokenDataset.from_text(text, CharTokenizer.from_text(text), 64))
     bpc = result.best_val_loss / math.log(2)

@@ -15,14 +15,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seqlab.data.text import load_text
+from seqlab.data.text import load_corpus
 from seqlab.training.checkpoint import load_checkpoint
 from seqlab.training.config import TrainConfig, lr_at
 from seqlab.training.device import autocast_context, resolve_device, resolve_precision
 from seqlab.training.loop import NonFiniteLossError, clip_gradients, make_optimizer, train
 from seqlab.training.rundir import best_checkpoint, latest_checkpoint, list_checkpoints
 
-TEXT = load_text(None)[1][:8000]
+TEXT = load_corpus(None).text[:8000]
 
 
 class CharData:
