@@ -95,6 +95,14 @@ class RunRecord:
     tokenizer: Any = None
     extras: dict[str, Any] = field(default_factory=dict)
 
+    def saved_data(self) -> dict:
+        """run.json's description of the data (what ``Family.data_from_run`` rebuilds them
+        from); a checkpoint directory outside its run directory has none."""
+        if self.data is None:
+            fail("run", "a run directory, whose run.json names the data it was trained on",
+                 f"the checkpoint {str(self.checkpoint)!r} outside one")
+        return self.data
+
     def file(self, name: str) -> str:
         """The text of the file ``name`` saved with the checkpoint (``tokenizer.json``, ...)."""
         if name not in self.files:

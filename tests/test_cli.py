@@ -134,10 +134,10 @@ def test_sample_help_lists_the_options_of_the_runs_family(finished, capsys):
 
 def test_sample_options_of_another_family_are_refused(finished, capsys):
     assert main(["sample", str(finished), "--no-cache"]) == 2
-    _one_line_error(capsys, "--no-cache: expected options listed by seqlab sample RUN_DIR --help (for a charlm run)",
+    _one_line_error(capsys, "--no-cache: expected options listed by seqlab sample RUN_DIR --help (a 'charlm' run)",
                     "unrecognized")
     assert main(["sample", str(finished), "--n", "4"]) == 2
-    _one_line_error(capsys, "--n 4: expected options listed by seqlab sample RUN_DIR --help (for a charlm run)")
+    _one_line_error(capsys, "--n 4: expected options listed by seqlab sample RUN_DIR --help (a 'charlm' run)")
 
 
 def test_sample_prompt_outside_vocabulary(finished, capsys):
@@ -276,7 +276,7 @@ def test_checkpoint_of_another_family(run, capsys):
     for path in (LEGACY / "bert", LEGACY / "bert" / "checkpoints" / "step-00000002"):
         assert main(["sample", str(path), "--prompt", "a"]) == 2
         err = _one_line_error(capsys, "sample: expected a run of a family that samples (",
-                              "received a 'bert' run (use seqlab fill for a bert run)")
+                              "received a 'bert' run (use seqlab fill for a 'bert' run)")
         assert {"charlm", "gpt", "vae"} <= set(err.split("(")[1].split(")")[0].split(", ")), err
     # a run of a family no one registered
     run_json = json.loads((run / "run.json").read_text())

@@ -220,3 +220,24 @@ def test_upgrade_checkpoint_renames_the_legacy_weights(name):
     assert up.state_dict.keys() == renamed.keys()
     assert all(up.state_dict[k] is v for k, v in renamed.items())  # the same tensors, renamed
     assert up.config == {n: 1 for n in family.legacy_fields.values()}
+
+
+def test_a_checkpoint_outside_its_run_loads_but_names_no_data(tmp_path):
+    """A checkpoint directory copied out of its run loads and samples; what needs the run's
+    data (evaluation, a VAE's pictures of test images) is refused in one line, never read from
+    a default data set instead."""
+    for name, call in (("vae", lambda p: seqlab.evaluate(p, n=10)),
+                       ("vae", lambda p: seqlab.sample(p, n=2, png=None, reconstruct=str(tmp_path / "r.png"))),
+                       ("rbm", lambda p: seqlab.evaluate(p)),
+                       ("lstm", lambda p: seqlab.resume(p))):
+        ckpt = tmp_path / f"{name}-step-2"
+        if not ckpt.exists():
+            shutil.copytree(LEGACY / name / "checkpoints" / "step-00000002", ckpt)
+        model, record = seqlab.load(ckpt)
+        assert record.dir is None and record.data is None and record.step == 2
+        with pytest.raises(ValueError) as e:
+            call(ckpt)
+        assert "\n" not in str(e.value)
+        assert not (tmp_path / "r.png").exists()
+    with pytest.raises(ValueError, match="outside one"):
+        seqlab.evaluate(tmp_path / "vae-step-2", n=10)

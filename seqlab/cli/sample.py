@@ -35,8 +35,9 @@ def add_run_parser(sub, argv: list[str], verb: str, attribute: str, **kwargs) ->
     readable run, those of every family, each marked with the families it applies to."""
     family = family_of(argv, verb)
     p = sub.add_parser(verb, **kwargs)
-    p.add_argument("run", metavar="RUN_DIR", help="a run directory (its best checkpoint) or a checkpoint directory")
-    p.set_defaults(hint=f"seqlab {verb} RUN_DIR --help" + (f" (for a {family.name} run)" if family else ""))
+    p.add_argument("run", metavar="RUN_DIR", help="a run directory (its best checkpoint, or the latest where the "
+                   "family ranks none, as a GAN) or a checkpoint directory")
+    p.set_defaults(hint=f"seqlab {verb} RUN_DIR --help" + (f" (a {family.name!r} run)" if family else ""))
     if family is not None:
         cls = getattr(family, attribute)
         if cls is not None:
@@ -83,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     model, record = runs.load(args.run)
     family = runs.get_family(record.family)
     if family.sample_class is None:
-        hint = " (use seqlab fill for a bert run)" if "fill" in family.views else ""
+        hint = f" (use seqlab fill for a {record.family!r} run)" if "fill" in family.views else ""
         raise ValueError(f"sample: expected a run of a family that samples ({', '.join(runs.families_with('sample'))})"
                          f", received a {record.family!r} run{hint}")
     options = runs.make_options(family.sample_class, opt.given(args, option_names(args)), f"{record.family} sample")

@@ -11,7 +11,7 @@ def add_parser(sub, argv: list[str]) -> None:
     p = sub.add_parser(VERB, help="walk through the lecture: train each model briefly, write report.html",
                        description="The main job: every section of the lecture that seqlab implements, on "
                        "embedded data; one line of result per step and an HTML report with the plots. "
-                       "About 15 minutes on 2 CPU cores; --quick takes well under a minute.")
+                       "About 10 minutes on 2 idle CPU cores; --quick takes well under a minute.")
     p.add_argument("--out", default="tour", help="output folder (default ./tour)")
     p.add_argument("--quick", action="store_true", help="tiny settings (for tests and a first look)")
     p.add_argument("--only", nargs="+", metavar="WORD", help="run only the steps whose title contains WORD")

@@ -13,7 +13,6 @@ from seqlab.cli import options as opt
 from seqlab.training.config import TrainConfig
 
 VERB = "train"
-COMMON = ("preset", "out", "resume", "config", "quiet")
 
 
 def add_family_flags(p: argparse.ArgumentParser, family: runs.Family, command: str, *,

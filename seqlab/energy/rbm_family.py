@@ -68,7 +68,7 @@ class RBMFamily(Family):
         return load_image_data(options.images, binary=True)
 
     def data_from_run(self, run: RunRecord, options) -> ImageData:
-        return saved_image_data(run.data or {}, binary=True)
+        return saved_image_data(run.saved_data(), binary=True)
 
     def config_from_data(self, data: ImageData, train_config) -> dict:
         return {"visible_size": data.dim, "n_chains": train_config.batch_size}

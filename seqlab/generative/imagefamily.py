@@ -72,7 +72,7 @@ class ImageFamily(Family):
         return load_image_data(options.images, image_size=options.image_size, channels=options.channels)
 
     def data_from_run(self, run: RunRecord, options) -> ImageData:
-        return saved_image_data(run.data or {})
+        return saved_image_data(run.saved_data())
 
     def config_from_data(self, data: ImageData, train_config) -> dict:
         return {"channels": data.channels, "image_size": data.side}

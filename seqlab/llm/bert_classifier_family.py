@@ -139,7 +139,7 @@ class BERTClassifierFamily(Family):
         return Passages(dataset, texts, (bert, base))
 
     def data_from_run(self, run: RunRecord, options) -> Passages:
-        saved = run.data or {}
+        saved = run.saved_data()
         if "texts" not in saved:
             fail("bert-classifier run", "a run.json that names its corpora (seqlab 0.2 or later)",
                  f"{run.dir} (a seqlab 0.1 run: it loads and classifies, but cannot be resumed or evaluated)")

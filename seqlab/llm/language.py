@@ -66,7 +66,7 @@ class TextFamily(Family):
         return TextData(corpus, self.make_dataset(corpus.text, tokenizer, self.block_size(fields)))
 
     def data_from_run(self, run: RunRecord, options) -> TextData:
-        saved = run.data or {}
+        saved = run.saved_data()
         corpus = saved_corpus(saved, options.get("text"))
         return TextData(corpus, self.make_dataset(corpus.text, run.tokenizer, self.saved_block_size(run),
                                                   saved.get("val_fraction", 0.1)))

@@ -55,7 +55,7 @@ class CharLMFamily(TextFamily):
         return TextData(corpus, self.make_dataset(corpus.text, tokenizer, options.block_size))
 
     def saved_block_size(self, run: RunRecord) -> int:
-        return (run.data or {}).get("block_size", CharLMData.block_size)
+        return run.saved_data().get("block_size", CharLMData.block_size)
 
 
 register(CharLMFamily())

@@ -146,7 +146,7 @@ def test_cli_train_sample_and_errors(cli_run, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     good = snapshot(run)
     err = one_line_error(capsys, ["sample", str(run), "--prompt", "x"])  # a text model's option
-    assert "--prompt x: expected options listed by seqlab sample RUN_DIR --help (for a rbm run)" in err
+    assert "--prompt x: expected options listed by seqlab sample RUN_DIR --help (a 'rbm' run)" in err
     # without abbreviations, --k is no lstm flag (argparse would read it as --keep-last)
     assert "--k 2: expected options listed by seqlab train lstm --help" in one_line_error(
         capsys, ["train", "lstm", "--k", "2", "--out", str(tmp_path / "lstm")])
@@ -158,7 +158,7 @@ def test_cli_train_sample_and_errors(cli_run, tmp_path, capsys, monkeypatch):
         capsys, ["train", "rbm", "--k", "0", "--out", str(run)])
     assert "run_dir: expected a new or empty run directory" in one_line_error(
         capsys, ["train", "rbm", "--max-steps", "2", "--out", str(run)])
-    assert "--n 5: expected options listed by seqlab eval RUN_DIR --help (for a rbm run)" in one_line_error(
+    assert "--n 5: expected options listed by seqlab eval RUN_DIR --help (a 'rbm' run)" in one_line_error(
         capsys, ["eval", str(run), "--n", "5"])  # an image model's evaluation option
     assert snapshot(run) == good and sorted(p.name for p in tmp_path.iterdir()) == ["grid.png"]
 
@@ -212,7 +212,7 @@ def test_a_checkpoint_of_another_family_is_refused(tmp_path, capsys):
         seqlab.load(mixed)
     # an RBM's options for a run of another family
     err = one_line_error(capsys, ["sample", str(LEGACY / "lstm"), "--steps", "5"])
-    assert "--steps 5: expected options listed by seqlab sample RUN_DIR --help (for a charlm run)" in err
+    assert "--steps 5: expected options listed by seqlab sample RUN_DIR --help (a 'charlm' run)" in err
 
 
 # --------------------------------------------------------------------------- seqlab 0.1

@@ -153,7 +153,7 @@ def test_cli_diffusion_sample_eval_and_errors(runs, tmp_path, capsys, monkeypatc
         capsys, ["train", "vae", "--latent-size", "0", "--out", str(run)])
     assert "timesteps: expected an integer >= 1, received 0" in one_line_error(
         capsys, ["train", "diffusion", "--timesteps", "0", "--out", str(run)])
-    assert "--prompt x: expected options listed by seqlab sample RUN_DIR --help (for a diffusion run)" in \
+    assert "--prompt x: expected options listed by seqlab sample RUN_DIR --help (a 'diffusion' run)" in \
         one_line_error(capsys, ["sample", str(run), "--prompt", "x"])
 
     def never(*args, **kwargs):
@@ -203,7 +203,7 @@ def test_options_of_another_family_are_refused(family, verb, flags, runs, tmp_pa
     run, _ = runs[family]
     monkeypatch.chdir(tmp_path)
     err = one_line_error(capsys, [verb, str(run), "--n", "3", *flags])
-    assert f"{' '.join(flags)}: expected options listed by seqlab {verb} RUN_DIR --help (for a {family} run)" in err
+    assert f"{' '.join(flags)}: expected options listed by seqlab {verb} RUN_DIR --help (a {family!r} run)" in err
     assert list(tmp_path.iterdir()) == []  # no samples.png, no picture
     name = flags[0][2:].replace("-", "_")
     with pytest.raises(ValueError, match=f"{family} {verb}: expected options among .*, received unknown {name}"):
@@ -213,7 +213,7 @@ def test_options_of_another_family_are_refused(family, verb, flags, runs, tmp_pa
 def test_a_text_run_has_no_image_options(tmp_path, capsys):
     assert "eval: expected a run of a family with an evaluation" in one_line_error(
         capsys, ["eval", str(LEGACY / "lstm"), "--n", "5"])
-    assert "--png x.png: expected options listed by seqlab sample RUN_DIR --help (for a charlm run)" in \
+    assert "--png x.png: expected options listed by seqlab sample RUN_DIR --help (a 'charlm' run)" in \
         one_line_error(capsys, ["sample", str(LEGACY / "lstm"), "--png", "x.png"])
 
 

@@ -98,11 +98,11 @@ def test_bad_inputs(bert_run, tmp_path, capsys):
     assert "at most block_size = 32 tokens with [CLS], received 41 tokens" in err(
         ["fill", str(bert_run), "a" * 39 + "[MASK]"])
     assert "top_k: expected an integer >= 1, received 0" in err(["fill", str(bert_run), "a[MASK]", "--top-k", "0"])
-    assert "received a 'bert' run (use seqlab fill for a bert run)" in err(["sample", str(bert_run)])
+    assert "received a 'bert' run (use seqlab fill for a 'bert' run)" in err(["sample", str(bert_run)])
     # an option given to a run that cannot sample: the reason comes first, not the option
     assert "sample: expected a run of a family that samples" in err(["sample", str(bert_run), "--prompt", "a"])
     assert "batches: expected an integer >= 1, received 0" in err(["eval", str(bert_run), "--batches", "0"])
-    assert "--split val: expected options listed by seqlab eval RUN_DIR --help (for a bert run)" in err(
+    assert "--split val: expected options listed by seqlab eval RUN_DIR --help (a 'bert' run)" in err(
         ["eval", str(bert_run), "--split", "val"])  # a classifier's option
     assert "num_heads = 3" in err(["train", "bert", "--num-heads", "3", "--out", str(tmp_path / "x")])
     gpt = LEGACY / "gpt"  # a run of another family

@@ -154,7 +154,7 @@ def test_cli_bad_inputs(gpt_run, tmp_path, capsys):
         ["train", "lstm", "--tokenizer", "bpe"])
     assert "--hidden-size 8: expected options listed by seqlab train gpt --help" in err(
         ["train", "gpt", "--hidden-size", "8"])
-    assert "--n 4: expected options listed by seqlab sample RUN_DIR --help (for a gpt run)" in err(
+    assert "--n 4: expected options listed by seqlab sample RUN_DIR --help (a 'gpt' run)" in err(
         ["sample", str(run), "--n", "4"])
     assert "tokenizer: expected one of 'char', 'bpe', received 'words'" in err(
         ["train", "gpt", "--tokenizer", "words", "--out", str(tmp_path / "y")])
