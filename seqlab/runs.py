@@ -533,26 +533,28 @@ def load(path: PathLike, *, map_location: str | torch.device = "cpu") -> tuple[n
     return model, run
 
 
+def _use(path: PathLike, view: str, verb: str, options: Mapping[str, Any]) -> Any:
+    """Load the run at ``path`` and call its family's ``view`` ("sample", "evaluate") with the
+    options of its ``{view}_class``; a family without one is refused in one line."""
+    model, run = load(path)
+    family = get_family(run.family)
+    options_class = getattr(family, f"{view}_class")
+    if options_class is None:
+        what = {"sample": "that samples", "evaluate": "with an evaluation"}[view]
+        fail(verb, f"a run of a family {what} (" + ", ".join(families_with(view)) + ")", f"a {run.family!r} run")
+    return getattr(family, view)(model, run, make_options(options_class, options, f"{run.family} {verb}"))
+
+
 def sample(path: PathLike, **options: Any) -> Any:
     """What the family's sampler makes from the run at ``path`` (text, images ...); options
     by name, as ``seqlab sample`` takes them."""
-    model, run = load(path)
-    family = get_family(run.family)
-    if family.sample_class is None:
-        fail("sample", "a run of a family that samples (" + ", ".join(families_with("sample")) + ")",
-             f"a {run.family!r} run")
-    return family.sample(model, run, make_options(family.sample_class, options, f"{run.family} sample"))
+    return _use(path, "sample", "sample", options)
 
 
 def evaluate(path: PathLike, **options: Any) -> Any:
     """The family's evaluation of the run at ``path`` (an object with ``table()`` and
     ``to_json()``)."""
-    model, run = load(path)
-    family = get_family(run.family)
-    if family.evaluate_class is None:
-        fail("eval", "a run of a family with an evaluation (" + ", ".join(families_with("evaluate")) + ")",
-             f"a {run.family!r} run")
-    return family.evaluate(model, run, make_options(family.evaluate_class, options, f"{run.family} eval"))
+    return _use(path, "evaluate", "eval", options)
 
 
 __all__ = ["Family", "NoOptions", "RunRecord", "commands", "evaluate", "families", "families_with",
