@@ -241,3 +241,25 @@ def module_parity(ours: nn.Module, theirs: nn.Module, inputs: dict[str, torch.Te
         report.diffs[f"grad[{k}]"] = _maxdiff(e, got)
         report.scales[f"grad[{k}]"] = _scale(got)
     return report
+
+
+def snapshot(folder) -> dict[str, str]:
+    """Every file under ``folder`` -> the sha256 of its bytes (to check that a refused command
+    wrote nothing over good files)."""
+    import hashlib
+    from pathlib import Path
+
+    folder = Path(folder)
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def one_line_error(capsys, argv) -> str:
+    """Run ``seqlab ARGV``; it must exit with status 2 and one line ``seqlab: error: ...`` on
+    stderr, which is returned."""
+    from seqlab.cli import main
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("seqlab: error: ") and "\n" not in err, err
+    return err

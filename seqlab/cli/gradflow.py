@@ -4,8 +4,6 @@ clipping (``seqlab.recurrent.gradflow``, ``.clipping``)."""
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
 VERB = "gradflow"
 

@@ -96,7 +96,6 @@ def test_shared_shakespeare_if_present(shakespeare_path):
 
     corpus = load_corpus(shakespeare_path)
     assert corpus.name == "tinyshakespeare.txt" and corpus.text.startswith("First Citizen:")
-    text = corpus.text
     assert hashlib.sha256(Path(shakespeare_path).read_bytes()).hexdigest() == text_mod.SHAKESPEARE_SHA256
 
 

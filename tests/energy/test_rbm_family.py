@@ -5,7 +5,6 @@ sample, --help) and its bad-input paths, and seqlab 0.1's field names."""
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
 import shutil
@@ -19,6 +18,7 @@ from seqlab.cli import build_parser, main
 from seqlab.cli.train import family_options
 from seqlab.energy.rbm import RBM, RBMConfig
 from seqlab.runs import get_family
+from seqlab.testing import one_line_error, snapshot
 
 LEGACY = Path(__file__).resolve().parents[1] / "fixtures" / "legacy_runs"
 
@@ -32,19 +32,6 @@ def cli_run(tmp_path_factory):
         assert main(["train", "rbm", "--preset", "cpu-tiny", "--cd", "--k", "2", "--max-steps", "40",
                      "--eval-every", "20", "--out", str(run), "--quiet"]) == 0
     return run, printed.getvalue()
-
-
-def snapshot(folder: Path) -> dict[str, str]:
-    """Every file under ``folder`` -> the sha256 of its bytes."""
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def one_line_error(capsys, argv) -> str:
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("seqlab: error: ") and "\n" not in err, err
-    return err
 
 
 def out_mean(run: Path, n: int, steps: int) -> str:

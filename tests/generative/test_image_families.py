@@ -7,7 +7,6 @@ names, and the bad-input paths (one line, nothing written over good files)."""
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
 import shutil
@@ -23,6 +22,7 @@ from seqlab.generative.diffusion import Diffusion, DiffusionConfig
 from seqlab.generative.gan import GAN, GANConfig
 from seqlab.generative.vae import VAE, VAEConfig
 from seqlab.runs import get_family
+from seqlab.testing import one_line_error, snapshot
 
 FAMILIES = ("gan", "vae", "diffusion")
 LEGACY = Path(__file__).resolve().parents[1] / "fixtures" / "legacy_runs"
@@ -53,19 +53,6 @@ def runs(tmp_path_factory) -> dict[str, tuple[Path, str]]:
                          *FLAGS[family]]) == 0
         out[family] = (root / family, printed.getvalue())
     return out
-
-
-def snapshot(folder: Path) -> dict[str, str]:
-    """Every file under ``folder`` -> the sha256 of its bytes."""
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def one_line_error(capsys, argv) -> str:
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("seqlab: error: ") and "\n" not in err, err
-    return err
 
 
 def _help(capsys, argv) -> str:
