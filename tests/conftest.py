@@ -35,3 +35,16 @@ def no_tf32():
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     yield
     torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
+
+
+@pytest.fixture(scope="session")
+def grey_digits():
+    """scikit-learn's 8x8 digits as grey images (1797, 1, 8, 8) in [0, 1], shuffled with seed 0:
+    (1500 training images, 297 test images, the test labels)."""
+    from seqlab.data.images import load_digits_array
+
+    data, target = load_digits_array()
+    x = torch.tensor(data / 16.0, dtype=torch.float32).view(-1, 1, 8, 8)  # (1797, 1, 8, 8)
+    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
+    return x[perm[:1500]], x[perm[1500:]], torch.from_numpy(target)[perm[1500:]]
+

@@ -241,3 +241,12 @@ def test_a_checkpoint_outside_its_run_loads_but_names_no_data(tmp_path):
         assert not (tmp_path / "r.png").exists()
     with pytest.raises(ValueError, match="outside one"):
         seqlab.evaluate(tmp_path / "vae-step-2", n=10)
+
+
+def test_a_missing_checkpoint_file_is_one_line():
+    run = runs.RunRecord(family="gpt", config=None, checkpoint=Path("runs/x/checkpoints/step-00000001"), step=1)
+    with pytest.raises(ValueError) as e:
+        run.file("tokenizer.json")
+    assert str(e.value) == ("checkpoint runs/x/checkpoints/step-00000001: expected a tokenizer.json file, "
+                            "received none")
+

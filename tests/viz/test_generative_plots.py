@@ -17,13 +17,8 @@ def gen(seed: int) -> torch.Generator:
 
 
 @pytest.fixture(scope="module")
-def digits():
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    x = torch.tensor(d.data / 16.0, dtype=torch.float32).view(-1, 1, 8, 8)  # (1797, 1, 8, 8) grey levels
-    perm = torch.randperm(len(x), generator=gen(0))
-    return x[perm[:1500]], x[perm[1500:]], torch.tensor(d.target)[perm[1500:]]  # train, test, test labels
+def digits(grey_digits):
+    return grey_digits  # train, test, test labels (tests/conftest.py)
 
 
 def randomized(model: Diffusion, seed: int = 0) -> Diffusion:
