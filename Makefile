@@ -3,8 +3,10 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 # The CPU wheel of this version lies on the development machines' disk; elsewhere pip
-# downloads it (or set TORCH="torch>=2.3" to keep a build you already have).
+# downloads it (or set TORCH="torch>=2.3" to keep a build you already have). A CUDA build:
+#   make test TORCH=torch TORCH_INDEX=https://download.pytorch.org/whl/cu124
 TORCH  ?= torch==2.13.0
+TORCH_INDEX ?=
 
 .PHONY: install tour tour-quick test test-slow bench clean
 
@@ -13,7 +15,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q "$(TORCH)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $@
 
@@ -28,6 +30,7 @@ test: install
 
 test-slow: install
 	$(BIN)/python -m pytest -q -m slow
+	HYPOTHESIS_PROFILE=slow $(BIN)/python -m pytest -q -p no:xdist tests/test_properties.py
 
 bench: install
 	$(BIN)/python benchmarks/bench_recurrent_speed.py

@@ -40,9 +40,11 @@ from typing import Any, ClassVar, Mapping
 import torch
 from torch import nn
 
+from seqlab.memory import check_model_fits
 from seqlab.training.checkpoint import Checkpoint, load_checkpoint, load_weights
 from seqlab.training.config import TrainConfig
 from seqlab.training.io import atomic_write_json
+from seqlab.training.device import resolve_device
 from seqlab.training.loop import TrainResult
 from seqlab.training.loop import train as train_loop
 from seqlab.training.rundir import (RUN_FILE, default_run_dir, find_run_dir, latest_checkpoint, read_run_json,
@@ -248,7 +250,11 @@ class Family:
         """Lines ``seqlab train`` prints after training (a sample, an evaluation...)."""
         return []
 
-    def sample(self, model: nn.Module, run: RunRecord, options: Any) -> Any:
+    def sample(self, model: nn.Module, run: RunRecord, options: Any, *, on_text=None) -> Any:
+        """What the family makes from ``options`` (an instance of ``sample_class``). A family
+        that samples text takes ``on_text``: a function called with each new piece of text as it
+        is generated (``seqlab sample`` prints them at once); others may leave it out of their
+        signature, and are then not given it."""
         fail("sample", "a run of a family that samples", f"a {self.name!r} run")
 
     def format_sample(self, result: Any, options: Any) -> str:
@@ -446,6 +452,7 @@ def train(command: str, *, preset: str | None = None, out: PathLike | None = Non
     # the data decide its data_fields; anything else it returns is a default the options override
     config = family.make_config({**{k: v for k, v in derived.items() if k not in family.data_fields}, **fields,
                                  **{k: v for k, v in derived.items() if k in family.data_fields}})
+    check_memory(family, config, training=True, device=cfg.device, batch_size=cfg.batch_size)
     torch.manual_seed(cfg.seed)  # the initial weights depend on the run's seed only
     model = family.new_model(config, data)
     run_dir = Path(out) if out is not None else default_run_dir(command)
@@ -471,9 +478,16 @@ def resume(run_dir: PathLike, *, progress: bool = True, **options: Any) -> Train
     ckpt_path = latest_checkpoint(run_dir)
     if ckpt_path is None:
         fail("resume", "a run directory holding a checkpoint", f"{str(run_dir)!r}, which holds none")
-    run, _ = _record(family, load_checkpoint(ckpt_path, family=family.name), run_dir, saved)
-    data = family.data_from_run(run, data_opts)
+    run, ckpt_config = _record(family, load_checkpoint(ckpt_path, family=family.name), run_dir, saved)
     config = family.config_class.from_dict(saved["model_config"])
+    given = {**(saved.get("train_config") or {}), **train_opts}
+    batch_size = given.get("batch_size")
+    # run.json's config is built, the checkpoint's compared with it: neither may be too large
+    for c in [config] + ([ckpt_config] if ckpt_config != config else []):
+        check_memory(family, c, training=True, device=given.get("device", "cpu"),
+                     batch_size=batch_size if isinstance(batch_size, int) and not isinstance(batch_size, bool)
+                     and batch_size > 0 else None)
+    data = family.data_from_run(run, data_opts)
     requested = {**saved["model_config"], **model_opts}  # compared with the saved config by the trainer
     saved_train = {k: v for k, v in (saved.get("train_config") or {}).items() if k != "max_seconds"}
     cfg = TrainConfig.from_dict({**saved_train, **train_opts})
@@ -481,6 +495,24 @@ def resume(run_dir: PathLike, *, progress: bool = True, **options: Any) -> Train
     return train_loop(model, family.training_data(data), cfg, run_dir, family=family.name, model_config=requested,
                       files=family.files(data), resume=True, progress=progress, data_info=family.data_info(data),
                       on_eval=family.on_eval(model, run_dir, data), upgrade=family.upgrade_checkpoint)
+
+
+def check_memory(family: Family, config: Any, *, training: bool, device: Any = "cpu",
+                 batch_size: int | None = None) -> None:
+    """Refuse, before anything is allocated, a model of ``config`` that does not fit in memory
+    (``seqlab.memory``: built on the meta device, its parameters and buffers, and when
+    ``training`` its gradients, AdamW's state and, where the model class can tell them
+    (``activation_bytes(config, batch_size)``), a step's activations, against the memory
+    available on the CPU and on ``device``). One check for every family, wherever a run's
+    model is built."""
+    try:
+        device = resolve_device(device) if isinstance(device, str) else torch.device(device)
+    except (ValueError, TypeError, RuntimeError):
+        device = torch.device("cpu")  # a device that is not here: the trainer or the loader says so
+    estimate = getattr(family.model_class, "activation_bytes", None)
+    activations = (lambda c: estimate(c, batch_size)) if callable(estimate) and batch_size is not None else None
+    check_model_fits(family.build, config, training=training, device=device, activations=activations,
+                     batch=f"batch_size={batch_size}")
 
 
 def _upgrade_run_json(family: Family, run_dir: Path) -> dict:
@@ -527,6 +559,7 @@ def load(path: PathLike, *, map_location: str | torch.device = "cpu") -> tuple[n
     run_dir = _run_dir_of(where)
     saved = read_run_json(run_dir) if run_dir is not None else None
     run, config = _record(family, ckpt, run_dir, saved)
+    check_memory(family, config, training=False, device=map_location)
     model = family.build(config)
     load_weights(model, ckpt)
     model.to(map_location).eval()
@@ -557,6 +590,6 @@ def evaluate(path: PathLike, **options: Any) -> Any:
     return _use(path, "evaluate", "eval", options)
 
 
-__all__ = ["Family", "NoOptions", "RunRecord", "commands", "evaluate", "families", "families_with",
+__all__ = ["Family", "NoOptions", "RunRecord", "check_memory", "commands", "evaluate", "families", "families_with",
            "field_names", "get_family", "load", "make_options", "register", "resume", "sample", "split_options",
            "train"]

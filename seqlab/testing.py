@@ -263,3 +263,17 @@ def one_line_error(capsys, argv) -> str:
     err = capsys.readouterr().err.strip()
     assert err.startswith("seqlab: error: ") and "\n" not in err, err
     return err
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A valid PNG file whose header claims ``width`` x ``height`` grey pixels, with almost no
+    pixel data: a decompression bomb's header, to test that a reader checks the size first."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+            + chunk(b"IEND", b""))

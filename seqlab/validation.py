@@ -63,6 +63,47 @@ def check_tensor(
     return x
 
 
+def check_token_ids(
+    ids: object,
+    name: str,
+    vocab_size: int,
+    *,
+    what: str = "token ids",
+    max_len: int | None = None,
+    offset: int = 0,
+    note: str = "",
+    integer: str | None = None,
+    max_len_note: str = "",
+) -> torch.Tensor:
+    """Token ids at a model's boundary: a (batch, time) tensor of an integer dtype (not bool,
+    float or complex), at least one row and one position, at most ``max_len`` positions after
+    ``offset`` cached ones, values in [0, ``vocab_size``). ``what`` names the ids in the
+    messages ("character ids"); ``note`` follows the range, ``max_len_note`` the length limit,
+    ``integer`` replaces "integer <what>" as what the dtype error expects. Returns them as int64
+    (an embedding lookup takes int64 and int32 only, and indexing with uint8 would read them as
+    a mask)."""
+    check_tensor(ids, name, ndim=2, dims="(batch, time)")
+    if ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
+        fail(name, integer or f"integer {what}", f"dtype {ids.dtype}")
+    B, T = ids.shape
+    if B < 1 or T < 1:
+        fail(name, "at least one sequence and one position", f"shape {shape_str(ids)}")
+    if max_len is not None and offset + T > max_len:
+        got = f"{T} positions" if offset == 0 else f"{offset} cached + {T} new positions"
+        fail(name, f"at most block_size = {max_len} positions{max_len_note}",
+             got + (f", shape {shape_str(ids)}" if max_len_note else ""))
+    lo, hi = int(ids.min()), int(ids.max())
+    if lo < 0 or hi >= vocab_size:
+        fail(name, f"{what} in [0, {vocab_size - 1}]{note}", f"values in [{lo}, {hi}]")
+    return ids if ids.dtype == torch.int64 else ids.long()
+
+
+def check_bool(value: object, name: str) -> bool:
+    if not isinstance(value, bool):
+        fail(name, "True or False", repr(value))
+    return value
+
+
 def check_size(x: torch.Tensor, name: str, dim: int, size: int, meaning: str) -> None:
     if x.shape[dim] != size:
         fail(name, f"{meaning} = {size} (size of dim {dim})", f"{x.shape[dim]} in shape {shape_str(x)}")
@@ -108,12 +149,20 @@ def check_float(
     maximum: float | None = None,
     open_min: bool = False,
     open_max: bool = False,
+    finite: bool = False,
 ) -> float:
+    """``value`` as a float: a number (not a bool, not NaN) within the bounds; ``finite``
+    also refuses +-inf."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         fail(name, "a number", repr(value))
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an int too large for a float
+        fail(name, "a finite number" if finite else "a number", repr(value))
     if math.isnan(value):
         fail(name, "a number", "nan")
+    if finite and math.isinf(value):
+        fail(name, "a finite number", value)
     if minimum is not None and (value <= minimum if open_min else value < minimum):
         fail(name, f"a number {'>' if open_min else '>='} {minimum}", value)
     if maximum is not None and (value >= maximum if open_max else value > maximum):
@@ -141,3 +190,14 @@ def check_choice(value: object, name: str, choices: Iterable[str]) -> str:
     if value not in choices:
         fail(name, "one of " + ", ".join(repr(c) for c in choices), repr(value))
     return value  # type: ignore[return-value]
+
+
+def check_unit_interval(x: torch.Tensor, name: str, meaning: str) -> None:
+    """Every value of ``x`` finite and in [0, 1] (``meaning`` says what the values are, e.g.
+    "pixel values"), else a ValueError that counts the non-finite ones or gives the range."""
+    values = x.detach()
+    if not bool(torch.isfinite(values).all()):
+        fail(name, "finite values in [0, 1]", f"{int((~torch.isfinite(values)).sum())} NaN or infinite value(s)")
+    lo, hi = float(values.min()), float(values.max())
+    if lo < 0.0 or hi > 1.0:
+        fail(name, f"{meaning} in [0, 1]", f"values from {lo:g} to {hi:g}")

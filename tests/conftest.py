@@ -6,6 +6,16 @@ os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+# Property-based tests (tests/test_properties.py): a few examples per property in `make test`,
+# many more in `make test-slow` (HYPOTHESIS_PROFILE=slow). No example database: nothing is
+# written into the working tree; a failure prints the example and a @reproduce_failure blob.
+_PROPERTY_SETTINGS = dict(deadline=None, database=None, print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.register_profile("fast", max_examples=25, **_PROPERTY_SETTINGS)
+settings.register_profile("slow", max_examples=1000, **_PROPERTY_SETTINGS)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "fast"))
 
 # Keep the suite deterministic and light on a 2-core machine.
 torch.set_num_threads(1)

@@ -398,6 +398,7 @@ def test_unfold_bptt_gradflow_commands(tmp_path, capsys):
     assert main(["gradflow", "--length", "12", "--hidden-size", "4", "--batch-size", "2", "--repeats", "1",
                  "--scales", "0.5,1.5", "--out", str(out)]) == 0
     assert {"gradflow.png", "gradflow.txt", "gradflow.json", "clipping.png"} <= {p.name for p in out.iterdir()}
+    assert "gradflow: network 6/6 (100%)" in capsys.readouterr().err  # its progress, on stderr
     assert main(["gradflow", "--length", "1", "--out", str(out)]) == 2
     _one_line_error(capsys, "length")
 

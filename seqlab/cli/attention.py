@@ -37,9 +37,12 @@ def add_parser(sub, argv: list[str]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from seqlab.cli.paths import output_file
     from seqlab.viz.attention import attention_maps, plot_attention_maps
 
     model, record, _ = load_view(args.run, VERB)
+    if not args.json:
+        output_file(args.out, "--out")
     tok = record.tokenizer
     maps = attention_maps(model, tok, args.text, specials=bool(tok.special_tokens))
     if args.json:

@@ -5,11 +5,23 @@ from __future__ import annotations
 import argparse
 
 VERB = "bptt"
+# the counts a check takes, as (least, most): the networks are small random ones (T < 7), so
+# more would only take longer without checking anything new
+LIMITS = {"trials": (1, 1000), "layers": (1, 16), "hidden_size": (1, 256), "seed": (0, 2**63 - 1)}
+
+
+def check_counts(args: argparse.Namespace) -> None:
+    for name, (least, most) in LIMITS.items():
+        value = getattr(args, name)
+        if not least <= value <= most:
+            raise ValueError(f"--{name.replace('_', '-')}: expected an integer from {least} to {most}, "
+                             f"received {value}")
 
 
 def run(args: argparse.Namespace) -> int:
     from seqlab.recurrent.bptt import compare_with_autograd
 
+    check_counts(args)
     worst = 0.0
     print("NumPy BPTT (the lecture's chain-rule sums) against PyTorch autograd, float64")
     print(f"{'seed':>4}  {'output':8}  {'cost':13}  {'layers':>6}  {'truncate':>8}  max |difference|")
@@ -29,9 +41,9 @@ def add_parser(sub, argv: list[str]) -> None:
                        "networks and compare every gradient with PyTorch autograd (float64).")
     p.add_argument("--output", choices=["last", "sequence"], default="sequence")
     p.add_argument("--loss", choices=["squared", "cross_entropy"], default="squared")
-    p.add_argument("--layers", type=int, default=1)
-    p.add_argument("--hidden-size", type=int, default=5)
+    p.add_argument("--layers", type=int, default=1, help="stacked recurrent layers, 1 to 16 (default 1)")
+    p.add_argument("--hidden-size", type=int, default=5, help="units per layer, 1 to 256 (default 5)")
     p.add_argument("--truncate", type=int, default=None, help="truncated BPTT over k steps")
-    p.add_argument("--trials", type=int, default=5)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--trials", type=int, default=5, help="random networks to check, 1 to 1000 (default 5)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the first network; trial i uses seed + i")
     p.set_defaults(handler=run)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from seqlab import runs
-from seqlab.cli.train import add_family_flags, check_resume_family, family_options, report_result
+from seqlab.cli.train import add_family_flags, check_resume_family, check_run_dir, family_options, report_result
 
 VERB = "finetune"
 FAMILY = "bert-classifier"
@@ -30,7 +30,9 @@ def run(args: argparse.Namespace) -> int:
     options.pop("base", None)  # the positional RUN_DIR
     if args.resume:
         check_resume_family(family, args.resume)
+        check_run_dir(args, FAMILY)
         result = runs.resume(args.resume, progress=not args.quiet, **options)
     else:
+        check_run_dir(args, FAMILY)
         result = runs.train(FAMILY, out=args.out, progress=not args.quiet, base=args.base, **options)
     return report_result(family, result)

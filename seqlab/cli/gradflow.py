@@ -17,18 +17,19 @@ def _floats(text: str) -> list[float]:
 
 def run(args: argparse.Namespace) -> int:
     import json as _json
-    from pathlib import Path
 
+    from seqlab.cli.paths import output_dir
     from seqlab.recurrent import clipping
     from seqlab.recurrent import gradflow as gf
     from seqlab.recurrent import gradflow_report as report
     from seqlab.training.io import atomic_write_json, atomic_write_text
     from seqlab.viz.recurrent import plot_clipping, plot_gradflow
 
+    out = output_dir(args.out, "--out")  # before the measurement, not after it
     cells = [c.strip() for c in args.cells.split(",") if c.strip()]
     result = gf.gradflow(cells, args.scales, args.length, args.hidden_size, args.batch_size, args.seed,
-                         repeats=args.repeats, forget_bias=None if args.default_gates else args.forget_bias)
-    out = Path(args.out)
+                         repeats=args.repeats, forget_bias=None if args.default_gates else args.forget_bias,
+                         progress=not args.quiet)
     out.mkdir(parents=True, exist_ok=True)
     table = report.format_table(result)
     plot_gradflow(result, out / "gradflow.png")
@@ -70,4 +71,5 @@ def add_parser(sub, argv: list[str]) -> None:
     p.add_argument("--no-clipping", action="store_true", help="skip the clipping demonstration")
     p.add_argument("--out", default="gradflow", help="output folder (default ./gradflow)")
     p.add_argument("--json", action="store_true", help="print everything (curves, summary, clipping runs) as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress display (on stderr)")
     p.set_defaults(handler=run)

@@ -9,10 +9,35 @@ import json
 from seqlab.cli import options as opt
 
 VERB = "hopfield"
+# the options of one action only, with their defaults (the parser's default is None, so that
+# an option given to the other action is refused rather than silently unused)
+ONLY = {"capacity": {"units": None, "loads": None, "trials": 3, "flip": 0.0, "max_sweeps": 20},
+        "recall": {"digit": 3, "digits": "0,1,2,3,4", "noise": 0.2, "occlude": None, "mode": "async",
+                   "images": "digits"}}
+MAX_TRIALS = 1000  # pattern draws per point: beyond this the table does not change, the wait does
+
+
+def _action_options(args: argparse.Namespace) -> None:
+    """Refuse the options of the other action; fill in this action's defaults."""
+    for action, names in ONLY.items():
+        for name, default in names.items():
+            if action != args.action and getattr(args, name) is not None:
+                flag = "--" + name.replace("_", "-")
+                raise ValueError(f"{flag}: expected an option of 'hopfield {args.action}' (it applies to "
+                                 f"'hopfield {action}'), received {flag} {getattr(args, name)}")
+            if action == args.action and getattr(args, name) is None:
+                setattr(args, name, default)
 
 
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
+
+    from seqlab.cli.paths import output_dir
+
+    _action_options(args)
+    output_dir(args.out, "--out")  # before the work, not after it
+    if args.action == "recall":
+        return _hopfield_recall(args)
 
     import torch
 
@@ -21,12 +46,13 @@ def run(args: argparse.Namespace) -> int:
     from seqlab.training.io import atomic_write_json
     from seqlab.viz.energy import plot_capacity
 
-    if args.action == "recall":
-        return _hopfield_recall(args)
     if args.units is None:
         raise ValueError("--units: expected comma-separated network sizes N (>= 2) for 'capacity', received nothing")
     if args.rule is None:
         args.rule = "hebbian"
+    if not 1 <= args.trials <= MAX_TRIALS:
+        raise ValueError(f"--trials: expected an integer from 1 to {MAX_TRIALS} (pattern draws per point), "
+                         f"received {args.trials}")
     units = opt.number_list(args.units, "--units", int)
     loads = opt.number_list(args.loads, "--loads", float) if args.loads else list(cap.DEFAULT_LOADS)
     if args.rule not in RULES + ("all",):
@@ -111,18 +137,21 @@ def add_parser(sub, argv: list[str]) -> None:
                    help="capacity: comma-separated network sizes N (>= 2), e.g. 100,200,500 (required)")
     p.add_argument("--rule", default=None, help="hebbian, pseudo-inverse, storkey or (capacity only) all "
                    "(default: hebbian for capacity, pseudo-inverse for recall)")
-    p.add_argument("--loads", default=None, help="comma-separated loads P/N in (0, 1.5] (default 0.02 ... 0.8)")
-    p.add_argument("--trials", type=int, default=3, help="independent pattern draws per point (default 3)")
-    p.add_argument("--flip", type=float, default=0.0, help="fraction of units flipped in the start state (default 0)")
-    p.add_argument("--max-sweeps", type=int, default=20, help="asynchronous sweeps at most (default 20)")
+    p.add_argument("--loads", default=None,
+                   help="capacity: comma-separated loads P/N in (0, 1.5] (default 0.02 ... 0.8)")
+    p.add_argument("--trials", type=int, default=None,
+                   help="capacity: independent pattern draws per point, 1 to 1000 (default 3)")
+    p.add_argument("--flip", type=float, default=None,
+                   help="capacity: fraction of units flipped in the start state (default 0)")
+    p.add_argument("--max-sweeps", type=int, default=None, help="capacity: asynchronous sweeps at most (default 20)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--digit", type=int, default=3, help="recall: the stored digit to corrupt and recall (default 3)")
-    p.add_argument("--digits", default="0,1,2,3,4",
+    p.add_argument("--digit", type=int, default=None, help="recall: the stored digit to corrupt and recall (default 3)")
+    p.add_argument("--digits", default=None,
                    help="recall: comma-separated digits whose prototypes are stored (default 0,1,2,3,4)")
-    p.add_argument("--noise", type=float, default=0.2, help="recall: fraction of units flipped (default 0.2)")
+    p.add_argument("--noise", type=float, default=None, help="recall: fraction of units flipped (default 0.2)")
     p.add_argument("--occlude", default=None, help="recall: set half the image to -1: top, bottom, left or right")
-    p.add_argument("--mode", default="async", help="recall: async or sync updates (default async)")
-    p.add_argument("--images", default="digits",
+    p.add_argument("--mode", default=None, help="recall: async or sync updates (default async)")
+    p.add_argument("--images", default=None,
                    help="recall: digits (8x8, the default) or fashion-mnist (28x28, classes 0-9; needs Debian's "
                    "dataset-fashion-mnist)")
     p.add_argument("--out", default="hopfield", help="output folder (default ./hopfield)")

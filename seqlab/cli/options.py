@@ -191,6 +191,24 @@ def add_fields(group, cls: type, names: Iterable[str], *, defaults: Mapping[str,
     return added
 
 
+_WRITES = re.compile(r"\bPNG\b|\bfile to write\b")
+
+
+def file_outputs(cls: type) -> list[str]:
+    """The fields of ``cls`` that name a file the command writes: text options whose help line
+    (in the "Attributes:" docstring) names a PNG or says "file to write" (``png: the PNG grid
+    to write``, ``trajectory: ... to this PNG``). ``seqlab sample`` and ``seqlab eval`` check
+    them before they start (``paths.output_file``)."""
+    docs = field_docs(cls)
+    hints = _type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        tp, _ = _unwrap_optional(hints.get(f.name, str))
+        if tp is str and _WRITES.search(docs.get(f.name, "")):
+            out.append(f.name)
+    return out
+
+
 def given(args: argparse.Namespace, names: Iterable[str]) -> dict[str, Any]:
     """The options among ``names`` that the command line gave."""
     out = {}
@@ -207,6 +225,8 @@ def read_config_file(path: str) -> dict[str, Any]:
         import tomllib
     except ModuleNotFoundError:  # pragma: no cover - Python 3.10
         import tomli as tomllib
+    if not str(path).strip():
+        fail("--config", "a TOML file", "an empty path")
     try:
         with open(path, "rb") as fh:
             raw = tomllib.load(fh)
@@ -216,6 +236,10 @@ def read_config_file(path: str) -> dict[str, Any]:
         fail("--config", "a TOML file", f"{path!r} (a directory)")
     except tomllib.TOMLDecodeError as e:
         fail("--config", "valid TOML", f"{path!r} ({e})")
+    except UnicodeDecodeError as e:
+        fail("--config", "a UTF-8 TOML file", f"{path!r} (bytes that are not UTF-8 at offset {e.start})")
+    except OSError as e:
+        fail("--config", "a readable TOML file", f"{path!r} ({(e.strerror or type(e).__name__).lower()})")
     flat: dict[str, Any] = {}
     for k, v in raw.items():
         if isinstance(v, dict) and k in ("model", "train", "data"):

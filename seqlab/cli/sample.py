@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 
 from seqlab import runs
 from seqlab.cli import options as opt
@@ -80,6 +81,41 @@ def add_parser(sub, argv: list[str]) -> None:
     p.set_defaults(handler=run)
 
 
+def check_outputs(cls: type, options: object) -> None:
+    """The files the options name for writing (``opt.file_outputs``) must be writable, before
+    any work starts; ``none`` (None) writes nothing."""
+    from seqlab.cli.paths import output_file
+
+    for name in opt.file_outputs(cls):
+        value = getattr(options, name)
+        if value is not None:
+            output_file(value, "--" + name.replace("_", "-"))
+
+
+def _accepts(fn, keyword: str) -> bool:
+    import inspect
+
+    try:
+        return keyword in inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # pragma: no cover - a builtin without a signature
+        return False
+
+
+class _Printer:
+    """Text printed to stdout as it comes, flushed piece by piece, after ``prefix`` (written
+    with the first piece, so that a refused command prints nothing)."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix, self.text = prefix, ""
+
+    def __call__(self, piece: str) -> None:
+        if not self.text:
+            piece = self.prefix + piece
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+        self.text += piece
+
+
 def run(args: argparse.Namespace) -> int:
     model, record = runs.load(args.run)
     family = runs.get_family(record.family)
@@ -88,6 +124,21 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"sample: expected a run of a family that samples ({', '.join(runs.families_with('sample'))})"
                          f", received a {record.family!r} run{hint}")
     options = runs.make_options(family.sample_class, opt.given(args, option_names(args)), f"{record.family} sample")
-    result = family.sample(model, record, options)
-    print(family.format_sample(result, options))
+    check_outputs(family.sample_class, options)
+    if not _accepts(family.sample, "on_text"):
+        result = family.sample(model, record, options)
+        print(family.format_sample(result, options))
+        return 0
+    # text: printed as it is generated (what ``format_sample`` puts before the result first);
+    # Ctrl-C keeps what was printed, ends the line, and main reports the interruption
+    printer = _Printer(family.format_sample("", options))
+    try:
+        result = family.sample(model, record, options, on_text=printer)
+    except KeyboardInterrupt:
+        if printer.text and not printer.text.endswith("\n"):
+            sys.stdout.write("\n")
+        raise
+    full = family.format_sample(result, options)
+    rest = full[len(printer.text):] if full.startswith(printer.text) else "\n" + full
+    print(rest)
     return 0

@@ -45,7 +45,7 @@ def add_family_flags(p: argparse.ArgumentParser, family: runs.Family, command: s
 
 def family_options(args: argparse.Namespace, family: runs.Family, command: str) -> dict[str, Any]:
     """The options given for one family: the TOML file's, then the flags'."""
-    out = opt.read_config_file(args.config) if getattr(args, "config", None) else {}
+    out = opt.read_config_file(args.config) if getattr(args, "config", None) is not None else {}
     names = list(family.model_options(command)) + list(family.data_options()) + list(runs.TRAIN_FIELDS)
     out.update(opt.given(args, names))
     if getattr(args, "preset", None) is not None:
@@ -102,6 +102,19 @@ def check_resume_family(family: runs.Family, run_dir: str) -> None:
                          f"{run_dir} continues it)")
 
 
+def check_run_dir(args: argparse.Namespace, command: str) -> None:
+    """Before anything is loaded or trained: the run directory must be a folder the run can be
+    written in (``--resume RUN_DIR``: the run's own; otherwise ``--out`` or the default
+    ``runs/COMMAND-DATE-TIME``)."""
+    from seqlab.cli.paths import output_dir
+    from seqlab.training.rundir import default_run_dir
+
+    if args.resume:
+        output_dir(args.resume, "--resume")
+    else:
+        output_dir(args.out if args.out is not None else default_run_dir(command), "--out")
+
+
 def report_result(family: runs.Family, result) -> int:
     """Print what a training run did (and the family's report); the exit status."""
     print(f"run {result.run_dir}: {family.summary(result)}")
@@ -129,8 +142,13 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--out: expected nothing with --resume (the run goes on in RUN_DIR), "
                              f"received {args.out!r}")
         check_resume_family(family, args.resume)
+        check_run_dir(args, command)
         fixed = family.commands().get(command, {})
         result = runs.resume(args.resume, progress=progress, **fixed, **options)
     else:
+        check_run_dir(args, command)
         result = runs.train(command, preset=preset, out=args.out, progress=progress, **options)
-    return report_result(family, result)
+    from seqlab.progress import enabled
+
+    with enabled(progress):  # the report's evaluation (the RBM's, say) shows its progress too
+        return report_result(family, result)

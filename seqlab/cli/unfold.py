@@ -9,17 +9,20 @@ VERB = "unfold"
 
 
 def run(args: argparse.Namespace) -> int:
+    from seqlab.cli.paths import output_file
     from seqlab.recurrent import unfold as uf
     from seqlab.viz.recurrent import plot_unfold
 
+    if args.png is not None:
+        output_file(args.png, "--png")
     result = uf.unfold(args.length, output=args.output, layers=args.layers, wrt=args.wrt)
-    if args.png:
+    if args.png is not None:
         plot_unfold(result, args.png)
     if args.json:
         print(json.dumps(uf.to_json(result)))
     else:
         print(uf.render_text(result))
-        if args.png:
+        if args.png is not None:
             print(f"wrote {args.png}")
     return 0
 

@@ -202,6 +202,32 @@ class ImageBatches:
 # ----------------------------------------------------------------- a folder of images
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+# A file whose header claims more pixels than this is refused before it is decoded: a few
+# hundred bytes can claim 30000 x 30000 (900 million pixels, a "decompression bomb"), and every
+# image is shrunk to image_size (28) anyway. 8192 x 8192 is far above any photograph's.
+MAX_IMAGE_PIXELS = 8192 * 8192
+MAX_IMAGE_SIZE = 1024  # the side images are resized to, at most
+
+
+def _open_image(path: str):
+    """The PIL image of ``path`` (not decoded yet), refused in one line if its header claims
+    more than ``MAX_IMAGE_PIXELS``. PIL's own check (``Image.MAX_IMAGE_PIXELS``) is lifted
+    while the header is read, so that the message can name the size (PIL raises before the
+    size is known to the caller); this check takes its place."""
+    from PIL import Image
+
+    limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        im = Image.open(path)
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+    w, h = im.size
+    if w * h > MAX_IMAGE_PIXELS:
+        im.close()
+        fail("images", f"image files of at most {MAX_IMAGE_PIXELS:,} pixels (8192 x 8192)",
+             f"{path!r}, whose header says {w} x {h} = {w * h:,} pixels")
+    return im
 
 
 def load_image_folder(path: str, *, size: int = 28, channels: int = 1, seed: int = 0) -> ImageData:
@@ -212,7 +238,7 @@ def load_image_folder(path: str, *, size: int = 28, channels: int = 1, seed: int
 
     from PIL import Image, UnidentifiedImageError
 
-    check_int(size, "size", minimum=1)
+    check_int(size, "image_size", minimum=1, maximum=MAX_IMAGE_SIZE)
     check_choice(channels, "channels", (1, 3))
     if not os.path.isdir(path):
         fail("images", "a folder of image files", f"{path!r} (not a folder)")
@@ -230,10 +256,10 @@ def load_image_folder(path: str, *, size: int = 28, channels: int = 1, seed: int
     xs, ys = [], []
     for f, label in files:
         try:
-            with Image.open(f) as im:
+            with _open_image(f) as im:
                 im = im.convert("L" if channels == 1 else "RGB").resize((size, size), Image.BILINEAR)
                 arr = np.asarray(im, dtype=np.float32) / 255.0
-        except (UnidentifiedImageError, OSError) as e:
+        except (UnidentifiedImageError, OSError, SyntaxError, EOFError) as e:  # PIL's ways of saying "damaged"
             fail("images", "readable image files", f"{f!r} ({e})")
         xs.append(arr.reshape(size, size, channels).transpose(2, 0, 1).reshape(-1))  # channel-major
         ys.append(label)
@@ -273,7 +299,7 @@ class ImageOptions:
 
     Attributes:
         images: digits (scikit-learn's 8x8 digits, embedded), fashion-mnist (Debian's dataset-fashion-mnist) or a folder of images
-        image_size: with a folder: the side every image is resized to (default 28)
+        image_size: with a folder: the side every image is resized to, at most 1024 (default 28)
         channels: with a folder: 1 (grey, default) or 3 (RGB)
     """
 

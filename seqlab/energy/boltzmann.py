@@ -86,6 +86,8 @@ from seqlab.validation import (
 
 __all__ = [
     "MAX_ENUMERATED_UNITS",
+    "MAX_INIT_STD",
+    "MAX_LR",
     "BoltzmannConfig",
     "BoltzmannMachine",
     "FitResult",
@@ -96,6 +98,12 @@ __all__ = [
 f64 = torch.float64
 MAX_ENUMERATED_UNITS = 20  # 2^20 joint states: about 170 MB for the (2^n, n) float64 table
 METHODS = ("exact", "gibbs")
+# Each weight's gradient <s_i s_j>_data - <s_i s_j>_model is a difference of two averages of
+# {0, 1} values, at most 1 in size, so a step lr * u moves a weight by at most lr / (1 - momentum):
+# past these bounds the energies only grow towards float overflow (lr 1e308 gave inf at the
+# first epoch), and no fit gets better.
+MAX_LR = 1000.0
+MAX_INIT_STD = 1000.0
 
 
 # --------------------------------------------------------------------------- helpers
@@ -147,6 +155,8 @@ def _as_binary(x: object, name: str, width: int, meaning: str) -> torch.Tensor:
         fail(name, f"{meaning} = {width} columns", f"{t.shape[1]} columns in shape {shape_str(t)}")
     if t.shape[0] < 1:
         fail(name, "at least one row", f"shape {shape_str(t)}")
+    if t.is_complex():
+        fail(name, "real values in {0, 1}", f"a complex tensor ({t.dtype})")
     t = t.to(f64)
     values = torch.unique(t)  # sorted; NaN is kept (it is unequal to everything)
     bad = values[(values != 0) & (values != 1)]
@@ -197,6 +207,8 @@ class BoltzmannConfig:
         init_std = check_float(self.init_std, "init_std", minimum=0.0)
         if math.isinf(init_std):
             fail("init_std", "a finite number >= 0", init_std)
+        if init_std > MAX_INIT_STD:
+            fail("init_std", f"a number <= {MAX_INIT_STD:g} (larger weights only overflow the energies)", init_std)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -511,12 +523,19 @@ class BoltzmannMachine(nn.Module):
         chains, Tieleman 2008) and burned in only at the first epoch; otherwise they
         restart at random every epoch. Clamped chains restart at every epoch. The exact KL
         and log-likelihood are recorded before training and after every epoch, so the
-        machine must be small enough to enumerate (n <= 20)."""
+        machine must be small enough to enumerate (n <= 20).
+
+        ``lr`` is at most ``MAX_LR`` (1000); a gradient or an update that is not finite
+        stops the fit with ``FloatingPointError``, the weights left as after the last good
+        epoch."""
         v = self._data(data)
         check_int(epochs, "epochs", minimum=1)
         lr = check_float(lr, "lr", minimum=0.0, open_min=True)
         if math.isinf(lr):
             fail("lr", "a finite number > 0", lr)
+        if lr > MAX_LR:
+            fail("lr", f"a number <= {MAX_LR:g} (a gradient is at most 1 per weight: larger steps only overflow "
+                 "the energies)", lr)
         method = check_choice(method, "method", METHODS)
         check_int(sweeps, "sweeps", minimum=1)
         check_int(chains, "chains", minimum=1)
@@ -552,8 +571,12 @@ class BoltzmannMachine(nn.Module):
                 w = self.w + lr * u_w
                 w = (w + w.T) / 2  # exact symmetry against round-off
                 w.fill_diagonal_(0.0)  # w_ii = 0
+                b = self.b + lr * u_b
+                if not (torch.isfinite(w).all() and torch.isfinite(b).all()):
+                    raise FloatingPointError(f"fit: weights overflowed at epoch {epoch} (lr {lr:g}); weights left "
+                                             f"as after epoch {epoch - 1}")
                 self.w.copy_(w)
-                self.b.add_(lr * u_b)
+                self.b.copy_(b)
             kl_e, ll_e = self._kl_and_ll(idx, q)
             kl.append(kl_e)
             ll.append(ll_e)

@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 from seqlab.energy.hopfield import RULES, HopfieldNetwork
+from seqlab.memory import check_fits
 from seqlab.validation import check_choice, check_float, check_int, fail
 
 ALPHA_C = 0.138  # Amit-Gutfreund-Sompolinsky, Hebbian rule, N -> infinity
@@ -106,6 +107,27 @@ def _check_loads(loads: object) -> list[float]:
     return sorted(out)
 
 
+# float64 copies of the N x N weights that storing patterns holds at once (the weights and the
+# temporaries of the rule: the product, its scaled copy, the symmetrised sum...), and of the
+# (P, N) patterns (integer draw, float copy, start states)
+WEIGHT_COPIES = {"hebbian": 4, "pseudo-inverse": 5, "storkey": 6}
+PATTERN_COPIES = 4
+
+
+def capacity_bytes(n: int, patterns: int, rule: str = "hebbian") -> int:
+    """Bytes ``measure_capacity`` needs at once for one network of ``n`` units storing
+    ``patterns`` patterns: float64 weights and their temporaries, and the patterns."""
+    return 8 * (WEIGHT_COPIES[rule] * n * n + PATTERN_COPIES * patterns * n)
+
+
+def check_capacity_memory(units: Sequence[int], loads: Sequence[float], rule: str) -> None:
+    """Refuse sizes whose weights and patterns do not fit in memory, before allocating any."""
+    for n in sorted(units, reverse=True):
+        needed = capacity_bytes(n, max(1, round(max(loads) * n)), rule)
+        check_fits(f"units={n}", needed, thing="a network", purpose=f"its {n} x {n} weights and its patterns "
+                   f"(load up to {max(loads):g})")
+
+
 def async_sweeps(w: np.ndarray, b: np.ndarray, states: np.ndarray, *, max_sweeps: int,
                  rng: np.random.Generator) -> tuple[np.ndarray, int]:
     """Asynchronous updates of the states (B, N) in place, batched over B.
@@ -156,6 +178,7 @@ def measure_capacity(n_units: Sequence[int], loads: Sequence[float] = DEFAULT_LO
     threshold = check_float(threshold, "threshold", minimum=0.0, maximum=1.0)
     if generator is not None and not isinstance(generator, torch.Generator):
         fail("generator", "a torch.Generator or None", type(generator).__name__)
+    check_capacity_memory(units, loads, rule)
     if generator is None:
         generator = torch.Generator().manual_seed(0)
     # NumPy stream for the sweep orders and the flips, seeded from the torch generator

@@ -40,6 +40,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from seqlab.memory import check_fits
 from seqlab.validation import (
     check_choice,
     check_int,
@@ -64,6 +65,8 @@ def as_bipolar(patterns: object) -> torch.Tensor:
     -1 and 0 is refused. Anything else fails with a ``ValueError`` naming the values.
     """
     if isinstance(patterns, torch.Tensor):
+        if patterns.is_complex():
+            fail("patterns", "real values in {-1, +1} or {0, 1}", f"dtype {patterns.dtype}")
         x = patterns.detach()
     elif isinstance(patterns, (np.ndarray, list, tuple)):
         try:
@@ -154,11 +157,16 @@ class HopfieldNetwork(nn.Module):
         super().__init__()
         self.config = resolve_config(config, kwargs, HopfieldConfig, type(self).__name__)
         N = self.n_units
+        # the N x N float64 weights, and a copy of them while storing: refused before allocating
+        check_fits(f"n_units={N}", 2 * 8 * N * N, thing="a network", purpose=f"its {N} x {N} weights")
         if bias is None:
             b = torch.zeros(N, dtype=f64)
         else:
             b = bias if isinstance(bias, torch.Tensor) else torch.as_tensor(np.asarray(bias, dtype=np.float64))
-            b = check_tensor(b, "bias", ndim=1, dims="(N,)").to(f64)
+            b = check_tensor(b, "bias", ndim=1, dims="(N,)")
+            if b.is_complex() or b.dtype == torch.bool:
+                fail("bias", "real numbers", f"dtype {b.dtype}")
+            b = b.to(f64)
             check_tensor(b, "bias", finite=True)
             if b.shape[0] != N:
                 fail("bias", f"length N = {N}", f"length {b.shape[0]}")
@@ -224,7 +232,8 @@ class HopfieldNetwork(nn.Module):
                 # h_ij = sum_{k != i, j} w_ik e_k = (W e)_i - w_ij e_j   (w_ii = 0)
                 h = (w @ e)[:, None] - w * e[None, :]  # (N, N)
                 # w_ij += 1/N (e_i e_j - e_i h_ji - h_ij e_j)    (Storkey 1997)
-                w = w + (torch.outer(e, e) - e[:, None] * h.T - h * e[None, :]) / N
+                u = e[:, None] * h.T  # (N, N): e_i h_ji; its transpose is h_ij e_j
+                w = w + (torch.outer(e, e) - (u + u.T)) / N  # u + u^T: exactly symmetric
                 w.fill_diagonal_(0.0)
         # w_ii = 0: no self-connections
         w = w.clone()

@@ -51,7 +51,7 @@ def _check_beta(beta: object) -> float:
 def lse(beta: float, z: torch.Tensor) -> torch.Tensor:
     """lse(beta, z) = beta^-1 log sum_i exp(beta z_i), over the last dim of z (..., N) -> (...)."""
     beta = _check_beta(beta)
-    z = check_tensor(z, "z", floating=True)
+    z = check_tensor(z, "z", floating=True, finite=True)
     if z.dim() < 1 or z.shape[-1] < 1:
         fail("z", "at least one value on the last dim (..., N)", f"shape {shape_str(z)}")
     return torch.logsumexp(beta * z, dim=-1) / beta  # (...)

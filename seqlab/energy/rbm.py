@@ -59,8 +59,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from seqlab.memory import check_batch_fits
 from seqlab.training.device import cpu_threads
-from seqlab.validation import check_choice, check_float, check_int, fail, fields_from_dict, resolve_config, shape_str
+from seqlab.validation import (check_choice, check_float, check_int, check_unit_interval, fail, fields_from_dict,
+                               resolve_config, shape_str)
 
 MAX_ENUMERATE = 20  # exact log Z enumerates 2^min(D, H) states
 SMALL_WORK = 2 ** 16  # fit runs on one CPU thread when (B + M)(D + H) is at most this
@@ -102,7 +104,7 @@ class RBMConfig:
         if not isinstance(self.persistent, bool):
             fail("persistent", "True or False", repr(self.persistent))
         check_int(self.n_chains, "n_chains", minimum=1)
-        check_float(self.init_std, "init_std", minimum=0.0)
+        check_float(self.init_std, "init_std", minimum=0.0, finite=True)
 
     @classmethod
     def preset(cls, name: str, **overrides) -> "RBMConfig":
@@ -117,24 +119,38 @@ class RBMConfig:
         return cls(**fields_from_dict(cls, d, "RBM config"))
 
 
+def _rows(x: object, name: str, width: int | None, what: str) -> torch.Tensor:
+    """``x`` as a real 2-D tensor (batch >= 1, ``width`` units), floating point."""
+    if not isinstance(x, torch.Tensor):
+        fail(name, f"a torch.Tensor of {what}", type(x).__name__)
+    if x.dim() != 2:
+        fail(name, "a 2-D tensor (batch, units)", f"shape {shape_str(x)}")
+    if width is not None and x.shape[1] != width:
+        fail(name, f"{width} units per row", f"{x.shape[1]} in shape {shape_str(x)}")
+    if x.shape[0] == 0:
+        fail(name, "at least one row", f"shape {shape_str(x)}")
+    if x.is_complex():
+        fail(name, f"a real tensor of {what}", f"dtype {x.dtype}")
+    return x if x.is_floating_point() else x.float()
+
+
 def check_binary(v: object, name: str, width: int | None = None) -> torch.Tensor:
     """``v`` as a 2-D floating tensor of 0s and 1s (``width`` columns), else a ValueError."""
-    if not isinstance(v, torch.Tensor):
-        fail(name, "a torch.Tensor of 0s and 1s", type(v).__name__)
-    if v.dim() != 2:
-        fail(name, "a 2-D tensor (batch, units)", f"shape {shape_str(v)}")
-    if width is not None and v.shape[1] != width:
-        fail(name, f"{width} units per row", f"{v.shape[1]} in shape {shape_str(v)}")
-    if v.shape[0] == 0:
-        fail(name, "at least one row", f"shape {shape_str(v)}")
-    if not v.is_floating_point():
-        v = v.float()
+    v = _rows(v, name, width, "0s and 1s")
     bad = v[(v != 0) & (v != 1)]
     if bad.numel():
         shown = ", ".join(f"{x:g}" for x in torch.unique(bad)[:5].tolist())
         fail(name, "binary values in {0, 1} (binarize the data first, e.g. x > 0.5)",
              f"{bad.numel()} other value(s), e.g. {shown}")
     return v
+
+
+def check_units(x: object, name: str, width: int) -> torch.Tensor:
+    """``x`` as a 2-D real tensor (batch, ``width``) of unit states or probabilities: finite
+    values in [0, 1] (the conditionals also take mean-field probabilities)."""
+    x = _rows(x, name, width, "unit states or probabilities in [0, 1]")
+    check_unit_interval(x, name, "unit states or probabilities")
+    return x
 
 
 class RBM(nn.Module):
@@ -154,11 +170,19 @@ class RBM(nn.Module):
     # ---- conditionals and sampling
 
     def p_h(self, v: torch.Tensor) -> torch.Tensor:
-        """p(h_j = 1 | v) = sigmoid(c_j + W_j . v): (B, D) -> (B, H)."""
-        return torch.sigmoid(torch.addmm(self.c, v, self.W.t()))
+        """p(h_j = 1 | v) = sigmoid(c_j + W_j . v): (B, D) -> (B, H). ``v``: visible states, or
+        probabilities in [0, 1] (mean field)."""
+        return self._p_h(check_units(v, "v", self.config.visible_size).to(self.W))
 
     def p_v(self, h: torch.Tensor) -> torch.Tensor:
-        """p(v_i = 1 | h) = sigmoid(b_i + W[:, i] . h): (B, H) -> (B, D)."""
+        """p(v_i = 1 | h) = sigmoid(b_i + W[:, i] . h): (B, H) -> (B, D). ``h``: hidden states, or
+        probabilities in [0, 1] (mean field)."""
+        return self._p_v(check_units(h, "h", self.config.hidden_size).to(self.W))
+
+    def _p_h(self, v: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(torch.addmm(self.c, v, self.W.t()))
+
+    def _p_v(self, h: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(torch.addmm(self.b, h, self.W))
 
     @staticmethod
@@ -174,8 +198,8 @@ class RBM(nn.Module):
         v = check_binary(v, "v", self.config.visible_size).to(self.W)
         check_int(steps, "steps", minimum=1)
         for _ in range(steps):
-            h = self._bernoulli(self.p_h(v), generator)  # (B, H)
-            pv = self.p_v(h)  # (B, D)
+            h = self._bernoulli(self._p_h(v), generator)  # (B, H)
+            pv = self._p_v(h)  # (B, D)
             v = self._bernoulli(pv, generator)
         return v, pv
 
@@ -187,20 +211,22 @@ class RBM(nn.Module):
         Returns (v samples, p(v | h) of the last step), both (n, D); plots show the
         probabilities, which are smoother to look at than the binary samples."""
         check_int(n, "n", minimum=1)
-        p = torch.full((n, self.config.visible_size), 0.5, dtype=self.W.dtype, device=self.W.device)
+        cfg = self.config
+        check_batch_fits("n", n, 3 * (cfg.visible_size + cfg.hidden_size) * self.W.element_size(), device=self.W.device)
+        p = torch.full((n, cfg.visible_size), 0.5, dtype=self.W.dtype, device=self.W.device)
         return self.gibbs(self._bernoulli(p, generator), steps, generator)
 
     @torch.no_grad()
     def reconstruct(self, v: torch.Tensor) -> torch.Tensor:
         """Mean-field reconstruction p(v | h = p(h | v)): (B, D) -> (B, D)."""
         v = check_binary(v, "v", self.config.visible_size).to(self.W)
-        return self.p_v(self.p_h(v))
+        return self._p_v(self._p_h(v))
 
     @torch.no_grad()
     def transform(self, v: torch.Tensor) -> torch.Tensor:
         """Hidden features p(h = 1 | v) for a downstream classifier: (B, D) -> (B, H)."""
         v = check_binary(v, "v", self.config.visible_size).to(self.W)
-        return self.p_h(v)
+        return self._p_h(v)
 
     # ---- energies and scores
 
@@ -208,6 +234,8 @@ class RBM(nn.Module):
         """E(v, h) = -b.v - c.h - h.W v: (B, D), (B, H) -> (B,)."""
         v = check_binary(v, "v", self.config.visible_size).to(self.W)
         h = check_binary(h, "h", self.config.hidden_size).to(self.W)
+        if h.shape[0] != v.shape[0]:
+            fail("h", f"{v.shape[0]} rows (as many as v)", f"shape {shape_str(h)}")
         return -(v @ self.b) - (h @ self.c) - ((h @ self.W) * v).sum(-1)
 
     def free_energy(self, v: torch.Tensor) -> torch.Tensor:
@@ -265,7 +293,7 @@ class RBM(nn.Module):
         with the reconstruction error (mean squared, per pixel) and the mean free energy."""
         v = check_binary(v, "v", self.config.visible_size).to(self.W)
         nll = -self.pseudo_likelihood(v).mean()
-        recon = float(((self.p_v(self.p_h(v)) - v) ** 2).mean())
+        recon = float(((self._p_v(self._p_h(v)) - v) ** 2).mean())
         return nll, {"recon_error": recon, "free_energy": float(self._free_energy(v).mean())}
 
     # ---- learning

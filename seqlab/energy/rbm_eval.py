@@ -11,6 +11,7 @@ import torch
 
 from seqlab.data.images import ImageData
 from seqlab.energy.rbm import RBM
+from seqlab.progress import stages
 from seqlab.validation import check_int
 
 
@@ -47,11 +48,14 @@ class RBMEvaluation:
 
 
 @torch.no_grad()
-def evaluate_rbm(model: RBM, data: ImageData, *, max_images: int = 10000) -> RBMEvaluation:
+def evaluate_rbm(model: RBM, data: ImageData, *, max_images: int = 10000,
+                 progress: bool | None = None) -> RBMEvaluation:
     """Scores on the test split; the classifiers are fitted on train + val. A set larger
     than ``max_images`` is cut to a random subset of that size (seeded: the same every
     time), which keeps the logistic regressions quick on Fashion-MNIST; the digits are far
-    below the cap."""
+    below the cap. ``progress`` shows the stages (the logistic regressions take seconds on
+    the digits, a minute or more on Fashion-MNIST; ``None``: as the caller's
+    ``seqlab.progress.enabled`` block says, off outside one)."""
     check_int(max_images, "max_images", minimum=1)
 
     def subset(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -66,9 +70,19 @@ def evaluate_rbm(model: RBM, data: ImageData, *, max_images: int = 10000) -> RBM
     te = data.split("test")
     x_te, te_y = subset(te.x, te.y)
     x_te = x_te.to(model.W)
-    pl = float(model.pseudo_likelihood(x_te).mean())
-    recon = float(((model.reconstruct(x_te) - x_te) ** 2).mean())
-    f_tr, f_te = model.transform(x_tr).cpu().numpy(), model.transform(x_te).cpu().numpy()
-    acc = feature_accuracy(f_tr, y_tr, f_te, te_y.numpy())
-    pix = feature_accuracy(x_tr.cpu().numpy(), y_tr, x_te.cpu().numpy(), te_y.numpy())
+    parts = ["pseudo-likelihood, reconstructions, hidden features",
+             f"logistic regression on the hidden features of {x_tr.shape[0]} images",
+             f"logistic regression on the pixels of {x_tr.shape[0]} images"]
+    with stages(parts, desc="rbm eval", progress=progress) as bar:
+        bar.begin(parts[0])
+        pl = float(model.pseudo_likelihood(x_te).mean())
+        recon = float(((model.reconstruct(x_te) - x_te) ** 2).mean())
+        f_tr, f_te = model.transform(x_tr).cpu().numpy(), model.transform(x_te).cpu().numpy()
+        bar.update()
+        bar.begin(parts[1])
+        acc = feature_accuracy(f_tr, y_tr, f_te, te_y.numpy())
+        bar.update()
+        bar.begin(parts[2])
+        pix = feature_accuracy(x_tr.cpu().numpy(), y_tr, x_te.cpu().numpy(), te_y.numpy())
+        bar.update()
     return RBMEvaluation(pl, recon, acc, pix, int(x_tr.shape[0]), int(x_te.shape[0]))

@@ -84,20 +84,28 @@ def _hopfield(ctx: TourContext, sec: Section) -> str:
         stored = ", ".join(f"{d}: {float(m):.2f}" for d, m in zip(r.labels, r.overlaps))
         rows.append([rule, start, "yes" if r.exact else "no", str(r.match), stored,
                      f"{float(e[0]):.1f} -> {float(e[-1]):.1f}", str(r.result.steps)])
-    sec.tables.append((["rule", f"start from digit {DIGIT}", "exact recall", "nearest stored digit",
-                        "final overlap with each stored digit", "energy start -> end", "single-unit updates"],
-                       rows))
-    sec.images.append((str(ctx.out / "hopfield_recall.png"), (
+    sec.text(
+        "A Hopfield network stores patterns as the low points of an energy E; "
+        "updating one unit at a time (asynchronously) to the sign of its input can only lower E or leave "
+        "it unchanged, so the state slides downhill until no unit wants to flip: a fixed point. The lower "
+        "panel of each figure is that energy after every single-unit update; it was checked in this step "
+        "never to rise (flat stretches are updates that changed nothing).")
+    sec.equation(r"E = -\dfrac{1}{2} \sum_{i j} w_{ij} a_{i} a_{j} - \sum_{i} b_{i} a_{i}, \qquad "
+                 r"a_{i} \leftarrow +1\ \mathrm{if}\ \sum_{j \neq i} w_{ij} a_{j} + b_{i} > 0,\ "
+                 r"\mathrm{else}\ -1")
+    sec.table(["rule", f"start from digit {DIGIT}", "exact recall", "nearest stored digit",
+               "final overlap with each stored digit", "energy start -> end", "single-unit updates"], rows)
+    sec.figure(ctx.out / "hopfield_recall.png", (
         f"Pseudo-inverse rule, digits 0-4 stored: digit {DIGIT} with {NOISE:.0%} of its 64 pixels flipped. "
         f"Top: the state along the asynchronous trajectory (start, intermediate updates, final) beside the "
-        f"stored digit. Bottom: the energy E after every single-unit update.")))
+        f"stored digit. Bottom: the energy E after every single-unit update."))
     if not ctx.quick:
-        sec.images.append((str(ctx.out / "hopfield_recall_occluded.png"), (
+        sec.figure(ctx.out / "hopfield_recall_occluded.png", (
             f"The same network started from digit {DIGIT} with its {OCCLUDE} half set to background (-1): "
-            f"the state along the trajectory and the energy after every update.")))
-        sec.images.append((str(ctx.out / "hopfield_recall_hebbian.png"), (
+            f"the state along the trajectory and the energy after every update."))
+        sec.figure(ctx.out / "hopfield_recall_hebbian.png", (
             f"Hebbian rule, the same digits and the same noisy start: the state along the trajectory and the "
-            f"energy after every update. Result: {_outcome(hebb, DIGIT)}.")))
+            f"energy after every update. Result: {_outcome(hebb, DIGIT)}."))
 
     # the Hebbian rule on the overlapping prototypes: which stored digits are fixed points,
     # and the energy of the state it ended in against that of the stored digit
@@ -109,13 +117,7 @@ def _hopfield(ctx: TourContext, sec: Section) -> str:
     e_stored = float(hebb_net.energy(X[hebb.labels.index(DIGIT)]))
     gram = X @ X.T / X.shape[1]  # (5, 5) overlaps between the prototypes
     off = gram[~torch.eye(X.shape[0], dtype=torch.bool)]
-    sec.paragraphs.append(
-        "A Hopfield network stores patterns as the low points of an energy E = -1/2 sum w_ij a_i a_j. "
-        "Updating one unit at a time (asynchronously) to the sign of its input can only lower E or leave "
-        "it unchanged, so the state slides downhill until no unit wants to flip: a fixed point. The lower "
-        "panel of each figure is that energy after every single-unit update; it was checked in this step "
-        "never to rise (flat stretches are updates that changed nothing).")
-    sec.paragraphs.append(
+    sec.text(
         f"The five stored digits are far from independent: they share their background, and two different "
         f"prototypes agree on between {float(off.min()) * 50 + 50:.0f}% and {float(off.max()) * 50 + 50:.0f}% "
         f"of their pixels (overlap {float(off.min()):.2f} to {float(off.max()):.2f}). The Hebbian rule simply "
@@ -124,7 +126,7 @@ def _hopfield(ctx: TourContext, sec: Section) -> str:
         f"{'a stored pattern' if is_stored else 'a state that is none of the stored digits (nor their inverses)'}"
         f", with energy {e_end:.1f} against {e_stored:.1f} for the stored {DIGIT}. Such minima that were never "
         f"stored are spurious states (mixtures of stored patterns are the typical ones). The pseudo-inverse "
-        f"(projection) rule W = X^T (X X^T)^-1 X removes the correlations first: it makes every stored "
+        f"(projection) rule below removes the correlations first: it makes every stored "
         f"pattern an exact fixed point as long as there are fewer (linearly independent) patterns than "
         f"units, however much they overlap"
         + (f", and both corrupted starts above slid into the stored {DIGIT}." if noisy.exact and blank.exact else
@@ -142,17 +144,8 @@ def _hopfield(ctx: TourContext, sec: Section) -> str:
         gen = torch.Generator().manual_seed(ctx.seed * 1000 + k)
         results.append(capacity.measure_capacity(units, loads, rule=rule, trials=trials, generator=gen))
     plot_capacity(results, ctx.out / "capacity.png")
-    sec.images.append((str(ctx.out / "capacity.png"), (
-        f"Random +-1 patterns, each run started exactly at a stored pattern: mean overlap m = a . xi / N of "
-        f"the fixed point reached with the pattern it started from, against the load P/N ({trials} trial(s) "
-        f"per point, {len(loads)} loads). Dashed vertical line: 0.138.")))
-    theory = {"hebbian": f"{capacity.ALPHA_C} (N -> infinity)",
-              "pseudo-inverse": "every pattern a fixed point while P < N", "storkey": "-"}
-    sec.tables.append((["rule", "N", f"critical load P/N (mean overlap >= {capacity.THRESHOLD})", "theory"],
-                       [[res.rule, str(N), _critical_str(res, N), theory[res.rule]]
-                        for res in results for N in res.n_units]))
     hebb_cap = results[0]
-    sec.paragraphs.append(
+    sec.text(
         f"Capacity: store P random patterns in N units and check whether each is still (close to) a fixed "
         f"point. The critical load is the largest P/N whose mean overlap is still >= {capacity.THRESHOLD} "
         f"(\">=\" means no load measured failed). For the Hebbian rule the theory of Amit, Gutfreund and "
@@ -163,6 +156,17 @@ def _hopfield(ctx: TourContext, sec: Section) -> str:
         f"pattern a fixed point until P reaches N "
         + ("(at P = N the projection is the identity, whose diagonal is removed, so the weights are all zero)."
            if 1.0 in loads else "(loads up to P = N are not measured in quick mode)."))
+    sec.equation(r"\mathrm{Hebbian:}\ w_{ij} = \dfrac{1}{N} \sum_{p} \xi^{p}_{i} \xi^{p}_{j}, \qquad "
+                 r"\mathrm{pseudo\!-\!inverse:}\ W = X^{\top} \left(X X^{\top}\right)^{-1} X"
+                 r"\quad (w_{ii} = 0)")
+    sec.figure(ctx.out / "capacity.png", (
+        f"Random +-1 patterns, each run started exactly at a stored pattern: mean overlap m = a . xi / N of "
+        f"the fixed point reached with the pattern it started from, against the load P/N ({trials} trial(s) "
+        f"per point, {len(loads)} loads). Dashed vertical line: 0.138."))
+    theory = {"hebbian": f"{capacity.ALPHA_C} (N -> infinity)",
+              "pseudo-inverse": "every pattern a fixed point while P < N", "storkey": "-"}
+    sec.table(["rule", "N", f"critical load P/N (mean overlap >= {capacity.THRESHOLD})", "theory"],
+              [[res.rule, str(N), _critical_str(res, N), theory[res.rule]] for res in results for N in res.n_units])
 
     # -- 3. modern Hopfield network = attention ------------------------------------------
     gen = torch.Generator().manual_seed(ctx.seed)
@@ -179,15 +183,17 @@ def _hopfield(ctx: TourContext, sec: Section) -> str:
         raise RuntimeError("modern Hopfield: the update raised the energy, which the CCCP theorem forbids")
     fr = ", ".join(f"{round(float(f) * n * trials_m)} of {n * trials_m} ({float(f):.1%}) with {n} stored"
                    for n, f in zip(counts, frac))
-    sec.paragraphs.append(
+    sec.text(
         f"The modern (continuous) Hopfield network of Ramsauer et al. replaces the quadratic energy by a "
-        f"log-sum-exp; its update is xi <- softmax(beta xi X^T) X. With d = {D_MODERN}, beta = {BETA:g} and "
+        f"log-sum-exp; its update, below, is attention. With d = {D_MODERN}, beta = {BETA:g} and "
         f"each stored random +-1 pattern started with {NOISE:.0%} of its entries flipped, one update "
         f"retrieved it exactly (sign equal in every entry) for {fr} ({trials_m} draw(s) of the patterns), "
         f"far more patterns than the classical 0.138 d = {capacity.ALPHA_C * D_MODERN:.1f}. The update is "
         f"attention with query xi and keys = values = X at scale beta: against "
         f"seqlab.transformer.scaled_dot_product_attention on 8 noisy states and {counts[0]} patterns the "
         f"largest difference is {diff:.1e}, and the update did not raise the modern energy of any of the 8.")
+    sec.equation(r"E(\xi) = -\beta^{-1} \log \sum_{n} e^{\beta\, x_{n} \cdot \xi} + \dfrac{1}{2}\, \xi \cdot \xi"
+                 r" + \mathrm{const}, \qquad \xi \leftarrow X^{\top} \mathrm{softmax}\left(\beta X \xi\right)")
 
     # -- one line ----------------------------------------------------------------------
     e = noisy.result.energies
@@ -214,11 +220,7 @@ def rbm(ctx: TourContext, sec: Section) -> str:
     # -- a fully connected Boltzmann machine against the exact distribution ------------------
     demo = parity_demo.demo((0, 4) if ctx.quick else (0, 1, 2, 4), epochs=200 if ctx.quick else 1000, seed=ctx.seed)
     plot_parity_demo(demo, ctx.out / "boltzmann.png")
-    sec.images.append((str(ctx.out / "boltzmann.png"), "Boltzmann machines on 3-bit parity: exact KL(data || p(v)) "
-                       "after every full-batch step of Boltzmann learning, one line per number of hidden units"))
-    sec.tables.append((["hidden units", f"KL(data || p(v)) after {demo.epochs} epochs (exact, nats)"],
-                       [[str(k), f"{demo.final_kl[k]:.4f}"] for k in demo.hidden_sizes]))
-    sec.paragraphs.append(
+    sec.text(
         f"A Boltzmann machine keeps the Hopfield energy but makes the units stochastic (on with probability "
         f"sigmoid of the weighted sum plus bias) and adds hidden units. Learning raises the correlations "
         f"<s_i s_j> seen with the data clamped and lowers those of the free-running machine. With 3 visible "
@@ -227,35 +229,46 @@ def rbm(ctx: TourContext, sec: Section) -> str:
         f"{demo.log2:.3f} (every pair of bits is independent there, so pairwise weights see nothing to "
         f"learn), while hidden units supply the third-order interaction: "
         + ", ".join(f"{k} hidden: {demo.final_kl[k]:.3f}" for k in demo.hidden_sizes) + ".")
+    sec.equation(r"p(s_{i} = 1) = \sigma\left(\sum_{j} w_{ij} s_{j} + b_{i}\right), \qquad "
+                 r"\Delta w_{ij} \propto \langle s_{i} s_{j} \rangle_{\mathrm{data}} - "
+                 r"\langle s_{i} s_{j} \rangle_{\mathrm{model}}")
+    sec.figure(ctx.out / "boltzmann.png", "Boltzmann machines on 3-bit parity: exact KL(data || p(v)) after every "
+               "full-batch step of Boltzmann learning, one line per number of hidden units")
+    sec.table(["hidden units", f"KL(data || p(v)) after {demo.epochs} epochs (exact, nats)"],
+              [[str(k), f"{demo.final_kl[k]:.4f}"] for k in demo.hidden_sizes])
     parity = f"parity KL {demo.final_kl[0]:.3f} without hidden units, {demo.final_kl[max(demo.hidden_sizes)]:.3f} " \
              f"with {max(demo.hidden_sizes)}"
 
     options = dict(preset="cpu-tiny", max_steps=200, eval_every=100, eval_batches=4) if ctx.quick else {}
-    result = seqlab.train("rbm", out=ctx.run_dir("rbm"), progress=ctx.progress, **options)
+    result = ctx.train("rbm", guard=300, **options)
     model, run = seqlab.load(result.run_dir)
     data = saved_image_data(run.data, binary=True)
     ev = evaluate_rbm(model, data)
-    val = [(r["step"], r["loss"]) for r in result.history if r["split"] == "val"]
-    plot_curves({"RBM (validation)": ([s for s, _ in val], [v for _, v in val])}, ctx.out / "rbm.png",
-                title="RBM: -log pseudo-likelihood per image", ylabel="nats / image")
-    pics = plot_rbm_pictures(model, data, ctx.out / "rbm", n=20 if ctx.quick else 40,
-                             steps=100 if ctx.quick else 1000, seed=ctx.seed)
     cfg = model.config
-    sec.images.append((str(ctx.out / "rbm.png"), "validation -log pseudo-likelihood per image during training"))
-    sec.images.append((str(pics["samples"]), "samples: Gibbs chains started at random pixels"))
-    sec.images.append((str(pics["reconstructions"]), "test digits (top) and their reconstructions (bottom)"))
-    sec.images.append((str(pics["filters"]), "weights of the first hidden units, one 8x8 image per unit"))
-    sec.tables.append((["score on the test digits", "value"], [
-        ["log pseudo-likelihood (nats per image, exact over 64 bits)", f"{ev.pseudo_likelihood:.2f}"],
-        ["reconstruction error (mean squared, per pixel)", f"{ev.recon_error:.4f}"],
-        ["logistic regression on the hidden features p(h | v)", f"{ev.feature_accuracy:.3f}"],
-        ["logistic regression on the raw pixels", f"{ev.pixel_accuracy:.3f}"],
-    ]))
-    sec.paragraphs.append(
+    sec.text(
         f"A restricted Boltzmann machine with {cfg.visible_size} visible units (the binarized 8x8 digit) and "
         f"{cfg.hidden_size} hidden units, trained for {result.steps} updates of persistent contrastive divergence "
         f"(PCD-{cfg.k}, {cfg.n_chains} chains): each update raises the correlations <h v> seen on the data and "
         f"lowers those the model produces on its own Gibbs chains. Its likelihood needs the partition function, "
         f"which has 2^{cfg.hidden_size} terms, so it is scored by the pseudo-likelihood: the probability of each "
         f"pixel given all the others.")
+    sec.equation(r"E(v, h) = -b \cdot v - c \cdot h - h \cdot W v, \qquad "
+                 r"p(h_{j} = 1 \mid v) = \sigma\left(c_{j} + W_{j} \cdot v\right), \qquad "
+                 r"\Delta W \propto \langle h v^{\top} \rangle_{\mathrm{data}} - "
+                 r"\langle h v^{\top} \rangle_{\mathrm{model}}")
+    val = [(r["step"], r["loss"]) for r in result.history if r["split"] == "val"]
+    plot_curves({"RBM (validation)": ([s for s, _ in val], [v for _, v in val])}, ctx.out / "rbm.png",
+                title="RBM: -log pseudo-likelihood per image", ylabel="nats / image")
+    sec.figure(ctx.out / "rbm.png", "validation -log pseudo-likelihood per image during training")
+    sec.table(["score on the test digits", "value"], [
+        ["log pseudo-likelihood (nats per image, exact over 64 bits)", f"{ev.pseudo_likelihood:.2f}"],
+        ["reconstruction error (mean squared, per pixel)", f"{ev.recon_error:.4f}"],
+        ["logistic regression on the hidden features p(h | v)", f"{ev.feature_accuracy:.3f}"],
+        ["logistic regression on the raw pixels", f"{ev.pixel_accuracy:.3f}"],
+    ])
+    pics = plot_rbm_pictures(model, data, ctx.out / "rbm", n=20 if ctx.quick else 40,
+                             steps=100 if ctx.quick else 1000, seed=ctx.seed)
+    sec.figure(pics["samples"], "samples: Gibbs chains started at random pixels")
+    sec.figure(pics["reconstructions"], "test digits (top) and their reconstructions (bottom)")
+    sec.figure(pics["filters"], "weights of the first hidden units, one 8x8 image per unit")
     return f"{parity}; RBM: {ev.line()}"

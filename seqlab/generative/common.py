@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from seqlab.validation import check_int, fail, shape_str
+from seqlab.validation import check_int, check_unit_interval, fail, shape_str
 
 
 def check_image_config(channels: object, image_size: object) -> None:
@@ -36,12 +36,35 @@ def check_images(x: object, channels: int, image_size: int, name: str = "images"
         fail(name, f"images of {image_size}x{image_size} pixels", f"{x.shape[2]}x{x.shape[3]} in shape {shape_str(x)}")
     if not x.is_floating_point():
         fail(name, "a floating-point tensor with values in [0, 1]", f"dtype {x.dtype}")
-    if not bool(torch.isfinite(x).all()):
-        fail(name, "finite values in [0, 1]", f"{int((~torch.isfinite(x)).sum())} NaN or infinite value(s)")
-    lo, hi = float(x.min()), float(x.max())
-    if lo < 0.0 or hi > 1.0:
-        fail(name, "pixel values in [0, 1]", f"values from {lo:g} to {hi:g}")
+    check_unit_interval(x, name, "pixel values")
     return x
+
+
+def check_network_input(x: object, name: str, shape: tuple, dims: str, param: torch.Tensor) -> torch.Tensor:
+    """The input of one of the networks (a generator's noise, a discriminator's or a U-Net's
+    images): a floating tensor of ``shape`` (None entries: any size >= 1, e.g. the batch;
+    ``dims`` names the axes in the message), cast to the dtype of ``param`` (kept as it is
+    under autocast). Only the shape and dtype are checked, not the values: no host sync in
+    a training step."""
+    if not isinstance(x, torch.Tensor):
+        fail(name, f"a torch.Tensor {dims}", type(x).__name__)
+    want = "(" + ", ".join("B" if s is None else str(s) for s in shape) + ")"
+    if x.dim() != len(shape) or any(s is not None and x.shape[i] != s for i, s in enumerate(shape)):
+        fail(name, f"a tensor {dims} = {want}", f"shape {shape_str(x)}")
+    if any(x.shape[i] < 1 for i, s in enumerate(shape) if s is None):
+        fail(name, f"a tensor {dims} = {want} with at least one item", f"shape {shape_str(x)}")
+    if not x.is_floating_point():
+        fail(name, "a floating-point tensor", f"dtype {x.dtype}")
+    if x.dtype != param.dtype and not _autocast_on(x.device):
+        x = x.to(param.dtype)
+    return x
+
+
+def _autocast_on(device: torch.device) -> bool:
+    try:
+        return torch.is_autocast_enabled(device.type)
+    except TypeError:  # pragma: no cover - torch < 2.4
+        return torch.is_autocast_enabled()
 
 
 def to_signed(x: torch.Tensor) -> torch.Tensor:

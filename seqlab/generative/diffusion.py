@@ -69,6 +69,7 @@ from torch import nn
 
 from seqlab.generative.common import check_image_config, check_images, from_signed, to_signed
 from seqlab.generative.unet import UNet
+from seqlab.memory import check_batch_fits
 from seqlab.validation import check_choice, check_float, check_int, fail, fields_from_dict, resolve_config, shape_str
 
 SCHEDULES = ("linear", "cosine")
@@ -191,11 +192,15 @@ class Diffusion(nn.Module):
 
     def _timesteps(self, t: object, batch: int) -> torch.Tensor:
         """t as a (B,) int64 tensor on the model's device: an int in 1..T, or an integer tensor
-        (B,) (its values, 1..T, are not checked, to keep the training step free of host syncs)."""
+        (B,) with values in 1..T (checked on the CPU only: on a GPU that would cost a host sync
+        in every training step)."""
         if isinstance(t, torch.Tensor):
-            if t.is_floating_point() or t.dtype == torch.bool or t.dim() != 1 or t.shape[0] != batch:
+            if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool or t.dim() != 1 \
+                    or t.shape[0] != batch:
                 fail("t", f"an int in [1, {self.T}] or an integer tensor of shape ({batch},)",
                      f"shape {shape_str(t)}, dtype {t.dtype}")
+            if t.device.type == "cpu" and batch and (int(t.min()) < 1 or int(t.max()) > self.T):
+                fail("t", f"timesteps in [1, {self.T}]", f"values in [{int(t.min())}, {int(t.max())}]")
             return t.to(self.betas.device, torch.int64)
         check_int(t, "t", minimum=1, maximum=self.T)
         return torch.full((batch,), t, dtype=torch.int64, device=self.betas.device)
@@ -282,6 +287,12 @@ class Diffusion(nn.Module):
             x_s = x_s + c(sigma) * self._randn(x_t.shape, generator)
         return x_s
 
+    def _bytes_per_image(self, snapshots: int = 0) -> int:
+        """About the bytes one sample takes: the U-Net's activations, the image and its snapshots."""
+        c = self.config
+        floats = _unet_floats(c) + (max(snapshots, 0) + 2) * c.channels * c.image_size ** 2
+        return floats * self.net.conv_in.weight.element_size()
+
     def timestep_sequence(self, method: str = "ddpm", steps: int | None = None) -> list[int]:
         """The timesteps a sampler visits, T first: T, T-1, .., 1 for "ddpm"; for "ddim" the
         ``steps`` (default min(50, T)) evenly spaced round(linspace(T, 1, steps))."""
@@ -310,6 +321,8 @@ class Diffusion(nn.Module):
         With ``trajectory=True`` also the list of ``snapshots`` intermediate x_t in [0, 1] (clamped),
         evenly spaced over the steps, from the pure noise x_T to the result x_0."""
         check_int(n, "n", minimum=1)
+        check_batch_fits("n", n, self._bytes_per_image(snapshots if trajectory is True else 0),
+                         device=self.betas.device)
         taus = self.timestep_sequence(method, steps)  # T = tau_S > ... > tau_1
         eta = check_float(eta, "eta", minimum=0.0, maximum=1.0)
         if not isinstance(trajectory, bool):
@@ -325,6 +338,15 @@ class Diffusion(nn.Module):
                 states.append(from_signed(x))
         images = from_signed(x)  # (n, C, S, S) in [0, 1]
         return (images, states) if trajectory else images
+
+
+def _unet_floats(config: DiffusionConfig) -> int:
+    """About the floats one image's pass through the U-Net holds at once: at every level, on
+    the way down and up, a residual block's maps (norms, activations, convolutions, the skip)."""
+    S, total = config.image_size, 0
+    for l, m in enumerate(config.channel_mults):
+        total += 2 * 8 * config.base_channels * m * (S // 2 ** l) ** 2
+    return total + 4 * config.channels * S * S
 
 
 def _check_generator(generator: object) -> torch.Generator | None:

@@ -34,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -44,6 +45,8 @@ from torch import nn
 
 from seqlab.data.images import ImageData
 from seqlab.generative.common import check_images
+from seqlab.progress import Progress
+from seqlab.progress import resolve as resolve_progress
 from seqlab.training.checkpoint import load_checkpoint, save_checkpoint
 from seqlab.validation import check_int, fail
 
@@ -105,9 +108,10 @@ def n_classes(data: ImageData) -> int:
 
 
 def train_classifier(data: ImageData, *, epochs: int = 15, seed: int = 0, batch_size: int = 64,
-                     lr: float = 2e-3) -> tuple[Classifier, float]:
+                     lr: float = 2e-3, progress: bool | None = None) -> tuple[Classifier, float]:
     """Train the reference classifier on the train split (on a CUDA GPU if there is one);
-    returns it on the CPU, with its test accuracy."""
+    returns it on the CPU, with its test accuracy. ``progress`` shows the epochs (``None``: as
+    the caller's ``seqlab.progress.enabled`` block says)."""
     check_int(epochs, "epochs", minimum=1)
     torch.manual_seed(seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -118,14 +122,17 @@ def train_classifier(data: ImageData, *, epochs: int = 15, seed: int = 0, batch_
     x, y = data.images("train").to(device), data.split("train").y.to(device)
     gen = torch.Generator().manual_seed(seed)
     model.train()
-    for _ in range(epochs):
-        order = torch.randperm(x.shape[0], generator=gen).to(device)
-        for start in range(0, x.shape[0], batch_size):
-            ix = order[start:start + batch_size]
-            loss = F.cross_entropy(model(x[ix]), y[ix])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+    with Progress(epochs, desc=f"reference classifier of {data.name}", unit="epoch", enabled=progress) as bar:
+        for _ in range(epochs):
+            order = torch.randperm(x.shape[0], generator=gen).to(device)
+            for start in range(0, x.shape[0], batch_size):
+                ix = order[start:start + batch_size]
+                loss = F.cross_entropy(model(x[ix]), y[ix])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            bar.set(loss=f"loss {float(loss.detach()):.3f}")
+            bar.update()
     model.eval().cpu()
     with torch.no_grad():
         f, _ = _features_and_probs(model, data.images("test"))
@@ -134,9 +141,10 @@ def train_classifier(data: ImageData, *, epochs: int = 15, seed: int = 0, batch_
     return model, acc
 
 
-def reference_classifier(data: ImageData, *, epochs: int = 15, seed: int = 0, progress: bool = False
+def reference_classifier(data: ImageData, *, epochs: int = 15, seed: int = 0, progress: bool | None = None
                          ) -> tuple[Classifier, ClassifierInfo]:
-    """The cached classifier of this image set (trained and saved on first use)."""
+    """The cached classifier of this image set (trained and saved on first use, showing its
+    epochs where ``progress`` says so: see ``seqlab.progress``)."""
     key = hashlib.sha256(json.dumps({"data": data.sha256, "epochs": epochs, "seed": seed, "features": FEATURES,
                                      "arch": 1}, sort_keys=True).encode()).hexdigest()[:16]
     path = _cache_root() / "classifiers" / f"{data.name.split()[0]}-{key}"
@@ -149,10 +157,11 @@ def reference_classifier(data: ImageData, *, epochs: int = 15, seed: int = 0, pr
         model.eval()
         info = json.loads(ckpt.files["classifier.json"])
         return model, ClassifierInfo(**info)
-    if progress:
-        print(f"training the reference classifier of {data.name} (once; cached in {path})", flush=True)
+    if resolve_progress(progress):
+        print(f"training the reference classifier of {data.name} (once; cached in {path})", file=sys.stderr,
+              flush=True)
     with torch.enable_grad():  # callers may sample under no_grad
-        model, acc = train_classifier(data, epochs=epochs, seed=seed)
+        model, acc = train_classifier(data, epochs=epochs, seed=seed, progress=progress)
     info = ClassifierInfo(path=str(path), sha256=weights_hash(model), test_accuracy=acc, epochs=epochs, seed=seed)
     save_checkpoint(path, family=CLASSIFIER_FAMILY, config=config, state_dict=model.state_dict(),
                     files={"classifier.json": json.dumps(asdict(info))})
@@ -232,10 +241,12 @@ class Evaluation:
         return asdict(self)
 
 
-def evaluate_samples(samples: torch.Tensor, data: ImageData, *, seed: int = 0, progress: bool = False,
+def evaluate_samples(samples: torch.Tensor, data: ImageData, *, seed: int = 0, progress: bool | None = None,
                      model: str = "model") -> Evaluation:
     """The protocol above for ``samples`` (n, C, H, W) in [0, 1] (n <= half the test split);
-    ``model`` names where the samples came from."""
+    ``model`` names where the samples came from. ``progress``: show the training of the
+    reference classifier when it is not cached yet (``None``: as the caller's
+    ``seqlab.progress.enabled`` block says, off outside one)."""
     check_images(samples, data.channels, data.side, "samples")
     real = data.images("test")
     n = samples.shape[0]

@@ -56,7 +56,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seqlab.generative.common import check_image_config, check_images, from_signed, to_signed
+from seqlab.generative.common import check_image_config, check_images, check_network_input, from_signed, to_signed
+from seqlab.memory import check_batch_fits
 from seqlab.validation import check_choice, check_float, check_int, fail, fields_from_dict, resolve_config
 
 LOSSES = ("non-saturating", "minimax")
@@ -104,8 +105,8 @@ class GANConfig:
             check_int(self.d_hidden_size, "d_hidden_size", minimum=1)
         check_choice(self.loss, "loss", LOSSES)
         check_int(self.d_steps, "d_steps", minimum=1)
-        check_float(self.d_lr_scale, "d_lr_scale", minimum=0.0, open_min=True)
-        check_float(self.g_lr_scale, "g_lr_scale", minimum=0.0, open_min=True)
+        check_float(self.d_lr_scale, "d_lr_scale", minimum=0.0, open_min=True, finite=True)
+        check_float(self.g_lr_scale, "g_lr_scale", minimum=0.0, open_min=True, finite=True)
 
     @property
     def discriminator_size(self) -> int:
@@ -130,6 +131,8 @@ class Generator(nn.Module):
 
     def __init__(self, cfg: GANConfig) -> None:
         super().__init__()
+        _check_cfg(cfg)
+        self.config = cfg
         g, q = cfg.hidden_size, cfg.image_size // 4
         self.net = nn.Sequential(
             nn.Linear(cfg.noise_size, 2 * g * q * q, bias=False),  # (B, 2g q q)
@@ -142,6 +145,8 @@ class Generator(nn.Module):
         )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """z (B, Z) -> G(z) (B, C, s, s) in [-1, 1]."""
+        z = check_network_input(z, "z", (None, self.config.noise_size), "(batch, noise_size)", self.net[0].weight)
         return self.net(z)
 
 
@@ -150,6 +155,8 @@ class Discriminator(nn.Module):
 
     def __init__(self, cfg: GANConfig) -> None:
         super().__init__()
+        _check_cfg(cfg)
+        self.config = cfg
         d, q = cfg.discriminator_size, cfg.image_size // 4
         self.net = nn.Sequential(
             nn.Conv2d(cfg.channels, d, 4, stride=2, padding=1),  # (B, d, 2q, 2q)
@@ -161,7 +168,16 @@ class Discriminator(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, C, s, s) in [-1, 1] (shape and dtype checked, not the values) -> logits l (B,)."""
+        c = self.config
+        x = check_network_input(x, "x", (None, c.channels, c.image_size, c.image_size), "(B, C, H, W)",
+                                self.net[0].weight)
         return self.net(x).squeeze(1)  # (B,)
+
+
+def _check_cfg(cfg: object) -> None:
+    if not isinstance(cfg, GANConfig):
+        fail("cfg", "a GANConfig", type(cfg).__name__)
 
 
 # ---- the losses from D's logits (see the module docstring)
@@ -200,10 +216,21 @@ class GAN(nn.Module):
         return x.to(device=p.device, dtype=p.dtype)
 
     def noise(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
-        """z ~ N(0, I): (n, noise_size), on the model's device, drawn with ``generator``."""
+        """z ~ N(0, I): (n, noise_size), on the model's device, drawn with ``generator``. ``n``
+        images must fit in memory with the generator's activations (checked first)."""
         check_int(n, "n", minimum=1)
         p = self._param()
+        check_batch_fits("n", n, self._bytes_per_image(), device=p.device)
         return torch.randn(n, self.config.noise_size, generator=generator, device=p.device, dtype=p.dtype)
+
+    def _bytes_per_image(self) -> int:
+        """About the bytes one image takes through G and D: the noise, each layer's output (with
+        BatchNorm's and the activation's copies) and the image."""
+        c = self.config
+        q, g, d = c.image_size // 4, c.hidden_size, c.discriminator_size
+        floats = (c.noise_size + 3 * 2 * g * q * q + 3 * g * (2 * q) ** 2 + 2 * c.channels * c.image_size ** 2
+                  + 2 * d * (2 * q) ** 2 + 4 * d * q * q)
+        return floats * self._param().element_size()
 
     def fake(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
         """G(z) for fresh noise, in [0, 1], with gradients (for ``generator_loss``): (n, C, H, W)."""

@@ -6,6 +6,7 @@ evaluation protocol of ``seqlab.generative.evaluate``.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -13,6 +14,7 @@ from typing import Any, ClassVar
 import torch
 
 from seqlab.data.images import ImageData, ImageOptions, load_image_data, saved_image_data
+from seqlab.progress import Progress
 from seqlab.runs import Family, RunRecord
 from seqlab.validation import check_int, fail
 
@@ -129,6 +131,10 @@ class ImageFamily(Family):
         return line + ("; wrote " + ", ".join(str(p) for p in result.files) if result.files else "")
 
     def evaluate(self, model, run: RunRecord, options: Any):
+        """The protocol of ``seqlab.generative.evaluate`` on ``n`` samples. Progress (sampling
+        step by step: a DDPM's n samples take minutes; the reference classifier's epochs the first
+        time) shows as the caller's ``seqlab.progress.enabled`` block says (``seqlab eval``: on
+        unless --quiet)."""
         from seqlab.generative.evaluate import default_n, evaluate_samples
 
         data = self.data_from_run(run, {})
@@ -136,7 +142,30 @@ class ImageFamily(Family):
         half = data.split("test").x.shape[0] // 2
         if n > half:  # refused before sampling (a DDPM's n samples take minutes), as evaluate_samples would
             fail("n", f"an integer in [2, {half}] (half the test split of {data.name})", n)
-        with torch.no_grad():
-            x = model.sample(n, generator=torch.Generator().manual_seed(options.seed),
-                             **self.sampler_kwargs(options))
+        kwargs = self.sampler_kwargs(options)
+        with torch.no_grad(), sampling_progress(model, f"{self.name} eval: sampling {n} images", kwargs):
+            x = model.sample(n, generator=torch.Generator().manual_seed(options.seed), **kwargs)
         return evaluate_samples(x, data, seed=options.seed, model=self.name)
+
+
+@contextlib.contextmanager
+def sampling_progress(model: torch.nn.Module, desc: str, sampler_kwargs: dict, progress: bool | None = None):
+    """Progress through ``model.sample``: one unit per call of the model's networks (its direct
+    submodules: a diffusion model's U-Net runs once per timestep, a GAN's generator or a VAE's
+    decoder once). The total is known where the model lists its timesteps
+    (``timestep_sequence``). The hooks only count: the samples are the same with or without."""
+    total = None
+    timesteps = getattr(model, "timestep_sequence", None)
+    if callable(timesteps):
+        names = {k: v for k, v in sampler_kwargs.items() if k in ("method", "steps")}
+        total = len(timesteps(**names))
+    with Progress(total, desc=desc, unit="step", enabled=progress) as bar:
+        if not bar.enabled:
+            yield bar
+            return
+        hooks = [m.register_forward_hook(lambda *_: bar.update()) for m in model.children()]
+        try:
+            yield bar
+        finally:
+            for h in hooks:
+                h.remove()

@@ -29,6 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from seqlab.generative.common import check_network_input
+from seqlab.validation import check_int, fail, shape_str
+
 
 def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
     """Sinusoidal embedding of the timesteps t (B,) (integers or floats) -> (B, dim)."""
@@ -67,6 +70,14 @@ class UNet(nn.Module):
 
     def __init__(self, channels: int, base_channels: int, channel_mults: Sequence[int], time_dim: int) -> None:
         super().__init__()
+        check_int(channels, "channels", minimum=1)
+        check_int(base_channels, "base_channels", minimum=1)
+        if (not isinstance(channel_mults, (list, tuple)) or not channel_mults
+                or any(isinstance(m, bool) or not isinstance(m, int) or m < 1 for m in channel_mults)):
+            fail("channel_mults", "a non-empty list of positive integers, one per level, e.g. (1, 2)",
+                 repr(channel_mults))
+        check_int(time_dim, "time_dim", minimum=2)
+        self.channels, self.levels = channels, len(channel_mults)
         self.time_dim = time_dim
         widths = [base_channels * m for m in channel_mults]  # C_l
         self.time_mlp = nn.Sequential(nn.Linear(time_dim, time_dim), nn.SiLU(), nn.Linear(time_dim, time_dim))
@@ -89,7 +100,19 @@ class UNet(nn.Module):
         nn.init.zeros_(self.conv_out.bias)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        emb = self.time_mlp(timestep_embedding(t, self.time_dim))  # (B, time_dim)
+        """x (B, C, H, W), H and W multiples of 2^(levels - 1), at least 2^levels; t (B,) integer or
+        float timesteps.
+        Shapes and dtypes are checked, not the values (no host sync in a training step)."""
+        x = check_network_input(x, "x", (None, self.channels, None, None), "(B, C, H, W)", self.conv_in.weight)
+        unit = 2 ** (self.levels - 1)  # the image is halved levels - 1 times, then doubled back
+        if x.shape[2] % unit or x.shape[3] % unit or min(x.shape[2], x.shape[3]) < 2 * unit:
+            fail("x", f"height and width multiples of {unit}, at least {2 * unit} (the U-Net halves them "
+                 f"{self.levels - 1} time(s), to maps of at least 2 x 2 for its group norms)", f"shape {shape_str(x)}")
+        if not isinstance(t, torch.Tensor) or t.dim() != 1 or t.shape[0] != x.shape[0] or t.is_complex() \
+                or t.dtype == torch.bool:
+            got = f"shape {shape_str(t)}, dtype {t.dtype}" if isinstance(t, torch.Tensor) else type(t).__name__
+            fail("t", f"a real tensor of {x.shape[0]} timesteps (B,)", got)
+        emb = self.time_mlp(timestep_embedding(t, self.time_dim).to(self.conv_in.weight.dtype))  # (B, time_dim)
         h = self.conv_in(x)  # (B, C_0, S, S)
         skips = []
         for l, block in enumerate(self.down):

@@ -53,6 +53,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from seqlab.generative.common import check_image_config, check_images
+from seqlab.memory import check_batch_fits
 from seqlab.validation import (
     check_choice,
     check_float,
@@ -153,7 +154,9 @@ class VAE(nn.Module):
         z = check_tensor(z, name, ndim=2, dims="(B, latent_size)", floating=True)
         if z.shape[1] != self.config.latent_size:
             fail(name, f"latent_size = {self.config.latent_size} columns", f"{z.shape[1]} in shape {shape_str(z)}")
-        return z
+        if z.shape[0] < 1:
+            fail(name, "at least one row", f"shape {shape_str(z)}")
+        return check_tensor(z, name, finite=True)
 
     def _posterior(self, mu: object, logvar: object) -> tuple[torch.Tensor, torch.Tensor]:
         mu, logvar = self._codes(mu, "mu"), self._codes(logvar, "logvar")
@@ -254,6 +257,9 @@ class VAE(nn.Module):
     def sample(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
         """Bernoulli means sigmoid(f(z)) of z ~ N(0, I): (n, C, H, W) in [0, 1]."""
         check_int(n, "n", minimum=1)
+        c = self.config
+        per_image = (c.latent_size + 2 * c.hidden_size * c.depth + 2 * c.pixels) * self._param().element_size()
+        check_batch_fits("n", n, per_image, device=self._param().device)
         return torch.sigmoid(self.decode(self._randn((n, self.config.latent_size), generator)))
 
     @torch.no_grad()

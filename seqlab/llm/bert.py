@@ -61,6 +61,7 @@ from seqlab.validation import (
     check_float,
     check_int,
     check_tensor,
+    check_token_ids,
     fail,
     fields_from_dict,
     resolve_config,
@@ -163,21 +164,10 @@ class BERTConfig:
 
 
 def _check_ids(ids: object, config: BERTConfig, name: str = "ids") -> torch.Tensor:
-    """ids: a (B, T) integer tensor, 1 <= T <= block_size, values in [0, V)."""
-    check_tensor(ids, name, ndim=2, dims="(batch, time)")
-    if ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
-        fail(name, "an integer tensor of token ids", f"dtype {ids.dtype}")
-    B, T = ids.shape
-    if B < 1 or T < 1:
-        fail(name, "at least one sequence and one position", f"shape {shape_str(ids)}")
-    if T > config.block_size:
-        fail(name, f"at most block_size = {config.block_size} positions (the model's longest sequence)",
-             f"{T} positions, shape {shape_str(ids)}")
+    """ids: a (B, T) integer tensor, 1 <= T <= block_size, values in [0, V); returned as int64."""
     V = config.vocab_size
-    lo, hi = int(ids.min()), int(ids.max())
-    if lo < 0 or hi >= V:
-        fail(name, f"token ids in [0, {V - 1}] (vocab_size {V})", f"values in [{lo}, {hi}]")
-    return ids
+    return check_token_ids(ids, name, V, max_len=config.block_size, note=f" (vocab_size {V})",
+                           integer="an integer tensor of token ids", max_len_note=" (the model's longest sequence)")
 
 
 def _at_least_fp32(x: torch.Tensor) -> torch.Tensor:
@@ -223,6 +213,16 @@ class BERT(nn.Module):
         # BERT's initialisation: N(0, 0.02^2) for the embedding and the MLM transform
         nn.init.normal_(self.w_x, std=0.02)
         nn.init.normal_(self.w_m, std=0.02)
+
+    @staticmethod
+    def activation_bytes(config: BERTConfig, batch_size: int) -> int:
+        """About the bytes a training step on ``batch_size`` sequences of block_size tokens keeps
+        for the backward pass (float32): per token and block ~12 D + 2 d_ff (and the attention
+        weights, h T, unless fused), then the MLM head's logits where there is a target (15 %)."""
+        c = config
+        T, D, L = c.block_size, c.d_model, c.num_layers
+        per_token = L * (12 * D + 2 * c.d_ff + (0 if c.fused else 2 * c.num_heads * T)) + 3 * D + c.vocab_size // 2
+        return 4 * batch_size * T * per_token
 
     # -- the model -----------------------------------------------------------------------
     def encode_unchecked(self, ids: torch.Tensor, key_padding_mask=None, need_weights: bool = False):

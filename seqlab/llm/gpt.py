@@ -38,7 +38,8 @@ from torch import nn
 from seqlab.llm.sampling import generate as _generate
 from seqlab.transformer.block import BlockConfig, Encoder
 from seqlab.transformer.position import LearnedPositionalEncoding, SinusoidalPositionalEncoding
-from seqlab.validation import check_choice, check_int, check_tensor, fail, fields_from_dict, resolve_config, shape_str
+from seqlab.validation import (check_choice, check_int, check_token_ids, fail, fields_from_dict, resolve_config,
+                               shape_str)
 
 LN2 = math.log(2.0)
 POSITIONS = ("learned", "sinusoidal")
@@ -88,6 +89,7 @@ class GPTConfig:
         check_int(self.vocab_size, "vocab_size", minimum=1)
         check_int(self.block_size, "block_size", minimum=1)
         check_int(self.num_layers, "num_layers", minimum=1)
+        check_int(self.d_model, "d_model", minimum=1)  # before d_ff = 4 d_model is made of it
         check_choice(self.position, "position", POSITIONS)
         for name in ("bias", "tie_weights", "fused"):
             if not isinstance(getattr(self, name), bool):
@@ -95,7 +97,8 @@ class GPTConfig:
         self.block_config()  # checks d_model, num_heads, d_ff, dropout
 
     def block_config(self) -> BlockConfig:
-        return BlockConfig(d_model=self.d_model, num_heads=self.num_heads, d_ff=self.d_ff or 4 * self.d_model,
+        d_ff = 4 * self.d_model if self.d_ff is None else self.d_ff  # None: 4 D (0 is refused, not read as None)
+        return BlockConfig(d_model=self.d_model, num_heads=self.num_heads, d_ff=d_ff,
                            dropout=self.dropout, activation="gelu", norm_first=True, causal=True,
                            bias=self.bias, fused=self.fused)
 
@@ -151,6 +154,18 @@ class GPT(nn.Module):
                 if b is not None:
                     nn.init.zeros_(b)
 
+    @staticmethod
+    def activation_bytes(config: GPTConfig, batch_size: int) -> int:
+        """About the bytes a training step on ``batch_size`` windows of block_size tokens keeps
+        for the backward pass (float32): per token and block, the attention's projections,
+        norms and residuals (~12 D) and the MLP (2 d_ff), the attention weights (h T per
+        token, unless fused), and the logits with their softmax and gradient (3 V)."""
+        c = config
+        T, D, L = c.block_size, c.d_model, c.num_layers
+        d_ff = 4 * D if c.d_ff is None else c.d_ff
+        per_token = L * (12 * D + 2 * d_ff + (0 if c.fused else 2 * c.num_heads * T)) + 3 * c.vocab_size
+        return 4 * batch_size * T * per_token
+
     def num_parameters(self, *, embeddings: bool = True) -> int:
         n = sum(p.numel() for p in self.parameters())
         if not embeddings and isinstance(self.pos, LearnedPositionalEncoding):
@@ -159,26 +174,16 @@ class GPT(nn.Module):
 
     # -- forward -------------------------------------------------------------------------
     def check_ids(self, ids: object, *, offset: int = 0) -> torch.Tensor:
-        check_tensor(ids, "ids", ndim=2, dims="(batch, time)")
-        if ids.is_floating_point() or ids.dtype == torch.bool:
-            fail("ids", "integer token ids", f"dtype {ids.dtype}")
-        V, T = self.config.vocab_size, ids.shape[1]
-        if T == 0:
-            fail("ids", "at least one position", f"shape {shape_str(ids)}")
-        if offset + T > self.config.block_size:
-            what = f"{T} positions" if offset == 0 else f"{offset} cached + {T} new positions"
-            fail("ids", f"at most block_size = {self.config.block_size} positions", what)
-        lo, hi = int(ids.min()), int(ids.max())
-        if lo < 0 or hi >= V:
-            fail("ids", f"token ids in [0, {V - 1}]", f"values in [{lo}, {hi}]")
-        return ids
+        """ids (B, T) as int64: integer token ids in [0, V), 1 <= T <= block_size - offset."""
+        return check_token_ids(ids, "ids", self.config.vocab_size, max_len=self.config.block_size, offset=offset)
 
     def forward(self, ids: torch.Tensor, *, cache=None, need_weights: bool = False):
         """ids: (B, T) token ids. cache: ``self.new_cache()`` to decode incrementally (the ids
         then continue the cached positions). Returns logits (B, T, V), or (logits, weights)
         with ``need_weights``: a list over layers of (B, h, T, T_total) attention weights."""
-        offset = 0 if cache is None else cache[0].length if cache else 0
-        self.check_ids(ids, offset=offset)
+        self.blocks._check_cache(cache)
+        offset = 0 if cache is None else cache[0].length
+        ids = self.check_ids(ids, offset=offset)
         # a^(0)_t = w^(x) . x_t + p_t   (x_t one-hot: the x_t-th row of w^(x))
         x = F.embedding(ids, self.w_x)  # (B, T, D)
         x = self.pos.forward_unchecked(x, offset)  # (B, T, D)
@@ -200,6 +205,7 @@ class GPT(nn.Module):
         if not isinstance(y, torch.Tensor) or y.shape != x.shape:
             fail("y", f"next-token ids of shape {tuple(x.shape)}", f"shape {shape_str(y)}"
                  if isinstance(y, torch.Tensor) else type(y).__name__)
+        y = check_token_ids(y, "y", self.config.vocab_size)
         # the loss in at least float32 (logits may be bf16 under autocast)
         logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))

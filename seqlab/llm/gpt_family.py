@@ -47,8 +47,8 @@ class GPTFamily(TextFamily):
     views = ("attention",)
     legacy_weights = {"w_e": "w_x", "w_out": "w_o"}  # seqlab 0.1's names of w^(x) and the untied w^(o)
 
-    def sample(self, model: GPT, run: RunRecord, options: GPTSampleOptions) -> str:
-        return sample_text(model, run.tokenizer, options, use_cache=options.cache)
+    def sample(self, model: GPT, run: RunRecord, options: GPTSampleOptions, *, on_text=None) -> str:
+        return sample_text(model, run.tokenizer, options, on_text=on_text, use_cache=options.cache)
 
 
 register(GPTFamily())

@@ -96,8 +96,8 @@ class TextFamily(Family):
         return (f"validation loss {result.best_val_loss:.4f} nats/{u} = {result.best_val_loss / LN2:.3f} bits/{u} "
                 f"(best), {result.steps} steps in {result.seconds:.0f} s")
 
-    def sample(self, model, run: RunRecord, options: SampleOptions) -> str:
-        return sample_text(model, run.tokenizer, options)
+    def sample(self, model, run: RunRecord, options: SampleOptions, *, on_text=None) -> str:
+        return sample_text(model, run.tokenizer, options, on_text=on_text)
 
     def format_sample(self, result: str, options: SampleOptions) -> str:
         return (options.prompt or "") + result

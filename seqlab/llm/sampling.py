@@ -14,6 +14,12 @@ restricted, if asked, to
 and renormalised over the tokens kept. top-k is applied first, then top-p on what is left.
 tau = 0 is greedy decoding: the token of largest z (the lowest id among ties).
 
+The division by tau is done in log space, on y_i = (z_i - max_j z_j) / tau <= 0 (the same
+distribution: softmax does not change when a constant is subtracted), in float64: z / tau
+itself overflows to inf for a tiny tau (float32 logits at tau = 1e-39 already; 1e-300 is 0 in
+float32) and softmax then gives NaN, while y only sends the tokens below the largest to -inf,
+so a tiny tau samples like tau = 0 (uniformly among tied largest logits).
+
 ``generate`` is the decoding loop. It knows nothing of the model: ``next_logits(new_ids)``
 is given the prompt first and then each sampled token, and returns the logits (V,) for the
 token that follows everything fed so far (the model keeps its own state or KV cache).
@@ -21,6 +27,7 @@ token that follows everything fed so far (the model keeps its own state or KV ca
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
 
@@ -31,6 +38,8 @@ from seqlab.validation import check_float, check_int, check_tensor, fail
 
 def _check_sampling_args(temperature: float, top_k: int | None, top_p: float | None) -> float:
     temperature = check_float(temperature, "temperature", minimum=0.0)
+    if math.isinf(temperature):
+        fail("temperature", "a finite number >= 0.0", temperature)
     if top_k is not None:
         check_int(top_k, "top_k", minimum=1)
     if top_p is not None:
@@ -68,7 +77,9 @@ def sample_next(logits: torch.Tensor, *, temperature: float = 1.0, top_k: int | 
         fail("logits", "at least one token that is not -inf", "all -inf")
     if temperature == 0:
         return int(z.argmax())
-    z = z / temperature
+    # y = (z - max z) / tau, in float64: 0 for the largest logit, -inf (not NaN) where a tiny
+    # tau overflows; back in float32, where the draw is made as before
+    z = ((z.double() - z.max().double()) / temperature).float()
     if top_k is not None and top_k < z.numel():
         # keep z_i >= the k-th largest z
         kth = torch.topk(z, top_k).values[-1]
@@ -112,7 +123,8 @@ def generate(next_logits: Callable[[list[int]], torch.Tensor], prompt_ids: Seque
              max_new_tokens: int, *, temperature: float = 1.0, top_k: int | None = None,
              top_p: float | None = None, seed: int | None = None, generator: torch.Generator | None = None,
              stop_ids: Iterable[int] | None = None, stop_strings: str | Iterable[str] | None = None,
-             decode: Callable[[list[int]], str] | None = None) -> list[int]:
+             decode: Callable[[list[int]], str] | None = None,
+             on_token: Callable[[int], None] | None = None) -> list[int]:
     """The generated token ids (without the prompt).
 
     next_logits(new_ids) -> (V,): called once with the prompt, then with ``[token]`` for each
@@ -129,7 +141,11 @@ def generate(next_logits: Callable[[list[int]], torch.Tensor], prompt_ids: Seque
 
     Sampling is ``sample_next``'s; ``seed`` makes the draws reproducible (a fresh
     ``torch.Generator`` seeded with it), or pass your own ``generator``; with neither, the
-    draws use torch's global generator."""
+    draws use torch's global generator.
+
+    ``on_token(token)``, if given, is called with each token as it joins the output, before
+    the stop strings are looked for (so the last tokens it saw may be cut off the result;
+    ``TextStream`` turns the tokens into text that is never taken back)."""
     prompt = _check_ids(prompt_ids, "prompt_ids")
     if not prompt:
         fail("prompt_ids", "at least one token", "an empty prompt")
@@ -140,7 +156,8 @@ def generate(next_logits: Callable[[list[int]], torch.Tensor], prompt_ids: Seque
     if seed is not None and generator is not None:
         fail("seed", "a seed or a generator, not both", f"seed {seed!r} and a generator")
     if seed is not None:
-        check_int(seed, "seed")
+        # the range torch.Generator.manual_seed takes (int64 or uint64)
+        check_int(seed, "seed", minimum=-(2**63), maximum=2**64 - 1)
         generator = torch.Generator().manual_seed(seed)
     _check_generator(generator)
     stops = set(_check_ids(stop_ids, "stop_ids")) if stop_ids is not None else set()
@@ -152,6 +169,8 @@ def generate(next_logits: Callable[[list[int]], torch.Tensor], prompt_ids: Seque
         fail("stop_strings", "non-empty strings", ", ".join(repr(s) for s in bad))
     if strings and not callable(decode):
         fail("decode", "a callable ids -> text when stop_strings are given", type(decode).__name__)
+    if on_token is not None and not callable(on_token):
+        fail("on_token", "a callable token -> None", type(on_token).__name__)
 
     out: list[int] = []
     if max_new_tokens == 0:
@@ -168,6 +187,8 @@ def generate(next_logits: Callable[[list[int]], torch.Tensor], prompt_ids: Seque
         if token in stops:
             return out
         out.append(token)
+        if on_token is not None:
+            on_token(token)
         if strings:
             text = decode(out)
             hits = [i for i in (text.find(s) for s in strings) if i >= 0]
@@ -184,7 +205,7 @@ class SampleOptions:
 
     Attributes:
         prompt: text to start from (default: a newline, or the vocabulary's first character)
-        length: tokens to generate at most
+        length: tokens to generate at most (0 to 100000; seqlab sample prints them as they come)
         temperature: softmax temperature tau (0 = greedy)
         top_k: sample among the k most likely tokens
         top_p: sample among the most likely tokens whose probability mass reaches p, 0 < p <= 1
@@ -210,19 +231,112 @@ def default_prompt(tokenizer: Any) -> str:
         return tokenizer.decode([0])
 
 
-def sample_text(model: Any, tokenizer: Any, options: SampleOptions, **generate_options: Any) -> str:
+MAX_SAMPLE_LENGTH = 100_000  # SampleOptions.length at most: minutes of generation, and a screenful is ~2,000
+
+
+class TextStream:
+    """Text of generated tokens, handed out piece by piece as they come, never taken back.
+
+    ``add(token)`` (give it as ``generate``'s ``on_token``) returns the new text that is
+    certain to stay: text that might still be the start of a stop string is held back (the
+    output will be cut before it), as is a token whose bytes end inside a character (BPE) or,
+    with stop strings, one that may yet be dropped with them. ``finish(ids)`` returns the rest
+    of the final text ``decode(ids)``. Without stop strings each token's text is decoded
+    alone (with any bytes left over from the one before), so streaming n tokens costs O(n)."""
+
+    def __init__(self, decode: Callable[[list[int]], str], stop_strings: Sequence[str] = ()):
+        self.decode, self.stops = decode, tuple(stop_strings)
+        self.emitted = ""  # the text handed out so far
+        self.ids: list[int] = []  # with stop strings: every token so far; without: those not handed out yet
+        self.lengths: list[int] = []  # with stop strings: len(decode(ids[:k + 1])) for each k
+
+    def _held_back(self, text: str) -> int:
+        """Characters at the end of ``text`` that may be the start of a stop string."""
+        for n in range(min(len(text), max(len(s) for s in self.stops) - 1), 0, -1):
+            if any(s.startswith(text[-n:]) for s in self.stops):
+                return n
+        return 0
+
+    def add(self, token: int) -> str:
+        self.ids.append(token)
+        if not self.stops:
+            text = self.decode(self.ids)
+            if text.endswith("\ufffd"):  # a character split across tokens: wait for its other bytes
+                return ""
+            self.ids = []
+            self.emitted += text
+            return text
+        text = self.decode(self.ids)
+        self.lengths.append(len(text))
+        # hand out whole tokens only (one that straddles a stop string is dropped with its text),
+        # and never the last one, nor text that may begin a stop string or is one (the output
+        # is cut before it)
+        limit = min([len(text) - self._held_back(text)] + [text.find(s) for s in self.stops if s in text])
+        safe = max((n for n in self.lengths[:-1] if n <= limit), default=0)
+        if safe <= len(self.emitted) or text[:safe].endswith("\ufffd"):
+            return ""
+        piece = text[len(self.emitted):safe]
+        self.emitted = text[:safe]
+        return piece
+
+    def finish(self, ids: list[int]) -> str:
+        """The text of the final output ``ids`` not handed out yet."""
+        text = self.decode(ids)
+        if not text.startswith(self.emitted):  # cannot happen with a decoder whose text only grows
+            return ""
+        piece = text[len(self.emitted):]
+        self.emitted = text
+        return piece
+
+
+def sample_text(model: Any, tokenizer: Any, options: SampleOptions, *,
+                on_text: Callable[[str], None] | None = None, **generate_options: Any) -> str:
     """The text ``model.generate`` samples after ``options.prompt`` (not included), cut before
     the first of the ``stop`` strings. ``model`` is any language model whose ``generate(ids,
     n, temperature=, top_k=, top_p=, seed=, stop_strings=, decode=)`` returns token ids;
-    ``generate_options`` go to it too (a GPT's ``use_cache``)."""
+    ``generate_options`` go to it too (a GPT's ``use_cache``).
+
+    ``on_text(piece)``, if given, receives the text as it is generated (``TextStream``: the
+    pieces joined are the text returned); the model must then also have
+    ``next_logits_fn(**generate_options)`` (as every seqlab language model has), which
+    ``generate`` drives here directly, with the model in eval mode and without gradients, as
+    ``model.generate`` does. ``options.length`` is at most ``MAX_SAMPLE_LENGTH``."""
     prompt = default_prompt(tokenizer) if options.prompt is None else options.prompt
     if not isinstance(prompt, str) or prompt == "":
         fail("prompt", "at least one character (or none for the default)", repr(prompt))
+    length = options.length
+    if isinstance(length, bool) or not isinstance(length, int) or not 0 <= length <= MAX_SAMPLE_LENGTH:
+        fail("length", f"an integer from 0 to {MAX_SAMPLE_LENGTH} (tokens to generate)", repr(length))
     ids = tokenizer.encode(prompt, name="prompt")
-    out = model.generate(ids, options.length, temperature=options.temperature, top_k=options.top_k,
-                         top_p=options.top_p, seed=options.seed, stop_strings=list(options.stop) or None,
-                         decode=tokenizer.decode, **generate_options)
+    stops = list(options.stop) or None
+    if on_text is None:
+        out = model.generate(ids, length, temperature=options.temperature, top_k=options.top_k,
+                             top_p=options.top_p, seed=options.seed, stop_strings=stops, decode=tokenizer.decode,
+                             **generate_options)
+        return tokenizer.decode(out)
+    if not callable(on_text):
+        fail("on_text", "a callable text -> None", type(on_text).__name__)
+    stream = TextStream(tokenizer.decode, [s for s in options.stop if isinstance(s, str) and s])
+
+    def on_token(token: int) -> None:
+        piece = stream.add(token)
+        if piece:
+            on_text(piece)
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = generate(model.next_logits_fn(**generate_options), ids, length, temperature=options.temperature,
+                           top_k=options.top_k, top_p=options.top_p, seed=options.seed, stop_strings=stops,
+                           decode=tokenizer.decode, on_token=on_token)
+    finally:
+        model.train(was_training)
+    rest = stream.finish(out)
+    if rest:
+        on_text(rest)
     return tokenizer.decode(out)
 
 
-__all__ = ["SampleOptions", "default_prompt", "generate", "sample_next", "sample_text"]
+__all__ = ["MAX_SAMPLE_LENGTH", "SampleOptions", "TextStream", "default_prompt", "generate", "sample_next",
+           "sample_text"]

@@ -30,6 +30,12 @@ def validate_stack_config(cfg: Any) -> None:
         fail("fused", "True or False", repr(cfg.fused))
 
 
+def check_layer_sizes(input_size: object, hidden_size: object) -> None:
+    """The sizes of one recurrent layer (a layer built outside a stack is checked too)."""
+    check_int(input_size, "input_size", minimum=1)
+    check_int(hidden_size, "hidden_size", minimum=1)
+
+
 def alive_mask(lengths: torch.Tensor | None, T: int, device: torch.device) -> torch.Tensor | None:
     """(B, T) bool: True where t < t_i, i.e. the step belongs to item i."""
     if lengths is None:

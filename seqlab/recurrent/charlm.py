@@ -20,8 +20,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from seqlab.llm.sampling import generate
-from seqlab.recurrent.network import CELLS, build_stack
-from seqlab.validation import check_choice, check_int, check_tensor, fail, fields_from_dict, shape_str
+from seqlab.recurrent.network import CELLS, build_stack, stack_fields
+from seqlab.validation import (check_choice, check_int, check_token_ids, fail, fields_from_dict, resolve_config,
+                               shape_str)
 
 LN2 = math.log(2.0)
 
@@ -65,6 +66,11 @@ class CharLMConfig:
     def __post_init__(self) -> None:
         check_choice(self.cell, "cell", CELLS)
         check_int(self.vocab_size, "vocab_size", minimum=1)
+        # the stack's own config checks the rest (sizes, dropout, the cell's option)
+        CELLS[self.cell][1](**stack_fields(self.cell, input_size=self.vocab_size, hidden_size=self.hidden_size,
+                                           num_layers=self.num_layers, dropout=self.dropout, fused=self.fused,
+                                           nonlinearity=self.nonlinearity, reset=self.reset,
+                                           forget_bias=self.forget_bias))
 
     @classmethod
     def preset(cls, name: str, **overrides) -> "CharLMConfig":
@@ -88,7 +94,7 @@ class CharLM(nn.Module):
 
     def __init__(self, config: CharLMConfig | None = None, /, **kwargs) -> None:
         super().__init__()
-        self.config = config if config is not None else CharLMConfig(**kwargs)
+        self.config = resolve_config(config, kwargs, CharLMConfig, type(self).__name__)
         c = self.config
         self.core = build_stack(c.cell, input_size=c.vocab_size, hidden_size=c.hidden_size,
                                 num_layers=c.num_layers, dropout=c.dropout, fused=c.fused,
@@ -98,13 +104,9 @@ class CharLM(nn.Module):
         nn.init.uniform_(self.w_o, -c.hidden_size**-0.5, c.hidden_size**-0.5)
 
     def _one_hot(self, ids: torch.Tensor) -> torch.Tensor:
-        check_tensor(ids, "ids", ndim=2, dims="(batch, time)")
-        if ids.is_floating_point():
-            fail("ids", "integer character ids", f"dtype {ids.dtype}")
         V = self.config.vocab_size
-        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= V):
-            fail("ids", f"character ids in [0, {V - 1}]", f"values in [{int(ids.min())}, {int(ids.max())}]")
-        return F.one_hot(ids.long(), V).to(self.w_o.dtype)  # x_t as one-hot: (B, T, V)
+        ids = check_token_ids(ids, "ids", V, what="character ids")
+        return F.one_hot(ids, V).to(self.w_o.dtype)  # x_t as one-hot: (B, T, V)
 
     def forward(self, ids: torch.Tensor, *, state=None):
         """ids: (B, T) -> (logits (B, T, V) = w^(o) . a_t + b^(o), final state)."""
@@ -114,8 +116,10 @@ class CharLM(nn.Module):
     def loss(self, batch) -> tuple[torch.Tensor, dict]:
         x, y = batch
         logits, _ = self(x)
-        if y.shape != x.shape:
-            fail("y", f"next-character ids of shape {tuple(x.shape)}", f"shape {shape_str(y)}")
+        if not isinstance(y, torch.Tensor) or y.shape != x.shape:
+            fail("y", f"next-character ids of shape {tuple(x.shape)}",
+                 f"shape {shape_str(y)}" if isinstance(y, torch.Tensor) else type(y).__name__)
+        y = check_token_ids(y, "y", self.config.vocab_size, what="character ids")
         # C = -1/(B T) sum log o_t[x_{t+1}]
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1))
         # the trainer records the loss itself; metrics add bits per character and the token count

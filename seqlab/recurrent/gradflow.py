@@ -114,6 +114,7 @@ from typing import Callable, NamedTuple, Sequence
 import torch
 import torch.nn.functional as F
 
+from seqlab.progress import Progress
 from seqlab.recurrent.network import CELLS, SequenceNetwork
 from seqlab.training.device import cpu_threads
 from seqlab.validation import (
@@ -131,6 +132,8 @@ STEPS_BACK = (0, 10, 50, 100)  # the table's columns: t = T, T-10, T-50, T-100
 QUANTITIES = ("grad", "jac")
 QUANTITY_LABEL = {"grad": "||dC/da_t||", "jac": "||da_T/da_t||"}
 MAX_HIDDEN = 256  # the exact Jacobian costs O(B H^3) per step
+MAX_LENGTH = 10_000  # steps back-propagated through: the Jacobian trace is O(T H^2) per network
+MAX_BATCH = 4096
 VERDICT_STEPS = 100  # the verdict looks at the fitted change over this many steps
 
 
@@ -139,8 +142,8 @@ def first_symbol_task(batch_size: int, length: int, symbols: int, *, generator: 
                       dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
     """Remember the first symbol: x (B, T, symbols) random one-hot symbols, y (B,) the
     index of the symbol at t = 1 (the target given at the end of the sequence)."""
-    check_int(batch_size, "batch_size", minimum=1)
-    check_int(length, "length", minimum=2)
+    check_int(batch_size, "batch_size", minimum=1, maximum=MAX_BATCH)
+    check_int(length, "length", minimum=2, maximum=MAX_LENGTH)
     check_int(symbols, "symbols", minimum=2)
     s = torch.randint(0, symbols, (batch_size, length), generator=generator)  # (B, T)
     x = F.one_hot(s, symbols).to(dtype)  # (B, T, K)
@@ -479,17 +482,19 @@ def _check_scales(scales: object) -> tuple[float, ...]:
 def gradflow(cells: Sequence[str] = ("rnn", "lstm", "gru"), scales: Sequence[float] = (0.5, 1.0, 1.5),
              length: int = 200, hidden_size: int = 32, batch_size: int = 16, seed: int = 0, *,
              repeats: int = 2, symbols: int = 8, forget_bias: float | None = 4.0,
-             nonlinearity: str = "tanh") -> GradFlowResult:
+             nonlinearity: str = "tanh", progress: bool | None = None) -> GradFlowResult:
     """Measure ||dC/da_t|| and ||da_T/da_t||_2 against t for every cell and scale on the
     first-symbol task (see the module doc).  ``repeats`` independent draws of weights and
     batch (seeds seed, seed+1, ...) of ``batch_size`` sequences each are averaged
     (geometric mean).  ``forget_bias``: the LSTM's b^(f), minus the GRU's b^(z); None keeps
-    the default gates.  ``nonlinearity``: the RNN's g.  Float64 on the CPU."""
+    the default gates.  ``nonlinearity``: the RNN's g.  Float64 on the CPU.  ``progress``: show
+    how far the measurement is, one unit per (cell, scale, draw) (``seqlab.progress``; ``None``:
+    as the caller's ``progress.enabled`` block says, off outside one)."""
     cells = _check_cells(cells)
     scales = _check_scales(scales)
-    check_int(length, "length", minimum=2)
+    check_int(length, "length", minimum=2, maximum=MAX_LENGTH)
     check_int(hidden_size, "hidden_size", minimum=1, maximum=MAX_HIDDEN)
-    check_int(batch_size, "batch_size", minimum=1)
+    check_int(batch_size, "batch_size", minimum=1, maximum=MAX_BATCH)
     check_int(seed, "seed", minimum=0)
     check_int(repeats, "repeats", minimum=1)
     check_int(symbols, "symbols", minimum=2)
@@ -503,8 +508,10 @@ def gradflow(cells: Sequence[str] = ("rnn", "lstm", "gru"), scales: Sequence[flo
     # thousands of small operations: one intra-op thread (on a shared CPU extra threads only
     # spin at barriers; measured: a 30x slow-down with 2 threads while another process used
     # one of 2 cores)
-    with cpu_threads(1):
-        for cell, scale in [(c, s) for c in cells for s in scales]:
+    settings = [(c, s) for c in cells for s in scales]
+    with cpu_threads(1), Progress(len(settings) * repeats, desc="gradflow", unit="network", enabled=progress) as bar:
+        for cell, scale in settings:
+            bar.begin(f"{cell} at scale {scale:g}")
             grad_logs, jac_logs = [], []
             for r in range(repeats):
                 g = torch.Generator().manual_seed(seed + r)
@@ -514,6 +521,7 @@ def gradflow(cells: Sequence[str] = ("rnn", "lstm", "gru"), scales: Sequence[flo
                 tr = trace(net, x, y)
                 grad_logs.append(torch.log10(tr.grads.norm(dim=2)))  # (B, T)
                 jac_logs.append(jacobian_log_norms(net, x, tr.states))  # (B, T)
+                bar.update()
             # geometric mean over sequences and repeats
             grad = (10.0 ** torch.cat(grad_logs).mean(0)).tolist()
             jac = (10.0 ** torch.cat(jac_logs).mean(0)).tolist()

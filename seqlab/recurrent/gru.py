@@ -33,7 +33,8 @@ import torch
 from torch import nn
 
 from seqlab.recurrent import fused
-from seqlab.recurrent._stack import RecurrentStack, alive_mask, keep_ended, uniform_, validate_stack_config
+from seqlab.recurrent._stack import (RecurrentStack, alive_mask, check_layer_sizes, keep_ended, uniform_,
+                                    validate_stack_config)
 from seqlab.validation import check_choice, fail
 
 
@@ -57,6 +58,8 @@ class GRUConfig:
 class GRULayer(nn.Module):
     def __init__(self, input_size: int, hidden_size: int, reset: str) -> None:
         super().__init__()
+        check_layer_sizes(input_size, hidden_size)
+        check_choice(reset, "reset", ("before", "after"))
         H, I = hidden_size, input_size
         for gate in ("z", "r", "g"):
             setattr(self, f"w_{gate}", nn.Parameter(torch.empty(H, I)))  # (H, I)

@@ -27,7 +27,8 @@ import torch
 from torch import nn
 
 from seqlab.recurrent import fused
-from seqlab.recurrent._stack import RecurrentStack, alive_mask, keep_ended, uniform_, validate_stack_config
+from seqlab.recurrent._stack import (RecurrentStack, alive_mask, check_layer_sizes, keep_ended, uniform_,
+                                    validate_stack_config)
 from seqlab.validation import check_float
 
 GATES = ("i", "f", "g", "o")  # PyTorch's order of the stacked gate rows
@@ -48,12 +49,14 @@ class LSTMConfig:
 
     def __post_init__(self) -> None:
         validate_stack_config(self)
-        check_float(self.forget_bias, "forget_bias")
+        check_float(self.forget_bias, "forget_bias", finite=True)
 
 
 class LSTMLayer(nn.Module):
     def __init__(self, input_size: int, hidden_size: int, forget_bias: float = 0.0) -> None:
         super().__init__()
+        check_layer_sizes(input_size, hidden_size)
+        forget_bias = check_float(forget_bias, "forget_bias", finite=True)
         H, I = hidden_size, input_size
         for gate in GATES:
             setattr(self, f"w_{gate}", nn.Parameter(torch.empty(H, I)))  # w^(gate): (H, I)

@@ -27,23 +27,29 @@ from torch import nn
 from seqlab.recurrent.gru import GRU, GRUConfig
 from seqlab.recurrent.lstm import LSTM, LSTMConfig
 from seqlab.recurrent.rnn import RNN, RNNConfig
-from seqlab.validation import check_choice, check_int, check_tensor, fail, shape_str
+from seqlab.validation import check_choice, check_int, check_tensor, fail, resolve_config, shape_str
 
 CELLS = {"rnn": (RNN, RNNConfig), "lstm": (LSTM, LSTMConfig), "gru": (GRU, GRUConfig)}
 OUTPUTS = ("last", "sequence")
 ACTIVATIONS = ("identity", "sigmoid", "tanh", "softmax")
 
 
-def build_stack(cell: str, *, input_size: int, hidden_size: int, num_layers: int = 1, dropout: float = 0.0,
-                fused: bool = True, nonlinearity: str = "tanh", reset: str = "before", forget_bias: float = 0.0):
-    """RNN, LSTM or GRU from one set of options (options of other cells are ignored)."""
+def stack_fields(cell: str, *, input_size: int, hidden_size: int, num_layers: int = 1, dropout: float = 0.0,
+                 fused: bool = True, nonlinearity: str = "tanh", reset: str = "before", forget_bias: float = 0.0
+                 ) -> dict:
+    """The config fields of the ``cell``'s stack from one set of options (options of other cells
+    are dropped)."""
     check_choice(cell, "cell", CELLS)
     common = dict(input_size=input_size, hidden_size=hidden_size, num_layers=num_layers, dropout=dropout, fused=fused)
-    if cell == "rnn":
-        return RNN(RNNConfig(**common, nonlinearity=nonlinearity))
-    if cell == "lstm":
-        return LSTM(LSTMConfig(**common, forget_bias=forget_bias))
-    return GRU(GRUConfig(**common, reset=reset))
+    return {**common, **{"rnn": {"nonlinearity": nonlinearity}, "lstm": {"forget_bias": forget_bias},
+                         "gru": {"reset": reset}}[cell]}
+
+
+def build_stack(cell: str, **options):
+    """RNN, LSTM or GRU from one set of options (options of other cells are ignored)."""
+    fields = stack_fields(cell, **options)
+    cls, config_cls = CELLS[cell]
+    return cls(config_cls(**fields))
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,7 @@ class SequenceNetworkConfig:
 
     def __post_init__(self) -> None:
         check_choice(self.cell, "cell", CELLS)
+        CELLS[self.cell][1](**stack_fields(self.cell, **self.stack_options()))  # the stack's own checks
         check_int(self.output_size, "output_size", minimum=1)
         check_choice(self.output, "output", OUTPUTS)
         check_choice(self.output_activation, "output_activation", ACTIVATIONS)
@@ -86,7 +93,7 @@ class SequenceNetwork(nn.Module):
 
     def __init__(self, config: SequenceNetworkConfig | None = None, /, **kwargs) -> None:
         super().__init__()
-        self.config = config if config is not None else SequenceNetworkConfig(**kwargs)
+        self.config = resolve_config(config, kwargs, SequenceNetworkConfig, type(self).__name__)
         c = self.config
         self.core = build_stack(c.cell, **c.stack_options())
         self.w_o = nn.Parameter(torch.empty(c.output_size, c.hidden_size))  # w^(o): (O, H)

@@ -26,7 +26,8 @@ import torch
 from torch import nn
 
 from seqlab.recurrent import fused
-from seqlab.recurrent._stack import RecurrentStack, alive_mask, keep_ended, uniform_, validate_stack_config
+from seqlab.recurrent._stack import (RecurrentStack, alive_mask, check_layer_sizes, keep_ended, uniform_,
+                                    validate_stack_config)
 from seqlab.validation import check_choice
 
 
@@ -57,6 +58,8 @@ class ElmanLayer(nn.Module):
 
     def __init__(self, input_size: int, hidden_size: int, nonlinearity: str) -> None:
         super().__init__()
+        check_layer_sizes(input_size, hidden_size)
+        check_choice(nonlinearity, "nonlinearity", ("tanh", "relu"))
         self.w_x = nn.Parameter(torch.empty(hidden_size, input_size))  # w^(x): (H, I)
         self.w_a = nn.Parameter(torch.empty(hidden_size, hidden_size))  # w^(a): (H, H)
         self.b_a = nn.Parameter(torch.empty(hidden_size))  # b^(a):  (H,)

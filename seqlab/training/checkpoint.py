@@ -11,10 +11,12 @@ Layout of one checkpoint directory::
       tokenizer.json ...   any extra text files the family needs
 
 Loading reads only JSON and safetensors, so it never executes code; every file is checked
-against the manifest (size and sha256) before it is parsed.
+against the manifest before it is parsed: its size (from ``stat``, before reading it) and its
+sha256.
 
 Writes are atomic: everything goes into a hidden temporary sibling directory, each file and
-the directory are fsync'ed, then the directory is renamed into place. A crash at any point
+the directory are fsync'ed, then the directory is renamed into place (and the folder holding
+it fsync'ed, as is any folder created for it). A crash at any point
 leaves either the previous checkpoint or the new one under the final name, never a mix.
 
 The run directory around the checkpoints is ``seqlab.training.rundir``; the fsync and
@@ -38,7 +40,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from seqlab.training.io import fsync_dir, temporary_name, write_bytes_synced
+from seqlab.training.io import fsync_dir, mkdir_synced, temporary_name, write_bytes_synced
 from seqlab.validation import fail
 
 FORMAT = "seqlab-checkpoint"
@@ -48,6 +50,7 @@ MODEL_FILE = "model.safetensors"
 TRAINER_JSON = "trainer.json"
 TRAINER_TENSORS = "trainer.safetensors"
 RESERVED_FILES = (CONFIG_FILE, MODEL_FILE, TRAINER_JSON, TRAINER_TENSORS)
+MAX_HEADER_BYTES = 64 * 2**20  # config.json: the model config and the manifest
 _FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 PathLike = str | os.PathLike
@@ -259,7 +262,7 @@ def save_checkpoint(
     }
     contents[CONFIG_FILE] = _json_bytes(header, "config")
 
-    path.parent.mkdir(parents=True, exist_ok=True)
+    mkdir_synced(path.parent)
     tmp = path.parent / temporary_name(path.name, "tmp")
     old: Path | None = None
     try:
@@ -289,15 +292,26 @@ def save_checkpoint(
 
 
 def _read_verified(path: Path, name: str, manifest: Mapping) -> bytes:
+    """The bytes of ``path / name`` after checking them against the manifest: the size first,
+    from ``stat`` (a file of the wrong size is refused without being read: a huge or sparse
+    file costs no memory), then the sha256."""
     entry = manifest.get(name)
     if not isinstance(entry, Mapping) or "bytes" not in entry or "sha256" not in entry:
         fail(f"checkpoint {path}", f"a manifest entry for {name}", repr(entry))
+    size = entry["bytes"]
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        fail(f"checkpoint file {path / CONFIG_FILE}", f"a size in bytes for {name} in the manifest", repr(size))
     f = path / name
     if not f.is_file():
         fail(f"checkpoint {path}", f"{name} (listed in the manifest)", "no such file")
-    data = f.read_bytes()
-    if len(data) != entry["bytes"]:
-        fail(f"checkpoint file {f}", f"{entry['bytes']} bytes (manifest size)",
+    actual = f.stat().st_size
+    if actual != size:
+        fail(f"checkpoint file {f}", f"{size} bytes (manifest size)",
+             f"{actual} bytes: the file is truncated or corrupted")
+    with open(f, "rb") as fh:
+        data = fh.read(size + 1)  # one byte more: a file that grew since the stat is caught too
+    if len(data) != size:
+        fail(f"checkpoint file {f}", f"{size} bytes (manifest size)",
              f"{len(data)} bytes: the file is truncated or corrupted")
     digest = hashlib.sha256(data).hexdigest()
     if digest != entry["sha256"]:
@@ -340,6 +354,9 @@ def read_checkpoint_header(path: PathLike) -> dict:
     cfg_file = path / CONFIG_FILE
     if not cfg_file.is_file():
         fail("checkpoint", f"a directory holding {CONFIG_FILE}", f"{str(path)!r} (no {CONFIG_FILE}: not a checkpoint)")
+    size = cfg_file.stat().st_size
+    if size > MAX_HEADER_BYTES:  # refused before reading: a header is a few kilobytes
+        fail(f"checkpoint file {cfg_file}", f"at most {MAX_HEADER_BYTES} bytes", f"{size} bytes")
     try:
         header = json.loads(cfg_file.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:

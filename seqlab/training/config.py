@@ -56,6 +56,13 @@ class TrainConfig:
             autocast on a CUDA GPU that supports it, else fp32.
         log_every: steps between lines of training metrics in ``metrics.jsonl``. Each line
             holds the mean over the steps since the previous line.
+        diverge_factor: stop when a loss exceeds L1 + diverge_factor * |L1| (none: never). L1 is
+            the training loss of the run's first step (kept in the trainer state). Every step's
+            training loss and every validation loss is checked before anything is saved, so the
+            last checkpoint is one from before the divergence.
+        tensorboard: write the curves to RUN_DIR/tensorboard (default: on where installed). On
+            where the tensorboard package is installed (``pip install seqlab[tensorboard]``);
+            asking for it without the package is an error.
     """
 
     max_steps: int = 1000
@@ -79,6 +86,8 @@ class TrainConfig:
     device: str = "auto"
     precision: str = "auto"
     log_every: int = 10
+    diverge_factor: float | None = 100.0
+    tensorboard: bool | None = None
 
     def __post_init__(self) -> None:
         check_int(self.max_steps, "max_steps", minimum=1)
@@ -111,6 +120,10 @@ class TrainConfig:
         check_device_name(self.device)
         check_choice(self.precision, "precision", PRECISIONS)
         check_int(self.log_every, "log_every", minimum=1)
+        if self.diverge_factor is not None:
+            _check_positive_finite(self.diverge_factor, "diverge_factor")
+        if self.tensorboard is not None and not isinstance(self.tensorboard, bool):
+            fail("tensorboard", "True, False or None (on where the package is installed)", repr(self.tensorboard))
 
     @property
     def final_lr(self) -> float:

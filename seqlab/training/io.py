@@ -2,7 +2,8 @@
 
 A file is written under a hidden temporary name in the same folder, flushed and fsync'ed,
 renamed over the final name with ``os.replace`` (atomic on POSIX and Windows), and the folder
-is fsync'ed so that the rename survives a power cut. The new file gets the usual permissions
+is fsync'ed so that the rename survives a power cut (``mkdir_synced`` does the same for new
+folders). The new file gets the usual permissions
 of a newly created file (0666 & ~umask). Checkpoints (``seqlab.training.checkpoint``), pointer
 files, run.json, metrics, PNGs (``seqlab.viz.plots.save_png``) and reports all write this way.
 """
@@ -33,6 +34,23 @@ def fsync_dir(path: PathLike) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def mkdir_synced(path: PathLike) -> Path:
+    """Create the directory ``path`` and any missing parents (like ``mkdir -p``), fsync'ing the
+    folder that holds each new one, so that the new directories survive a power cut too."""
+    path = Path(path)
+    missing = []
+    p = path
+    while not p.exists():
+        missing.append(p)
+        if p.parent == p:
+            break
+        p = p.parent
+    path.mkdir(parents=True, exist_ok=True)
+    for p in reversed(missing):
+        fsync_dir(p.parent)
+    return path
 
 
 def write_bytes_synced(path: PathLike, data: bytes) -> None:

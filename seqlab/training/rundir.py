@@ -23,6 +23,7 @@ import math
 import os
 import re
 import shutil
+import stat
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,7 +31,7 @@ from typing import Any, Mapping, Sequence
 
 from seqlab.training.checkpoint import CONFIG_FILE, read_checkpoint_header
 from seqlab.training.config import TrainConfig
-from seqlab.training.io import atomic_write_json, atomic_write_text
+from seqlab.training.io import atomic_write_json, atomic_write_text, fsync_dir, temporary_name
 from seqlab.validation import fail
 
 PathLike = str | os.PathLike
@@ -42,13 +43,14 @@ CHECKPOINTS_DIR = "checkpoints"
 LATEST_FILE = "latest.json"
 BEST_FILE = "best.json"
 # Train settings that do not change a run's trajectory: they may differ when resuming.
-RESUMABLE_CHANGES = ("device", "precision", "log_every", "max_seconds")
+RESUMABLE_CHANGES = ("device", "precision", "log_every", "max_seconds", "tensorboard")
 # Keys of the data description that say *which* data a run trains on; the others (source
 # path, name, kind, counts) only describe it, and may differ when resuming (a moved copy of
 # the same file has the same sha256).
 DATA_IDENTITY_KEYS = ("sha256", "block_size", "val_fraction", "vocab_size", "tokenizer", "split_seed", "side",
                       "channels")
 _STEP_DIR = re.compile(r"^step-(\d{8,})$")
+_LEFTOVER = re.compile(r"^\.(step-\d{8,}|latest\.json|best\.json)\.(tmp|old|del)-\d+-[0-9a-f]{8}$")
 
 
 # --------------------------------------------------------------------------- checkpoints of a run
@@ -59,16 +61,41 @@ def checkpoint_name(step: int) -> str:
     return f"step-{step:08d}"
 
 
+def checkpoint_complete(path: PathLike) -> bool:
+    """Whether ``path`` is a complete checkpoint directory: its config.json is readable and
+    every file of its manifest is there with the manifest's size. Only ``stat`` is used: the
+    contents are verified (sha256) when the checkpoint is loaded."""
+    path = Path(path)
+    try:
+        manifest = read_checkpoint_header(path)["manifest"]
+    except (ValueError, OSError):
+        return False
+    for name, entry in manifest.items():
+        if not isinstance(name, str) or "/" in name or "\\" in name or name in ("", ".", ".."):
+            return False
+        if not isinstance(entry, Mapping) or isinstance(entry.get("bytes"), bool) \
+                or not isinstance(entry.get("bytes"), int):
+            return False
+        try:
+            st = (path / name).stat()
+        except OSError:
+            return False
+        if not stat.S_ISREG(st.st_mode) or st.st_size != entry["bytes"]:
+            return False
+    return True
+
+
 def list_checkpoints(run_dir: PathLike) -> list[tuple[int, Path]]:
     """Complete checkpoints of a run directory as (step, path), oldest first. Only directories
-    named ``step-NNNNNNNN`` that hold a config.json count (temporary ones are hidden)."""
+    named ``step-NNNNNNNN`` that are complete (``checkpoint_complete``) count; temporary and
+    half-deleted ones are hidden or incomplete."""
     ckdir = Path(run_dir) / CHECKPOINTS_DIR
     if not ckdir.is_dir():
         return []
     out = []
     for p in ckdir.iterdir():
         m = _STEP_DIR.match(p.name)
-        if m and p.is_dir() and (p / CONFIG_FILE).is_file():
+        if m and p.is_dir() and not p.is_symlink() and checkpoint_complete(p):
             out.append((int(m.group(1)), p))
     return sorted(out)
 
@@ -110,6 +137,8 @@ def best_checkpoint(run_dir: PathLike) -> Path | None:
     if ptr is None:
         return None
     p = Path(run_dir) / CHECKPOINTS_DIR / ptr["path"]
+    # not checked further: a best checkpoint that was damaged after it was written is an error
+    # when it is loaded, not a reason to load another one silently (pruning never deletes it)
     return p if (p / CONFIG_FILE).is_file() else None
 
 
@@ -130,9 +159,66 @@ def resolve_checkpoint(path: PathLike) -> Path:
     return found
 
 
+def remove_checkpoint_dir(path: PathLike) -> None:
+    """Delete a checkpoint directory so that a kill at any moment leaves either the complete
+    checkpoint or a hidden leftover (``.step-N.del-PID-X``), never a half-deleted folder under
+    the checkpoint's name: it is renamed first (and the rename made durable), then deleted."""
+    path = Path(path)
+    hidden = path.parent / temporary_name(path.name, "del")
+    try:
+        os.rename(path, hidden)
+    except FileNotFoundError:
+        return
+    fsync_dir(path.parent)
+    shutil.rmtree(hidden, ignore_errors=True)
+
+
+def _is_leftover(name: str) -> bool:
+    """A hidden name of ``seqlab.training.io.temporary_name`` in ``checkpoints/``:
+    ``.step-N.tmp-*`` (a checkpoint write cut short), ``.step-N.old-*`` (a replaced one),
+    ``.step-N.del-*`` (a deletion), ``.latest.json.tmp-*`` (a pointer write)."""
+    return _LEFTOVER.match(name) is not None
+
+
+def _remove_leftover(p: Path) -> None:
+    if p.is_dir() and not p.is_symlink():
+        shutil.rmtree(p, ignore_errors=True)
+    else:
+        p.unlink(missing_ok=True)
+
+
+def clean_checkpoints(run_dir: PathLike) -> list[Path]:
+    """Tidy ``checkpoints/`` after a kill: remove incomplete ``step-N`` directories (see
+    ``checkpoint_complete``) and hidden temporary or half-deleted ones. A complete checkpoint
+    that a kill left under its hidden ``.old`` name while it was being replaced, with nothing
+    under its own name, is put back. Called when a run starts (new or resumed), when no other
+    process writes there. Returns what was removed."""
+    ckdir = Path(run_dir) / CHECKPOINTS_DIR
+    if not ckdir.is_dir():
+        return []
+    removed = []
+    for p in sorted(ckdir.iterdir()):
+        if _STEP_DIR.match(p.name) and p.is_dir() and not p.is_symlink() and not checkpoint_complete(p):
+            remove_checkpoint_dir(p)
+            removed.append(p)
+    for p in sorted(ckdir.iterdir()):
+        if not _is_leftover(p.name):
+            continue
+        name = p.name[1:].split(".")[0]  # .step-N.old-PID-X -> step-N
+        if ".old-" in p.name and _STEP_DIR.match(name) and not (ckdir / name).exists() \
+                and checkpoint_complete(p):
+            os.rename(p, ckdir / name)
+            fsync_dir(ckdir)
+            continue
+        _remove_leftover(p)
+        removed.append(p)
+    return removed
+
+
 def prune_checkpoints(run_dir: PathLike, keep_last: int, *, keep: Sequence[PathLike] = ()) -> list[Path]:
     """Delete old checkpoints, keeping the ``keep_last`` newest, the best one (best.json) and
-    any in ``keep``; also removes leftovers of interrupted writes. Returns what was deleted."""
+    any in ``keep``; also removes hidden leftovers of interrupted writes. Each one is renamed
+    to a hidden name before it is deleted (``remove_checkpoint_dir``). Returns what was deleted."""
     if isinstance(keep_last, bool) or not isinstance(keep_last, int) or keep_last < 1:
         fail("keep_last", "an integer >= 1", repr(keep_last))
     found = list_checkpoints(run_dir)
@@ -144,16 +230,12 @@ def prune_checkpoints(run_dir: PathLike, keep_last: int, *, keep: Sequence[PathL
     removed = []
     for _, p in found:
         if p.resolve() not in protected:
-            shutil.rmtree(p, ignore_errors=True)
+            remove_checkpoint_dir(p)
             removed.append(p)
     ckdir = Path(run_dir) / CHECKPOINTS_DIR
     for p in ckdir.iterdir() if ckdir.is_dir() else ():
-        # leftovers of seqlab.training.io.temporary_name: .step-N.tmp-PID-X, .step-N.old-PID-X
-        if p.name.startswith(".step-") and (".tmp-" in p.name or ".old-" in p.name):
-            if p.is_dir():
-                shutil.rmtree(p, ignore_errors=True)
-            else:
-                p.unlink(missing_ok=True)
+        if _is_leftover(p.name):
+            _remove_leftover(p)
     return removed
 
 

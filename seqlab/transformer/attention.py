@@ -185,7 +185,7 @@ def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
     if not isinstance(causal, bool):
         fail("causal", "True or False", repr(causal))
     if scale is not None:
-        scale = check_float(scale, "scale")
+        scale = check_float(scale, "scale", finite=True)
     dropout_p = check_float(dropout_p, "dropout_p", minimum=0.0, maximum=1.0, open_max=True)
     if fused and return_weights:
         fail("return_weights", "False when fused=True (the fused kernel does not form the weights; "

@@ -23,6 +23,8 @@ from seqlab.validation import check_int, check_tensor, fail, shape_str
 
 def sinusoidal_table(max_len: int, d_model: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """(max_len, d_model): PE(pos, 2i) = sin(pos / 10000^(2i/D)), PE(pos, 2i+1) = cos(...)."""
+    check_int(max_len, "max_len", minimum=1)
+    check_int(d_model, "d_model", minimum=1)
     pos = torch.arange(max_len, dtype=torch.float64)[:, None]  # (max_len, 1)
     two_i = torch.arange(0, d_model, 2, dtype=torch.float64)[None, :]  # (1, ceil(D/2)): 2i
     # pos / 10000^(2i/D)

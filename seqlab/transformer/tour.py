@@ -43,14 +43,24 @@ def transformer_parts(ctx: TourContext, sec: Section) -> str:
     rows = [["attention softmax(q.k/sqrt(m)).v, causal", "F.scaled_dot_product_attention", f"{sdpa:.1e}"],
             ["multi-head attention, causal", "nn.MultiheadAttention", f"{mha_diff:.1e}"],
             ["layer norm", "nn.LayerNorm", f"{ln_diff:.1e}"], *rows]
-    sec.tables.append((["seqlab", "PyTorch", "max |difference| (outputs and gradients, float64)"], rows))
-
+    sec.text("Attention: each position s sends a query, every position t a key and a value; the context of s "
+             "is the values weighted by the softmax g of the scaled query-key products. A causal mask sets the "
+             "products with later positions to minus infinity.")
+    sec.equation(r"a^{(q)}_{t} = w^{(q)} \cdot a^{(h)}_{t}, \quad a^{(k)}_{t} = w^{(k)} \cdot a^{(h)}_{t}, \quad "
+                 r"a^{(v)}_{t} = w^{(v)} \cdot a^{(h)}_{t}",
+                 r"\mathrm{context}_{s} = \sum_{t} g\left(\dfrac{a^{(q)}_{s} \cdot a^{(k)}_{t}}{\sqrt{m}}\right) "
+                 r"a^{(v)}_{t}, \qquad a^{(q)}_{s} \cdot a^{(k)}_{t} = -\infty\ \mathrm{for}\ t > s\ "
+                 r"\mathrm{(causal)}",
+                 r"\mathrm{LN}(a) = \gamma \odot \dfrac{a - \mu}{\sqrt{\sigma^{2} + \epsilon}} + \beta, \qquad "
+                 r"\mathrm{block:}\ a \leftarrow a + \mathrm{MHA}(\mathrm{LN}(a)),\ "
+                 r"a \leftarrow a + \mathrm{MLP}(\mathrm{LN}(a))\ \mathrm{(pre\!-\!norm)}")
     # the causal mask's orientation, printed: row s (query) may see columns t <= s
-    sec.pre.append("causal mask (S = 5), True = may attend; row s = query, column t = key:\n"
-                   + "\n".join(" ".join("1" if m else "." for m in row) for row in causal_mask(5).tolist()))
+    sec.code("causal mask (S = 5), True = may attend; row s = query, column t = key:\n"
+             + "\n".join(" ".join("1" if m else "." for m in row) for row in causal_mask(5).tolist()))
     worst = max(sdpa, mha_diff, ln_diff, block_diff)
-    sec.paragraphs.append(
+    sec.text(
         "Every part is written from the lecture's equations and checked against PyTorch's built-in in "
         "float64, forward and every gradient. The fused path (F.scaled_dot_product_attention) is a "
         "flag on the same modules.")
+    sec.table(["seqlab", "PyTorch", "max |difference| (outputs and gradients, float64)"], rows)
     return f"parity with PyTorch (attention, multi-head, layer norm, encoder blocks): worst {worst:.0e}"

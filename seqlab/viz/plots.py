@@ -46,23 +46,36 @@ def save_png(fig: Figure, path: str | os.PathLike) -> Path:
     return atomic_write_bytes(path, buffer.getvalue())
 
 
-def plot_curves(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]], path: str | os.PathLike, *,
-                title: str = "", xlabel: str = "step", ylabel: str = "loss", logy: bool = False) -> Path:
-    """One line per named (xs, ys) curve."""
+def curves_figure(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]], *, title: str = "",
+                  xlabel: str = "step", ylabel: str = "loss", logy: bool = False) -> Figure:
+    """The figure of ``plot_curves``: one line per named (xs, ys) curve; a curve of a single
+    point (a run evaluated once) is drawn as a marker, and a curve with no point is named in
+    the legend as "(no points)"."""
+    from seqlab.validation import fail
+
     fig = new_figure()
     ax = fig.add_subplot(1, 1, 1)
     for name, (xs, ys) in curves.items():
-        ax.plot(list(xs), list(ys), label=name)
+        xs, ys = list(xs), list(ys)
+        if len(xs) != len(ys):
+            fail(f"curve {name!r}", "as many x as y values", f"{len(xs)} x and {len(ys)} y")
+        ax.plot(xs, ys, marker="o" if len(xs) == 1 else None, label=name if xs else f"{name} (no points)")
     if logy:
         ax.set_yscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title)
-    if len(curves) > 1:
+    if len(curves) > 1 or any(not list(xs) for xs, _ in curves.values()):
         ax.legend()
     ax.grid(alpha=0.3)
-    return save_png(fig, path)
+    return fig
+
+
+def plot_curves(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]], path: str | os.PathLike, *,
+                title: str = "", xlabel: str = "step", ylabel: str = "loss", logy: bool = False) -> Path:
+    """``curves_figure`` written to ``path`` as PNG."""
+    return save_png(curves_figure(curves, title=title, xlabel=xlabel, ylabel=ylabel, logy=logy), path)
 
 
 def plot_image_grid(images, path: str | os.PathLike, *, side: int, cols: int = 10, title: str = "",

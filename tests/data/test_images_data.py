@@ -11,6 +11,7 @@ import torch
 
 from seqlab.data.images import (FASHION_ENV, FASHION_FILES, ImageData, _read_idx, binary_digits, load_image_data,
                                  load_image_folder, load_images, saved_image_data)
+from seqlab.testing import png_claiming
 
 
 def write_idx(path, array: np.ndarray) -> None:
@@ -228,3 +229,34 @@ def test_source_is_in_the_description_only_when_known():
     assert "source" not in ImageData(x, y, name="made here", side=2).info()
     info = ImageData(x, y, name="made here", side=2, source="somewhere").info()
     assert info["source"] == "somewhere" and info["kind"] == "images" and info["n_test"] == 6
+
+
+
+
+@pytest.mark.parametrize("width, height", [(30000, 30000), (8193, 8192), (16000, 12000)])
+def test_an_image_whose_header_claims_too_many_pixels_is_refused_before_decoding(tmp_path, width, height):
+    from PIL import Image
+
+    from seqlab.data.images import MAX_IMAGE_PIXELS
+
+    (tmp_path / "ok.png").write_bytes(b"")  # never reached: the files are read in order
+    Image.new("L", (9, 9), 128).save(tmp_path / "a_small.png")
+    (tmp_path / "big.png").write_bytes(png_claiming(width, height))
+    limit = Image.MAX_IMAGE_PIXELS
+    with pytest.raises(ValueError, match=rf"^images: expected image files of at most {MAX_IMAGE_PIXELS:,} pixels "
+                                         rf"\(8192 x 8192\), received '.*big.png', whose header says {width} x "
+                                         rf"{height} = {width * height:,} pixels$"):
+        load_image_folder(str(tmp_path), size=8)
+    assert Image.MAX_IMAGE_PIXELS == limit  # PIL's own limit is back as it was
+
+
+def test_the_side_images_are_resized_to_is_bounded(tmp_path):
+    from PIL import Image
+
+    from seqlab.data.images import MAX_IMAGE_SIZE
+
+    for i in range(10):
+        Image.new("L", (300, 200), 10 * i).save(tmp_path / f"x{i}.png")
+    assert load_image_folder(str(tmp_path), size=MAX_IMAGE_SIZE).side == MAX_IMAGE_SIZE
+    with pytest.raises(ValueError, match=rf"^image_size: expected an integer <= {MAX_IMAGE_SIZE}, received 5000$"):
+        load_image_folder(str(tmp_path), size=5000)

@@ -5,6 +5,7 @@ the energy and the enumeration order, and every input check."""
 
 import itertools
 import math
+import re
 
 import numpy as np
 import pytest
@@ -410,3 +411,47 @@ def test_bad_gibbs_inputs():
         m.gibbs(v, h, sweeps=1, generator=0)
     with pytest.raises(ValueError, match=r"burn_in: expected an integer >= 0, received -1"):
         m.sampled_statistics(DATA, burn_in=-1)
+
+
+# -- 7. overflow ---------------------------------------------------------------------------------
+
+
+def test_a_learning_rate_or_initial_scale_past_the_bound_is_refused():
+    from seqlab.energy.boltzmann import MAX_INIT_STD, MAX_LR
+
+    m = BoltzmannMachine(visible_size=3, hidden_size=1)
+    w = m.w.detach().clone()
+    for lr in (1e308, MAX_LR * 1.01):
+        pattern = (r"^lr: expected a number <= 1000 \(a gradient is at most 1 per weight: larger steps only overflow "
+                   rf"the energies\), received {re.escape(str(lr))}$")
+        with pytest.raises(ValueError, match=pattern):
+            m.fit(DATA, epochs=1, lr=lr)
+    assert torch.equal(m.w, w)
+    m.fit(DATA, epochs=1, lr=MAX_LR)  # the bound itself is allowed, and stays finite
+    assert torch.isfinite(m.w).all()
+    with pytest.raises(ValueError, match=r"^init_std: expected a number <= 1000 \(larger weights only overflow the "
+                                         r"energies\), received 1e\+308$"):
+        BoltzmannConfig(visible_size=3, hidden_size=1, init_std=1e308)
+    assert BoltzmannConfig(visible_size=3, hidden_size=1, init_std=MAX_INIT_STD).init_std == MAX_INIT_STD
+
+
+def test_an_update_that_overflows_stops_the_fit_and_keeps_the_last_good_weights(monkeypatch):
+    m = BoltzmannMachine(visible_size=3, hidden_size=1, generator=torch.Generator().manual_seed(0))
+    real_rule = BoltzmannMachine._rule
+    calls = []
+
+    def rule(stats):
+        g_w, g_b = real_rule(stats)
+        calls.append(1)
+        return (g_w * 1e308, g_b) if len(calls) == 3 else (g_w, g_b)  # finite, but lr * u overflows
+
+    monkeypatch.setattr(BoltzmannMachine, "_rule", staticmethod(rule))
+    with pytest.raises(FloatingPointError, match=r"^fit: weights overflowed at epoch 3 \(lr 10\); weights left as "
+                                                 r"after epoch 2$"):
+        m.fit(DATA, epochs=5, lr=10.0)
+    w2, b2 = m.w.detach().clone(), m.b.detach().clone()
+    assert torch.isfinite(w2).all() and torch.isfinite(b2).all()
+    monkeypatch.setattr(BoltzmannMachine, "_rule", staticmethod(real_rule))
+    again = BoltzmannMachine(visible_size=3, hidden_size=1, generator=torch.Generator().manual_seed(0))
+    again.fit(DATA, epochs=2, lr=10.0)
+    assert torch.equal(again.w, w2) and torch.equal(again.b, b2)  # exactly the weights after epoch 2

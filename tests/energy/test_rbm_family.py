@@ -186,7 +186,7 @@ def test_help_lists_the_rbm_s_options(cli_run, capsys):
     usage = _help(capsys, ["sample", str(run)]).split(" RUN_DIR ")[0]
     assert set(w for w in usage.split() if w.startswith("[--")) == {"[--n", "[--steps", "[--seed", "[--png"}
     usage = _help(capsys, ["eval", str(run)]).split(" RUN_DIR ")[0]
-    assert set(w for w in usage.split() if w.startswith("[--")) == {"[--json]"}
+    assert set(w for w in usage.split() if w.startswith("[--")) == {"[--json]", "[--quiet]"}
 
 
 def test_a_checkpoint_of_another_family_is_refused(tmp_path, capsys):

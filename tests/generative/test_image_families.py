@@ -35,8 +35,8 @@ TINY_CONFIG = {"gan": {"noise_size": 16, "hidden_size": 16, "d_hidden_size": Non
 SAMPLE_OPTIONS = {"gan": {"--n", "--seed", "--png"},
                   "vae": {"--n", "--seed", "--png", "--latent-map", "--interpolate", "--reconstruct"},
                   "diffusion": {"--n", "--seed", "--png", "--method", "--steps", "--trajectory"}}
-EVAL_OPTIONS = {"gan": {"--n", "--seed", "--json"}, "vae": {"--n", "--seed", "--json"},
-                "diffusion": {"--n", "--seed", "--method", "--steps", "--json"}}
+EVAL_OPTIONS = {"gan": {"--n", "--seed", "--json", "--quiet"}, "vae": {"--n", "--seed", "--json", "--quiet"},
+                "diffusion": {"--n", "--seed", "--method", "--steps", "--json", "--quiet"}}
 
 
 @pytest.fixture(scope="module")

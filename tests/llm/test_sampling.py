@@ -2,6 +2,7 @@
 text from a language model (SampleOptions, sample_text, default_prompt)."""
 
 import math
+import re
 from collections import Counter
 
 import pytest
@@ -417,3 +418,132 @@ def test_sample_text_errors():
                                          r"characters 'z'$"):
         sample_text(model, tok, SampleOptions(prompt="az"))
     assert model.calls == []
+
+
+# --------------------------------------------------------------------------- a tiny temperature, streaming, limits
+
+
+@pytest.mark.parametrize("tau", [1e-3, 1e-39, 1e-300, 5e-324])
+def test_a_tiny_temperature_is_greedy(tau):
+    # z / tau overflowed to inf (and softmax to NaN) before the division moved to log space
+    for logits in (LOGITS, LOGITS.double(), torch.tensor([0.0, 3.0, -1.0, 2.9]), torch.tensor([float("-inf"), -50.0])):
+        g = torch.Generator().manual_seed(0)
+        greedy = sample_next(logits, temperature=0)
+        assert {sample_next(logits, temperature=tau, generator=g) for _ in range(50)} == {greedy}
+    # top-k and top-p stay correct: the largest logit is in every kept set
+    g = torch.Generator().manual_seed(0)
+    assert sample_next(LOGITS, temperature=1e-300, top_k=3, generator=g) == 1
+    assert sample_next(LOGITS, temperature=1e-300, top_p=0.3, generator=g) == 1
+    assert sample_next(LOGITS, temperature=1e-300, top_k=2, top_p=0.99, generator=g) == 1
+
+
+def test_a_tiny_temperature_draws_evenly_among_tied_largest_logits():
+    logits = torch.tensor([1.0, 5.0, 5.0, 4.999])
+    assert_frequencies(draws(logits, temperature=1e-300), {1: 0.5, 2: 0.5})
+    assert_frequencies(draws(logits, temperature=1e-300, top_k=1), {1: 0.5, 2: 0.5})  # ties with the k-th are kept
+
+
+def test_generate_with_a_tiny_temperature_is_greedy_generation():
+    m = CountingModel(V=6, sharp=0.5)
+    assert generate(m, [0], 12, temperature=1e-300, seed=3) == generate(m, [0], 12, temperature=0)
+
+
+def test_an_infinite_temperature_or_an_unusable_seed_is_refused():
+    with pytest.raises(ValueError, match=r"^temperature: expected a finite number >= 0.0, received inf$"):
+        sample_next(LOGITS, temperature=float("inf"))
+    for seed in (2**64, -(2**63) - 1):
+        with pytest.raises(ValueError, match=rf"^seed: expected an integer (<=|>=) .*received {seed}$"):
+            generate(CountingModel(), [0], 3, seed=seed)
+    assert len(generate(CountingModel(), [0], 3, seed=2**64 - 1)) == 3  # the whole range torch takes
+
+
+def test_generate_hands_each_token_to_on_token():
+    seen = []
+    out = generate(CountingModel(), [2], 20, temperature=0, stop_ids=[7], on_token=seen.append)
+    assert out == [3, 4, 5, 6] and seen == out  # the stop id is not output, so not handed out
+    tok = CharTokenizer("abcdefghij")
+    seen = []
+    out = generate(CountingModel(), [0], 50, temperature=0, stop_strings="def", decode=tok.decode, on_token=seen.append)
+    assert tok.decode(out) == "bc" and seen == [1, 2, 3, 4, 5]  # before the cut: TextStream holds them back
+    with pytest.raises(ValueError, match=r"^on_token: expected a callable token -> None, received int$"):
+        generate(CountingModel(), [0], 3, on_token=3)
+
+
+def _streamed(tokens, decode, stops=()):
+    """(pieces handed out while the tokens came, the rest at the end) for the output ``tokens``
+    of a generation that stopped before ``stops``."""
+    from seqlab.llm.sampling import TextStream
+
+    stream = TextStream(decode, stops)
+    pieces = [p for p in (stream.add(t) for t in tokens) if p]
+    return pieces, stream
+
+
+def test_text_stream_hands_out_text_as_it_comes_and_never_takes_it_back():
+    tok = CharTokenizer("abcdefghij")
+    # no stop strings: every character at once
+    pieces, stream = _streamed([1, 2, 3], tok.decode)
+    assert pieces == ["b", "c", "d"] and stream.finish([1, 2, 3]) == ""
+    # with the stop string "def" the generation outputs "bc" after seeing "bcdef"; what might be the
+    # start of "def" is held back, and a token is handed out only once a later one has come
+    tokens = [1, 2, 3, 4, 5]  # b c d e f
+    out = generate(CountingModel(), [0], 50, temperature=0, stop_strings="def", decode=tok.decode)
+    pieces, stream = _streamed(tokens, tok.decode, ["def"])
+    assert "".join(pieces) == "bc"[:len("".join(pieces))]
+    assert "".join(pieces) + stream.finish(out) == "bc"
+    # a stop string that starts inside a multi-character token: the token is dropped with its text
+    texts = ["ab", "c\n", "\nd", "ef", "gh"]
+
+    def decode(ids):
+        return "".join(texts[i] for i in ids)
+
+    tokens = [0, 1, 2]  # "ab" "c\n" "\nd": "\n\n" starts inside token 1, which generate drops
+    out = generate(lambda ids: torch.eye(5)[(ids[-1] + 1) % 5] * 50, [4], 10, temperature=0, stop_strings="\n\n",
+                   decode=decode)
+    assert out == [0]
+    pieces, stream = _streamed(tokens, decode, ["\n\n"])
+    assert pieces == ["ab"] and stream.finish(out) == ""  # "c\n" was held back: it might be cut, and it was
+    pieces, stream = _streamed([0, 1, 2, 3], decode, ["gh"])
+    assert pieces == ["ab", "c\n", "\nd"]  # each token once the next one has come ("ef" may yet be dropped)
+    assert stream.add(4) == "ef" and stream.finish([0, 1, 2, 3]) == ""  # "gh" is the stop string: cut
+
+
+def test_text_stream_waits_for_the_rest_of_a_character_split_across_bpe_tokens():
+    tok = BPETokenizer.train("caf\u00e9 na\u00efve " * 20 + "\u2603 snow " * 20, vocab_size=257)  # bytes only, almost
+    ids = tok.encode("\u2603 caf\u00e9")
+    assert len(ids) > len("\u2603 caf\u00e9")  # the snowman and the e-acute are several tokens each
+    pieces, stream = _streamed(ids, tok.decode)
+    assert all("\ufffd" not in p for p in pieces)
+    assert "".join(pieces) + stream.finish(ids) == "\u2603 caf\u00e9"
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("stop", [(), ("e",), ("ab", "h ")])
+def test_sample_text_streams_the_text_it_returns(cell, stop):
+    torch.manual_seed(0)
+    tok = CharTokenizer.from_text("abcdefgh \n")
+    model = charlm.CharLM(cell=cell, vocab_size=tok.vocab_size, hidden_size=8)
+    options = SampleOptions(prompt="ab", length=60, seed=1, stop=stop)
+    pieces = []
+    text = sample_text(model, tok, options, on_text=pieces.append)
+    assert text == sample_text(model, tok, options)  # the same draws as without streaming
+    assert "".join(pieces) == text
+    if not stop:
+        assert len(pieces) == len(text)  # one piece per character, as they were drawn
+    assert model.training  # the mode it was in
+
+
+def test_sample_text_length_is_limited_and_documented():
+    from seqlab.llm.sampling import MAX_SAMPLE_LENGTH
+    from seqlab.cli.options import field_docs
+
+    assert MAX_SAMPLE_LENGTH == 100_000 and "100000" in field_docs(SampleOptions)["length"]
+    tok = CharTokenizer.from_text("abc")
+    model = RecordingModel([0])
+    for length in (MAX_SAMPLE_LENGTH + 1, 10**9, -1, True, 2.5):
+        with pytest.raises(ValueError, match=rf"^length: expected an integer from 0 to 100000 \(tokens to generate\), "
+                                             rf"received {re.escape(repr(length))}$"):
+            sample_text(model, tok, SampleOptions(prompt="a", length=length))
+    assert model.calls == []
+    sample_text(model, tok, SampleOptions(prompt="a", length=MAX_SAMPLE_LENGTH))
+    assert model.calls[-1][1] == MAX_SAMPLE_LENGTH

@@ -359,3 +359,88 @@ def test_failed_rename_restores_the_previous_checkpoint(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert tree_bytes(tmp_path) == before
     assert load_checkpoint(path).config == {"v": 1}
+
+
+# --------------------------------------------------------------------------- durability, memory
+
+
+def record_fsync_and_renames(monkeypatch):
+    """Every fsync (as the path of the file or folder synced) and every rename/replace, in order."""
+    events = []
+    real_fsync, real_rename, real_replace = os.fsync, os.rename, os.replace
+
+    def fsync(fd):
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        return real_fsync(fd)
+
+    def rename(src, dst):
+        events.append(("rename", os.fspath(src), os.fspath(dst)))
+        return real_rename(src, dst)
+
+    def replace(src, dst):
+        events.append(("rename", os.fspath(src), os.fspath(dst)))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "rename", rename)
+    monkeypatch.setattr(os, "replace", replace)
+    return events
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc/self/fd to name synced files")
+def test_every_file_and_folder_is_synced_before_the_rename_that_publishes_it(tmp_path, monkeypatch):
+    from seqlab.training.rundir import write_pointer
+
+    events = record_fsync_and_renames(monkeypatch)
+    run = tmp_path / "run"
+    path = save_small(run / "checkpoints" / checkpoint_name(7), trainer_state={"step": 7},
+                      files={"tokenizer.json": "{}"})
+    write_pointer(run, "latest.json", step=7, path=path, val_loss=1.0)
+    renames = [i for i, e in enumerate(events) if e[0] == "rename"]
+    assert len(renames) == 2
+    publish, pointer = (events[i] for i in renames)
+    tmp = Path(publish[1])
+    assert publish[2] == str(path) and tmp.name.startswith(".step-00000007.tmp-")
+    synced_before = {e[1] for e in events[:renames[0]] if e[0] == "fsync"}
+    names = {"config.json", "model.safetensors", "trainer.json", "trainer.safetensors", "tokenizer.json"}
+    assert {str(tmp / n) for n in names} | {str(tmp)} <= synced_before  # every file, then the folder
+    # the new folders (run/, run/checkpoints/) were made durable in their parents before that
+    assert {str(tmp_path), str(run)} <= synced_before
+    assert ("fsync", str(run / "checkpoints")) in events[renames[0] + 1:renames[1]]  # the rename itself
+    # the pointer: its temporary file synced before it replaces latest.json, the folder after
+    assert pointer[2] == str(run / "checkpoints" / "latest.json")
+    assert ("fsync", pointer[1]) in events[renames[0] + 1:renames[1]]
+    assert ("fsync", str(run / "checkpoints")) in events[renames[1] + 1:]
+
+
+def test_a_file_of_the_wrong_size_is_refused_without_reading_it(tmp_path):
+    import tracemalloc
+
+    path = save_small(tmp_path / "ck")
+    big = 256 * 2**20
+    with open(path / "model.safetensors", "r+b") as f:
+        f.truncate(big)  # sparse: 256 MiB that take no disk space
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=rf"model.safetensors: expected \d+ bytes \(manifest size\), "
+                                             rf"received {big} bytes: the file is truncated or corrupted"):
+            load_checkpoint(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * 2**20  # the file was not read
+
+
+def test_a_huge_config_json_is_refused_without_reading_it(tmp_path, monkeypatch):
+    path = save_small(tmp_path / "ck")
+    with open(path / "config.json", "r+b") as f:
+        f.truncate(ck.MAX_HEADER_BYTES + 1)
+
+    def no_reading(self, *a, **k):
+        raise AssertionError("the file must not be read")
+
+    monkeypatch.setattr(Path, "read_text", no_reading)
+    monkeypatch.setattr(Path, "read_bytes", no_reading)
+    with pytest.raises(ValueError, match=rf"config.json: expected at most {ck.MAX_HEADER_BYTES} bytes, received "
+                                         rf"{ck.MAX_HEADER_BYTES + 1} bytes"):
+        load_checkpoint(path)

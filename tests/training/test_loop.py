@@ -5,6 +5,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import signal
 import sys
 import time
@@ -19,7 +20,8 @@ from seqlab.data.text import load_corpus
 from seqlab.training.checkpoint import load_checkpoint
 from seqlab.training.config import TrainConfig, lr_at
 from seqlab.training.device import autocast_context, resolve_device, resolve_precision
-from seqlab.training.loop import NonFiniteLossError, clip_gradients, make_optimizer, train
+from seqlab.training.loop import (DivergenceError, NonFiniteLossError, clip_gradients, make_optimizer,
+                                  tensorboard_available, train)
 from seqlab.training.rundir import best_checkpoint, latest_checkpoint, list_checkpoints
 
 TEXT = load_corpus(None).text[:8000]
@@ -686,3 +688,277 @@ def test_cuda_bf16_autocast_and_gpu_run_resumes_on_cpu(ds, tmp_path):
     assert all(t.device.type == "cpu" for t in ck.state_dict.values())
     rest = run(make_model(ds.vocab_size), ds, config(device="cpu", precision="fp32"), tmp_path, resume=True)
     assert rest.steps == 20 and rest.stopped == "max_steps"
+
+
+# --------------------------------------------------------------------------- a checkpoint's trainer state
+
+
+def rewrite_trainer_state(ckpt_dir, edit):
+    """Change trainer.json of a checkpoint (and its manifest entry, so only the content is wrong)."""
+    f = Path(ckpt_dir) / "trainer.json"
+    doc = json.loads(f.read_text())
+    edit(doc["trainer"])
+    data = (json.dumps(doc, indent=2) + "\n").encode()
+    f.write_bytes(data)
+    header = json.loads((Path(ckpt_dir) / "config.json").read_text())
+    header["manifest"]["trainer.json"] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    (Path(ckpt_dir) / "config.json").write_text(json.dumps(header))
+
+
+def _set(key, value):
+    def edit(state):
+        parent = state
+        *path, last = key.split(".")
+        for k in path:
+            parent = parent[k]
+        parent[last] = value
+    return edit
+
+
+def _drop(key):
+    return lambda state: state.pop(key)
+
+
+@pytest.mark.parametrize("edit, field, expected, received", [
+    (_set("step", "abc"), "step", "an integer >= 0", "'abc'"),
+    (_set("step", -1), "step", "an integer >= 0", "-1"),
+    (_drop("step"), "step", "an integer >= 0", "nothing (the field is missing)"),
+    (_set("best_val_loss", "low"), "best_val_loss", "a number or null", "'low'"),
+    (_set("best_step", 1.5), "best_step", "an integer >= 0 or null", "1.5"),
+    (_set("last_val_loss", [1]), "last_val_loss", "a number or null", "[1]"),
+    (_set("patience_best_val_loss", True), "patience_best_val_loss", "a number or null", "True"),
+    (_set("bad_evals", "2"), "bad_evals", "an integer >= 0", "'2'"),
+    (_set("last_eval_step", -2), "last_eval_step", "an integer >= -1", "-2"),
+    (_set("elapsed", -3.0), "elapsed", "a finite number of seconds >= 0", "-3.0"),
+    (_set("window", []), "window", "an object {count, loss, metrics}", "[]"),
+    (_set("window.count", "x"), "window.count", "an integer >= 0", "'x'"),
+    (_set("window.metrics", {"acc": "high"}), "window.metrics.acc", "a number", "'high'"),
+    (_set("diverge_reference", "x"), "diverge_reference", "a finite number or null", "'x'"),
+    (_set("rng", {}), "rng.python", "Python's random state", "nothing (the field is missing)"),
+    (_drop("rng"), "rng", "an object of generator states", "nothing (the field is missing)"),
+    (_set("rng.numpy.keys", "k"), "rng.numpy.keys", "a list of integers", "'k'"),
+    (_set("rng.torch", [1, 2]), "rng.torch", "torch's CPU generator state", "[1, 2]"),
+    (_set("rng.python", {"__tuple__": [3, [1, 2], None]}), "rng", "the generator states seqlab saved",
+     "state vector is the wrong size"),
+])
+def test_a_bad_trainer_state_is_refused_in_one_line_naming_the_field(ds, tmp_path, edit, field, expected, received):
+    run(make_model(ds.vocab_size, actions={4: interrupt}), ds, config(), tmp_path)
+    ckpt = latest_checkpoint(tmp_path)
+    rewrite_trainer_state(ckpt, edit)
+    with pytest.raises(ValueError) as err:
+        run(make_model(ds.vocab_size), ds, config(), tmp_path, resume=True)
+    message = str(err.value)
+    assert message.startswith(f"checkpoint {ckpt}: trainer.json field {field!r}: expected {expected}")
+    assert f"received {received}" in message and "\n" not in message
+
+
+def test_a_trainer_state_of_seqlab_0_1_without_the_newer_fields_resumes(ds, tmp_path):
+    run(make_model(ds.vocab_size, actions={4: interrupt}), ds, config(), tmp_path)
+
+    def old(state):
+        for key in ("patience_best_val_loss", "diverge_reference"):
+            state.pop(key)
+
+    rewrite_trainer_state(latest_checkpoint(tmp_path), old)
+    assert run(make_model(ds.vocab_size), ds, config(), tmp_path, resume=True).steps == 20
+
+
+# --------------------------------------------------------------------------- divergence
+
+
+def blow_up_at(step, factor=1e6):
+    """Scales every weight by ``factor`` at ``step``'s forward pass: the next steps' losses explode."""
+
+    def action(model, loss):
+        for p in model.parameters():
+            p.data.mul_(factor)  # .data: not an in-place change that autograd would refuse
+        return loss
+
+    return {step: action}
+
+
+def test_a_diverging_loss_stops_the_run_and_keeps_the_last_good_checkpoint(ds, tmp_path):
+    snapshot = {}
+
+    def snap_then_blow_up(model, loss):
+        snapshot.update(tree_bytes(tmp_path / "checkpoints"))
+        return blow_up_at(7)[7](model, loss)
+
+    cfg = config(eval_every=5, clip_norm=None)
+    model = make_model(ds.vocab_size, p=0.0, actions={7: snap_then_blow_up})
+    with pytest.raises(DivergenceError) as err:
+        run(model, ds, cfg, tmp_path)
+    good = tmp_path / "checkpoints" / "step-00000005"
+    reference = model.losses[0]
+    message = str(err.value)
+    assert isinstance(err.value, ValueError) and "\n" not in message
+    assert err.value.step == 8 and err.value.checkpoint == good and err.value.reference == reference
+    assert message.startswith(f"training loss at step 8: expected at most {reference + 100 * reference:.4g} "
+                              f"(the first step's training loss {reference:.4g} + diverge_factor 100 x its size), "
+                              f"received ")
+    assert f"last good checkpoint: {good}" in message
+    assert model.losses[7] > 1000 * reference
+    assert snapshot and tree_bytes(tmp_path / "checkpoints") == snapshot  # nothing saved after the divergence
+    assert load_checkpoint(good).trainer_state["diverge_reference"] == reference
+
+    # the guard off: the run goes on (its losses are finite, only huge)
+    again = run(make_model(ds.vocab_size, p=0.0, actions=blow_up_at(7)), ds, config(eval_every=5, clip_norm=None,
+                                                                                    diverge_factor=None),
+                tmp_path / "off")
+    assert again.steps == 20 and again.last_val_loss > 100 * reference
+
+
+def test_a_diverged_validation_loss_is_not_saved(ds, tmp_path):
+    # the weights blow up during the update of step 5: its evaluation sees them first
+    class LateBlowUp(ToyLM):
+        def loss(self, batch):
+            if not self.training and self.calls == 5:
+                for p in self.parameters():
+                    p.data.mul_(1e6)
+            return super().loss(batch)
+
+    torch.manual_seed(0)
+    with pytest.raises(DivergenceError, match=r"^validation loss at step 5: expected at most .*last good checkpoint: "
+                                              r".*step-00000004\)$"):
+        run(LateBlowUp(ds.vocab_size, p=0.0), ds, config(eval_every=1, clip_norm=None), tmp_path)
+    assert latest_checkpoint(tmp_path).name == "step-00000004"
+    assert max(r["step"] for r in metrics(tmp_path, "val")) == 4
+
+
+def test_the_divergence_reference_survives_a_resume(ds, tmp_path):
+    # interrupted after step 3; the resumed run diverges at step 9 against step 1's loss
+    cfg = config(clip_norm=None)
+    first = make_model(ds.vocab_size, p=0.0, actions={4: interrupt})
+    run(first, ds, cfg, tmp_path)
+    assert load_checkpoint(latest_checkpoint(tmp_path)).trainer_state["diverge_reference"] == first.losses[0]
+    second = make_model(ds.vocab_size, p=0.0, actions=blow_up_at(5))  # its 5th call is step 8
+    with pytest.raises(DivergenceError) as err:
+        run(second, ds, cfg, tmp_path, resume=True)
+    assert err.value.step == 9 and err.value.reference == first.losses[0]
+
+
+def test_diverge_factor_is_checked():
+    with pytest.raises(ValueError, match=r"diverge_factor: expected a number > 0.0, received 0"):
+        config(diverge_factor=0)
+    assert config(diverge_factor=None).diverge_factor is None
+
+
+# --------------------------------------------------------------------------- what a run shows
+
+
+def test_the_run_directory_is_named_when_training_starts(ds, tmp_path, capfd):
+    class Peek(ToyLM):
+        def loss(self, batch):
+            if self.training and self.calls == 0:
+                print("first step", file=sys.stderr, flush=True)
+            return super().loss(batch)
+
+    torch.manual_seed(0)
+    run(Peek(ds.vocab_size, actions={3: interrupt}), ds, config(), tmp_path, progress=True)
+    err = capfd.readouterr().err
+    assert err.splitlines()[0] == f"training toy into {tmp_path}"
+    assert err.index(f"training toy into {tmp_path}") < err.index("first step")
+    run(make_model(ds.vocab_size), ds, config(), tmp_path, resume=True, progress=True)
+    assert capfd.readouterr().err.splitlines()[0] == f"resuming toy in {tmp_path} at step 2"
+    run(make_model(ds.vocab_size), ds, config(), tmp_path / "quiet", progress=False)
+    assert capfd.readouterr().err == ""
+
+
+def test_progress_into_a_file_is_plain_lines(ds, tmp_path, capfd):
+    run(make_model(ds.vocab_size), ds, config(max_steps=5, log_every=1), tmp_path, progress=True)
+    err = capfd.readouterr().err
+    assert "\r" not in err and "\x1b" not in err  # no frames of a bar
+    lines = err.splitlines()
+    assert lines[0] == f"training toy into {tmp_path}"
+    assert re.fullmatch(r"toy: step 5/5 \(100%\), loss \d+\.\d{4}, lr \S+, [\d,]+ tok/s, val \d+\.\d{4}, "
+                        r"\d+ s elapsed", lines[-1])
+
+
+# --------------------------------------------------------------------------- starting over what a kill left
+
+
+def test_a_run_cleans_up_what_a_kill_left_in_its_checkpoints(ds, tmp_path):
+    run(make_model(ds.vocab_size, actions={8: interrupt}), ds, config(), tmp_path)
+    ckdir = tmp_path / "checkpoints"
+    assert [s for s, _ in list_checkpoints(tmp_path)] == [5, 7]
+    (ckdir / "step-00000007" / "model.safetensors").unlink()  # killed while pruning it
+    (ckdir / ".step-00000009.tmp-1-0123abcd").mkdir()  # killed while writing
+    (ckdir / ".step-00000009.tmp-1-0123abcd" / "model.safetensors").write_bytes(b"x")
+    result = run(make_model(ds.vocab_size), ds, config(), tmp_path, resume=True)
+    assert result.steps == 20
+    assert not (ckdir / ".step-00000009.tmp-1-0123abcd").exists()
+    assert sorted(p.name for p in ckdir.iterdir() if not p.name.endswith(".json")) == ["step-00000015",
+                                                                                        "step-00000020"]
+
+    # a new run into a folder where a killed run left only incomplete checkpoints
+    fresh = tmp_path / "fresh" / "checkpoints"
+    (fresh / "step-00000005").mkdir(parents=True)
+    (fresh / "step-00000005" / "config.json").write_text("{}")
+    assert run(make_model(ds.vocab_size), ds, config(max_steps=5), tmp_path / "fresh").steps == 5
+    assert [s for s, _ in list_checkpoints(tmp_path / "fresh")] == [5]
+    assert load_checkpoint(fresh / "step-00000005").trainer_state["step"] == 5
+
+
+# --------------------------------------------------------------------------- TensorBoard
+
+
+def scalars(run_dir):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(Path(run_dir) / "tensorboard"))
+    acc.Reload()
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+@pytest.mark.skipif(not tensorboard_available(), reason="needs the tensorboard package")
+def test_tensorboard_gets_the_curves_and_a_resume_does_not_repeat_steps(ds, tmp_path):
+    cfg = config(max_steps=10, log_every=2, eval_every=5)
+    result = run(make_model(ds.vocab_size), ds, cfg, tmp_path / "a")
+    curves = scalars(tmp_path / "a")
+    for tag in ("train/loss", "train/lr", "train/tokens_per_s", "train/steps_per_s", "train/grad_norm",
+                "train/acc", "val/loss", "val/acc"):
+        assert tag in curves, tag
+    train = [r for r in result.history if r["split"] == "train"]
+    assert curves["train/loss"] == [(r["step"], pytest.approx(r["loss"], rel=1e-6)) for r in train]
+    assert [s for s, _ in curves["val/loss"]] == [5, 10]
+    assert curves["val/loss"][-1][1] == pytest.approx(result.last_val_loss, rel=1e-6)
+
+    # interrupted after step 7 (evaluated there), resumed: every step once, as in the straight run
+    run(make_model(ds.vocab_size, actions={8: interrupt}), ds, cfg, tmp_path / "b")
+    run(make_model(ds.vocab_size), ds, cfg, tmp_path / "b", resume=True)
+    resumed = scalars(tmp_path / "b")
+    assert [s for s, _ in resumed["train/loss"]] == [2, 4, 6, 8, 10]
+    assert [v for _, v in resumed["train/loss"]] == [v for _, v in curves["train/loss"]]
+    assert [s for s, _ in resumed["val/loss"]] == [5, 7, 10]
+
+
+def test_tensorboard_can_be_turned_off_and_asking_for_it_without_the_package_is_an_error(ds, tmp_path,
+                                                                                         monkeypatch):
+    import seqlab.training.loop as loop_mod
+
+    run(make_model(ds.vocab_size, actions={2: interrupt}), ds, config(max_steps=3, tensorboard=False),
+        tmp_path / "off")
+    assert not (tmp_path / "off" / "tensorboard").exists()
+    # a setting of this invocation only: a resume may change it
+    assert run(make_model(ds.vocab_size), ds, config(max_steps=3), tmp_path / "off", resume=True).steps == 3
+    monkeypatch.setattr(loop_mod, "tensorboard_available", lambda: False)
+    with pytest.raises(ValueError, match=r"^tensorboard: expected the tensorboard package \(pip install "
+                                         r"seqlab\[tensorboard\]\), or --no-tensorboard, received a Python "
+                                         r"without it$"):
+        run(make_model(ds.vocab_size), ds, config(max_steps=3, tensorboard=True), tmp_path / "on")
+    assert not (tmp_path / "on").exists()
+    run(make_model(ds.vocab_size), ds, config(max_steps=3), tmp_path / "auto")  # default: on where installed
+    assert not (tmp_path / "auto" / "tensorboard").exists()
+
+
+@pytest.mark.skipif(not tensorboard_available(), reason="needs the tensorboard package")
+def test_tensorboard_is_closed_when_a_run_fails(ds, tmp_path, monkeypatch):
+    from torch.utils.tensorboard import SummaryWriter
+
+    closed = []
+    real_close = SummaryWriter.close
+    monkeypatch.setattr(SummaryWriter, "close", lambda self: (closed.append(self), real_close(self)))
+    with pytest.raises(NonFiniteLossError):
+        run(make_model(ds.vocab_size, actions={4: make_nan}), ds, config(log_every=1), tmp_path)
+    assert len(closed) == 1
+    assert [s for s, _ in scalars(tmp_path)["train/loss"]] == [1, 2, 3]  # written before the error

@@ -8,7 +8,7 @@ import shutil
 import pytest
 import torch
 
-from seqlab.training.checkpoint import save_checkpoint
+from seqlab.training.checkpoint import load_checkpoint, save_checkpoint
 from seqlab.training.config import TrainConfig
 from seqlab.training.rundir import (
     DATA_IDENTITY_KEYS,
@@ -203,3 +203,69 @@ def test_resume_differences_in_family_model_and_training():
                               None) == []  # device, precision, log_every, max_seconds may change
     with pytest.raises(ValueError, match=r"run file run.json: expected a valid train config"):
         resume_differences({**saved, "train_config": {"speed": 1}}, "charlm", {"hidden": 8}, TrainConfig(), None)
+
+
+# --------------------------------------------------------------------------- kills while writing or deleting
+
+
+def test_a_half_deleted_or_truncated_checkpoint_does_not_count(tmp_path):
+    run = make_run(tmp_path, best=None)
+    ckdir = run / "checkpoints"
+    (ckdir / "step-00000400" / "model.safetensors").unlink()  # a deletion killed half way
+    assert (ckdir / "step-00000400" / "config.json").is_file()
+    assert (ckdir / "step-00000400" / "trainer.json").is_file()
+    with open(ckdir / "step-00000300" / "trainer.safetensors", "r+b") as f:
+        f.truncate(3)  # a file of the wrong size
+    assert [s for s, _ in list_checkpoints(run)] == [100, 200]
+    assert latest_checkpoint(run).name == "step-00000200"
+    (ckdir / "step-00000200" / "config.json").write_text("{")  # an unreadable header
+    assert [s for s, _ in list_checkpoints(run)] == [100]
+    # the best one, damaged after it was written, is what loading it says, not silently another one
+    write_pointer(run, "best.json", step=400, path=ckdir / "step-00000400", val_loss=1.0)
+    assert best_checkpoint(run).name == "step-00000400"
+    with pytest.raises(ValueError, match=r"expected model.safetensors \(listed in the manifest\), received no such"):
+        load_checkpoint(resolve_checkpoint(run))
+
+
+def test_prune_hides_a_checkpoint_before_deleting_it(tmp_path, monkeypatch):
+    import seqlab.training.rundir as rundir
+
+    run = make_run(tmp_path, best=None)
+    seen = []
+    original = shutil.rmtree
+
+    def rmtree(path, *args, **kwargs):
+        # what a kill at this moment would leave: the checkpoint is gone from its own name
+        seen.append((path.name, sorted(p.name for p in (run / "checkpoints").iterdir())))
+        return original(path, *args, **kwargs)
+
+    monkeypatch.setattr(rundir.shutil, "rmtree", rmtree)
+    removed = prune_checkpoints(run, 2)
+    assert [p.name for p in removed] == ["step-00000100", "step-00000200"]
+    assert len(seen) == 2
+    for (hidden, listing), old in zip(seen, ("step-00000100", "step-00000200")):
+        assert re.fullmatch(rf"\.{old}\.del-\d+-[0-9a-f]{{8}}", hidden)
+        assert old not in listing
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["latest.json", "step-00000300",
+                                                                      "step-00000400"]
+
+
+def test_clean_checkpoints_removes_what_a_kill_left(tmp_path):
+    from seqlab.training.rundir import clean_checkpoints
+
+    run = make_run(tmp_path, best=None)
+    ckdir = run / "checkpoints"
+    (ckdir / "step-00000400" / "model.safetensors").unlink()  # half deleted
+    shutil.copytree(ckdir / "step-00000100", ckdir / ".step-00000500.tmp-1-abcdef01")  # a write cut short
+    shutil.copytree(ckdir / "step-00000100", ckdir / ".step-00000100.del-1-abcdef02")  # a deletion cut short
+    (ckdir / ".latest.json.tmp-1-abcdef03").write_text("{")  # a pointer write cut short
+    # a replacement cut between its two renames: the old checkpoint is back under its own name
+    shutil.move(ckdir / "step-00000300", ckdir / ".step-00000300.old-1-abcdef04")
+    (ckdir / "notes.txt").write_text("mine")  # anything else is left alone
+    removed = clean_checkpoints(run)
+    assert sorted(p.name for p in removed) == [".latest.json.tmp-1-abcdef03", ".step-00000100.del-1-abcdef02",
+                                               ".step-00000500.tmp-1-abcdef01", "step-00000400"]
+    assert sorted(p.name for p in ckdir.iterdir()) == ["latest.json", "notes.txt", "step-00000100",
+                                                      "step-00000200", "step-00000300"]
+    assert [s for s, _ in list_checkpoints(run)] == [100, 200, 300]
+    assert clean_checkpoints(run) == [] and clean_checkpoints(tmp_path / "none") == []

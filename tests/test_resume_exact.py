@@ -1,0 +1,97 @@
+"""Resuming is exact for every registered family: a run trained 6 steps in one go equals one
+interrupted after step 3 and resumed (``seqlab.resume``) to step 6, in every logged loss and in
+the final weights and optimizer state, bit for bit (on the CPU, at tiny sizes)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import seqlab
+from seqlab import runs
+from seqlab.training import loop
+from seqlab.training.checkpoint import load_checkpoint
+from seqlab.training.rundir import latest_checkpoint
+
+STEPS, CUT = 6, 3
+TRAIN = dict(max_steps=STEPS, eval_every=2, log_every=2, eval_batches=1, device="cpu")
+TEXT = dict(preset="cpu-tiny", block_size=16, batch_size=4, warmup_steps=2)
+IMAGES = dict(preset="cpu-tiny", batch_size=8, warmup_steps=2)
+# the tiny options of every family of seqlab (a new family adds its line here)
+TINY = {
+    "rnn": TEXT, "lstm": TEXT, "gru": TEXT,
+    "gpt": TEXT,
+    "bert": TEXT,
+    "bert-classifier": dict(batch_size=4, warmup_steps=2),  # + base: a BERT run
+    "rbm": dict(preset="cpu-tiny", hidden_size=8, batch_size=10),
+    "gan": IMAGES,
+    "vae": IMAGES,
+    "diffusion": dict(IMAGES, timesteps=20),
+}
+
+
+def test_every_family_of_seqlab_is_covered():
+    ours = {name for name, fam in runs.families().items() if type(fam).__module__.startswith("seqlab.")}
+    commands = {c for c, (fam, _) in runs.commands().items() if fam.name in ours}
+    assert ours <= {runs.get_family(c).name for c in TINY} and commands <= set(TINY)
+
+
+@pytest.fixture(scope="module")
+def bert_base(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("base") / "bert"
+    seqlab.train("bert", out=out, progress=False, max_steps=2, eval_every=2, eval_batches=1, **TEXT)
+    return out
+
+
+def records(run_dir: Path) -> list[dict]:
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(line).items() if k not in ("time", "tokens_per_s", "steps_per_s")}
+            for line in lines]
+
+
+@pytest.mark.parametrize("command", list(TINY))
+def test_an_interrupted_and_resumed_run_equals_the_uninterrupted_one(command, tmp_path, monkeypatch, request):
+    options = dict(TINY[command], **TRAIN)
+    if command == "bert-classifier":
+        options["base"] = str(request.getfixturevalue("bert_base"))
+    straight = seqlab.train(command, out=tmp_path / "straight", progress=False, **options)
+    assert straight.steps == STEPS and straight.stopped == "max_steps"
+
+    real_step = loop._Run.train_step
+
+    def interrupted(self):
+        if self.step == CUT:  # a Ctrl-C (pressed twice) before step CUT + 1
+            raise KeyboardInterrupt
+        return real_step(self)
+
+    monkeypatch.setattr(loop._Run, "train_step", interrupted)
+    part = seqlab.train(command, out=tmp_path / "cut", progress=False, **options)
+    assert part.stopped == "interrupted" and part.steps == CUT
+    monkeypatch.undo()
+    rest = seqlab.resume(tmp_path / "cut", progress=False)
+    assert rest.steps == STEPS and rest.stopped == "max_steps"
+
+    # every record equal, but the extra evaluation the interrupted invocation made at its last step
+    everything = records(tmp_path / "cut")
+    cut = [r for r in everything if (r["step"], r["split"]) != (CUT, "val")]
+    assert len(cut) == len(everything) - 1
+    assert cut == records(tmp_path / "straight")
+    assert [r["step"] for r in cut if r["split"] == "train"] == [2, 4, 6]
+    assert rest.last_val_loss == straight.last_val_loss
+
+    a = load_checkpoint(latest_checkpoint(tmp_path / "straight"))
+    b = load_checkpoint(latest_checkpoint(tmp_path / "cut"))
+    assert a.state_dict.keys() == b.state_dict.keys()
+    for name, tensor in a.state_dict.items():
+        assert torch.equal(tensor, b.state_dict[name]), name
+    assert (a.optimizer_state is None) == (b.optimizer_state is None)
+    if a.optimizer_state is not None:
+        for pid, entry in a.optimizer_state["state"].items():
+            for key, value in entry.items():
+                other = b.optimizer_state["state"][pid][key]
+                assert torch.equal(value, other) if isinstance(value, torch.Tensor) else value == other, key
+    for key in ("step", "diverge_reference", "window", "bad_evals"):
+        assert a.trainer_state[key] == b.trainer_state[key], key

@@ -1,0 +1,86 @@
+"""The tour runner (seqlab.tour): planned by steps, runs cut short by the time guard flagged,
+the report's header, "section k of n" with an estimate, Ctrl-C writing what was run."""
+
+import re
+
+import pytest
+
+import seqlab.tour as tour
+from seqlab.tour.context import TourContext, num
+from seqlab.viz.report import Report
+
+
+def _fake_sections(monkeypatch, functions):
+    monkeypatch.setattr(tour, "SECTIONS", tuple((title, f"fake:{title}", 10.0) for title in functions))
+    monkeypatch.setattr(tour, "section_function", lambda target: functions[target.split(":", 1)[1]])
+
+
+def test_the_tour_says_section_k_of_n_with_an_estimate_and_writes_a_header(tmp_path, monkeypatch):
+    def first(ctx, sec):
+        sec.text("one")
+        return "ok"
+
+    def second(ctx, sec):
+        raise RuntimeError("boom")
+
+    _fake_sections(monkeypatch, {"First": first, "Second": second, "Third": first})
+    lines = []
+    result = tour.run_tour(tmp_path, progress=False, echo=lines.append)
+    starts = [line for line in lines if line.startswith("[")]
+    assert [s.split("]")[0] + "]" for s in starts] == ["[1/3]", "[2/3]", "[3/3]"]
+    assert all(re.search(r"\(tour: about \d+ s left\)$", s) for s in starts)
+    assert result.failures == 1 and not result.interrupted
+    html = result.report.read_text()
+    for fact in ("machine", "cores", "torch", "seqlab", "total time", "cut short", "failed sections"):
+        assert f"<th>{fact}</th>" in html
+    assert "none: every run made its planned steps" in html
+    assert "Second</a> (FAILED)" in html and "RuntimeError: boom" in html
+
+
+def test_ctrl_c_in_a_section_writes_the_report_of_the_sections_run_so_far(tmp_path, monkeypatch):
+    ran = []
+
+    def ok(ctx, sec):
+        ran.append(sec.title)
+        return "ok"
+
+    def interrupted(ctx, sec):
+        raise KeyboardInterrupt
+
+    _fake_sections(monkeypatch, {"A": ok, "B": interrupted, "C": ok})
+    result = tour.run_tour(tmp_path, quick=True, progress=False, echo=lambda s: None)
+    assert result.interrupted and ran == ["A"]  # C never ran
+    html = result.report.read_text()
+    assert "B</a>: interrupted (Ctrl-C)" in html and "interrupted)" in html  # the header's total time says so
+
+
+def test_a_run_cut_short_by_the_time_guard_is_flagged_in_its_section_and_the_header(tmp_path, monkeypatch):
+    def section(ctx, sec):
+        # planned: 100,000 steps; the guard (0.5 s) stops it long before
+        result = ctx.train("lstm", guard=0.5, preset="cpu-tiny", block_size=16, batch_size=4, max_steps=100_000,
+                           eval_every=100_000, eval_batches=1, log_every=1000)
+        return f"{result.steps} steps"
+
+    _fake_sections(monkeypatch, {"Gated": section})
+    result = tour.run_tour(tmp_path, progress=False, echo=lambda s: None)
+    [cut] = result.cut_short
+    assert cut.run == "lstm" and cut.planned == 100_000 and 1 <= cut.steps < 100_000 and cut.reason == "max_seconds"
+    html = result.report.read_text()
+    assert f"lstm: cut short at {cut.steps:,} of 100,000 steps by the time guard" in html
+    assert "numbers below are not representative" in html
+    assert f"lstm in &#x27;Gated&#x27; ({cut.steps:,} of 100,000 steps)" in html  # the header names it
+    assert "Gated</a> (cut short)" in html
+
+
+def test_the_guard_is_off_in_quick_mode_and_a_finished_run_is_not_flagged(tmp_path):
+    ctx = TourContext(out=tmp_path, quick=True, progress=False, report=Report("t"))
+    ctx.section = ctx.report.section("s")
+    result = ctx.train("lstm", guard=0.0, preset="cpu-tiny", block_size=16, batch_size=4, max_steps=3, eval_every=3,
+                       eval_batches=1)
+    assert result.steps == 3 and ctx.cut_short == [] and ctx.section.warnings == []
+
+
+@pytest.mark.parametrize("value, spec, text", [(None, ".3f", "n/a"), (float("nan"), ".2f", "n/a"),
+                                               (1.23456, ".2f", "1.23")])
+def test_num_says_what_a_run_lacks_instead_of_failing(value, spec, text):
+    assert num(value, spec) == text
