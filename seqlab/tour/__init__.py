@@ -32,7 +32,7 @@ from seqlab.viz.report import Report
 
 SECTIONS: tuple[tuple[str, str, float], ...] = (
     # Recurrent Networks, Backpropagation Through Time, Vanishing and Exploding Gradient, GRU and LSTM
-    ("Recurrent networks: the Elman RNN", "seqlab.recurrent.tour:elman", 12),
+    ("Recurrent networks: the Elman RNN", "seqlab.recurrent.tour:elman", 3),
     ("Backpropagation through time, by hand", "seqlab.recurrent.tour:bptt", 1),
     ("Unfolding: which weight copies does one BPTT step use?", "seqlab.recurrent.tour:unfolding", 1),
     ("Vanishing and exploding gradients", "seqlab.recurrent.tour:gradient_flow", 8),
@@ -43,13 +43,13 @@ SECTIONS: tuple[tuple[str, str, float], ...] = (
      "seqlab.energy.tour:rbm", 6),
     # Generative Adversarial Networks (GANs, VAEs, diffusion)
     ("Generative models: GAN, VAE, diffusion (DDPM, DDIM) on the digits, one evaluation",
-     "seqlab.generative.tour:generative", 120),
+     "seqlab.generative.tour:generative", 110),
     # Transformers
     ("Transformers: attention, masks, multi-head attention, layer norm, blocks",
      "seqlab.transformer.tour:transformer_parts", 1),
     # Large Language Models
-    ("Large language models: GPT (next-token prediction, KV cache)", "seqlab.llm.tour:gpt", 70),
-    ("Large language models: BERT (masked-language modelling, fill-in, fine-tuning)", "seqlab.llm.tour:bert", 100),
+    ("Large language models: GPT (next-token prediction, KV cache)", "seqlab.llm.tour:gpt", 55),
+    ("Large language models: BERT (masked-language modelling, fill-in, fine-tuning)", "seqlab.llm.tour:bert", 85),
     # next: the lecture's LLM techniques (fine-tuning with frozen layers, prompting, RLHF,
     # prompt injection), then its Applications (seqlab/tasks/)
 )
