@@ -28,13 +28,16 @@ class RBMData:
     images: str = "digits"
 
 
+MAX_GIBBS_STEPS = 1_000_000  # about a minute for 64 chains on a laptop CPU
+
+
 @dataclass(frozen=True)
 class RBMSampleOptions:
     """Options of ``seqlab sample`` for an RBM run.
 
     Attributes:
         n: images to sample
-        steps: Gibbs steps from a random start
+        steps: Gibbs steps from a random start (1 to 1,000,000)
         seed: seed of the chains
         png: the PNG grid of p(v | h) to write (none: no file)
     """
@@ -87,7 +90,7 @@ class RBMFamily(Family):
     def sample(self, model: RBM, run: RunRecord, options: RBMSampleOptions) -> torch.Tensor:
         """``n`` samples p(v | h) (n, D) after ``steps`` Gibbs steps; optionally a PNG grid."""
         check_int(options.n, "n", minimum=1)
-        check_int(options.steps, "steps", minimum=1)
+        check_int(options.steps, "steps", minimum=1, maximum=MAX_GIBBS_STEPS)
         _, pv = model.sample(options.n, steps=options.steps, generator=torch.Generator().manual_seed(options.seed))
         if options.png is not None:
             from seqlab.viz.plots import plot_image_grid

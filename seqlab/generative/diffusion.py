@@ -76,6 +76,7 @@ SCHEDULES = ("linear", "cosine")
 METHODS = ("ddpm", "ddim")
 MAX_BETA = 0.999
 DDIM_DEFAULT_STEPS = 50
+MAX_TIMESTEPS = 10_000  # T: DDPM uses 1,000; each sample walks all T steps
 
 # Named sizes. cpu-small (the defaults) trains a step on 64 8x8 digits in tens of ms on one CPU
 # core; cpu-tiny is half as wide, for tests and quick looks; gpu-baby is for 28x28
@@ -94,7 +95,7 @@ class DiffusionConfig:
     Attributes:
         channels: C, colour channels of the (B, C, S, S) images (1 for grey images).
         image_size: S = height = width, a multiple of 4 (8 for the digits, 28 for Fashion-MNIST).
-        timesteps: T, noising steps of the forward process.
+        timesteps: T, noising steps of the forward process (1 to 10,000).
         beta_schedule: the noise schedule beta_1 .. beta_T, "linear" or "cosine".
         base_channels: C_0, channels of the U-Net's first level.
         channel_mults: one multiplier per U-Net level, 1 to 3 levels (C_l = C_0 channel_mults[l];
@@ -112,7 +113,7 @@ class DiffusionConfig:
 
     def __post_init__(self) -> None:
         check_image_config(self.channels, self.image_size)
-        check_int(self.timesteps, "timesteps", minimum=1)
+        check_int(self.timesteps, "timesteps", minimum=1, maximum=MAX_TIMESTEPS)
         check_choice(self.beta_schedule, "beta_schedule", SCHEDULES)
         check_int(self.base_channels, "base_channels", minimum=1)
         mults = tuple(self.channel_mults) if isinstance(self.channel_mults, (list, tuple)) else None

@@ -20,6 +20,7 @@ from seqlab.llm.bert import PRESETS, BERT, BERTConfig, fill, masked_accuracy
 from seqlab.llm.language import LanguageData, TextFamily
 from seqlab.llm.tokenizers import BERT_SPECIAL_TOKENS
 from seqlab.runs import RunRecord, register
+from seqlab.validation import check_int
 
 FILL_EXAMPLES = ("The [MASK]ython language", "a list of integ[MASK]rs", "def f(x):\n    ret[MASK]rn x")
 
@@ -29,8 +30,8 @@ class MaskedEvaluation:
     """Options of ``seqlab eval`` for a BERT run.
 
     Attributes:
-        batches: held-out batches of masked windows
-        batch_size: windows per batch
+        batches: held-out batches of masked windows (1 to 100,000)
+        batch_size: windows per batch (1 to 4,096)
         seed: seed of the windows and the masking
     """
 
@@ -112,6 +113,8 @@ class BERTFamily(TextFamily):
         return out
 
     def evaluate(self, model: BERT, run: RunRecord, options: MaskedEvaluation) -> MaskedAccuracy:
+        check_int(options.batches, "batches", minimum=1, maximum=100_000)
+        check_int(options.batch_size, "batch_size", minimum=1, maximum=4096)
         data = self.data_from_run(run, {})
         return MaskedAccuracy(**masked_accuracy(model, data.dataset, batches=options.batches,
                                                 batch_size=options.batch_size, seed=options.seed))

@@ -234,6 +234,7 @@ CASES += [
     (T("gan", "--g-lr-scale", "-1"), ["g_lr_scale", "received -1"]),
     (T("gan", "--noise-size", "0"), ["noise_size", "received 0"]),
     (T("diffusion", "--timesteps", "0"), ["timesteps", "received 0"]),
+    (T("diffusion", "--timesteps", "100000000"), ["timesteps", "<= 10000", "100000000"]),
     (T("diffusion", "--beta-schedule", "nosuch"), ["beta_schedule", "'nosuch'"]),
     (T("diffusion", "--channel-mults", "0"), ["channel_mults"]),
     (T("diffusion", "--channel-mults", "a,b"), ["--channel-mults", "'a,b'"]),
@@ -368,6 +369,8 @@ CASES += [
     (E("bert", "--batches", "0"), ["batches", "received 0"]),
     (E("bert", "--batches", "-1"), ["batches", "received -1"]),
     (E("bert", "--batch-size", "0"), ["batch_size", "received 0"]),
+    (E("bert", "--batch-size", "1000000000"), ["batch_size", "<= 4096", "1000000000"]),
+    (E("bert", "--batches", "1000000000"), ["batches", "<= 100000"]),
     (E("c:vae_config_huge"), ["memory"]),
     (E("c:run_truncated"), ["run.json"]),
     # ------------------------------------------------------------------ attention, fill, classify

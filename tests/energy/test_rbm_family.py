@@ -229,3 +229,10 @@ def test_seqlab_0_1_field_names_are_upgraded(tmp_path):
         seqlab.resume(run, progress=False, hidden_size=9)
     assert {k: v for k, v in snapshot(run).items() if k != "run.json"} == good
     assert json.loads((run / "run.json").read_text())["model_config"] == new  # today's names
+
+
+def test_sample_refuses_more_gibbs_steps_than_its_documented_limit(cli_run, capsys):
+    run, _ = cli_run
+    one_line_error(capsys, ["sample", str(run), "--steps", "1000000000000", "--png", "none"])
+    with pytest.raises(ValueError, match=r"^steps: expected an integer <= 1000000, received 1000000000000$"):
+        seqlab.sample(run, steps=10 ** 12, png=None)

@@ -83,7 +83,7 @@ def test_eval_is_the_masked_accuracy(bert_run, capsys):
     with pytest.raises(SystemExit):
         main(["eval", str(bert_run), "--help"])
     out = " ".join(capsys.readouterr().out.split())
-    assert "bert options" in out and "--batches BATCHES held-out batches of masked windows (default: 50)" in out
+    assert "bert options" in out and "--batches BATCHES held-out batches of masked windows (1 to 100,000) (default: 50)" in out
 
 
 def test_bad_inputs(bert_run, tmp_path, capsys):
