@@ -242,7 +242,7 @@ def _main(argv: Sequence[str] | None) -> int:
         sys.stderr.close()
         return 0
     except OSError as exc:  # a path that cannot be read or written (checked early where possible)
-        from seqlab.cli.paths import describe_os_error
+        from seqlab.paths import describe_os_error
 
         return _error(describe_os_error(exc))
     except (MemoryError, RuntimeError) as exc:

@@ -37,7 +37,7 @@ def add_parser(sub, argv: list[str]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from seqlab.cli.paths import output_file
+    from seqlab.paths import output_file
     from seqlab.viz.attention import attention_maps, plot_attention_maps
 
     model, record, _ = load_view(args.run, VERB)

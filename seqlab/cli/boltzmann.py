@@ -16,7 +16,7 @@ MAX_EPOCHS = 100_000  # about 100 s per machine of 3 bits and 4 hidden units; th
 
 
 def run(args: argparse.Namespace) -> int:
-    from seqlab.cli.paths import output_dir
+    from seqlab.paths import output_dir
     from seqlab.energy import parity_demo
     from seqlab.training.io import atomic_write_json
     from seqlab.viz.energy import plot_parity_demo

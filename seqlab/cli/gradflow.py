@@ -18,7 +18,7 @@ def _floats(text: str) -> list[float]:
 def run(args: argparse.Namespace) -> int:
     import json as _json
 
-    from seqlab.cli.paths import output_dir
+    from seqlab.paths import output_dir
     from seqlab.recurrent import clipping
     from seqlab.recurrent import gradflow as gf
     from seqlab.recurrent import gradflow_report as report

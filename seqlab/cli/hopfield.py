@@ -32,7 +32,7 @@ def _action_options(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from seqlab.cli.paths import output_dir
+    from seqlab.paths import output_dir
 
     _action_options(args)
     output_dir(args.out, "--out")  # before the work, not after it

@@ -84,7 +84,7 @@ def add_parser(sub, argv: list[str]) -> None:
 def check_outputs(cls: type, options: object) -> None:
     """The files the options name for writing (``opt.file_outputs``) must be writable, before
     any work starts; ``none`` (None) writes nothing."""
-    from seqlab.cli.paths import output_file
+    from seqlab.paths import output_file
 
     for name in opt.file_outputs(cls):
         value = getattr(options, name)

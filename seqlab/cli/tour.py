@@ -22,7 +22,7 @@ def add_parser(sub, argv: list[str]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from seqlab.cli.paths import output_dir
+    from seqlab.paths import output_dir
     from seqlab.tour import SECTIONS, run_tour
 
     output_dir(args.out, "--out")  # before ten minutes of training, not after

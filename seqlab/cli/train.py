@@ -106,7 +106,7 @@ def check_run_dir(args: argparse.Namespace, command: str) -> None:
     """Before anything is loaded or trained: the run directory must be a folder the run can be
     written in (``--resume RUN_DIR``: the run's own; otherwise ``--out`` or the default
     ``runs/COMMAND-DATE-TIME``)."""
-    from seqlab.cli.paths import output_dir
+    from seqlab.paths import output_dir
     from seqlab.training.rundir import default_run_dir
 
     if args.resume:

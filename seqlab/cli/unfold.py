@@ -9,7 +9,7 @@ VERB = "unfold"
 
 
 def run(args: argparse.Namespace) -> int:
-    from seqlab.cli.paths import output_file
+    from seqlab.paths import output_file
     from seqlab.recurrent import unfold as uf
     from seqlab.viz.recurrent import plot_unfold
 

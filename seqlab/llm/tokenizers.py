@@ -346,11 +346,7 @@ class CharTokenizer(Tokenizer):
                 and obj.get("normalizer") is None and obj.get("post_processor") is None):
             fail("hf_tokenizer", f"a character tokenizer (model WordLevel, Split pre-tokenizer on {CHAR_PATTERN!r} "
                  "isolated, Fuse decoder, no normalizer, no post-processor)", _describe_hf(hf))
-        added = sorted(hf.get_added_tokens_decoder().items())
-        plain = [t.content for _, t in added if not t.special]
-        if plain:
-            fail("hf_tokenizer", "special added tokens only", "non-special added tokens "
-                 + ", ".join(repr(t) for t in plain))
+        added = _special_added_tokens(hf)
         vocab = hf.get_vocab(with_added_tokens=False)
         tokens = sorted(vocab, key=vocab.__getitem__)  # in id order
         gaps = [(t, vocab[t]) for k, t in enumerate(tokens) if vocab[t] != k]
@@ -369,6 +365,16 @@ class CharTokenizer(Tokenizer):
 
 
 # --------------------------------------------------------------------------- byte-level BPE
+
+
+def _special_added_tokens(hf) -> list:
+    """A Hugging Face tokenizer's added tokens as (id, AddedToken), by id; every one must be a
+    special token (seqlab's tokenizers add no others)."""
+    added = sorted(hf.get_added_tokens_decoder().items())
+    plain = [t.content for _, t in added if not t.special]
+    if plain:
+        fail("hf_tokenizer", "special added tokens only", "non-special added tokens " + ", ".join(repr(t) for t in plain))
+    return added
 
 
 def _describe_hf(hf) -> str:
@@ -398,11 +404,7 @@ class BPETokenizer(Tokenizer):
                 and hf.normalizer is None):
             fail("hf_tokenizer", "a byte-level BPE (model BPE, ByteLevel pre-tokenizer without prefix space, "
                  "ByteLevel decoder, no normalizer)", _describe_hf(hf))
-        added = sorted(hf.get_added_tokens_decoder().items())
-        plain = [t.content for _, t in added if not t.special]
-        if plain:
-            fail("hf_tokenizer", "special added tokens only", "non-special added tokens "
-                 + ", ".join(repr(t) for t in plain))
+        added = _special_added_tokens(hf)
         specials = _check_special_tokens([t.content for _, t in added])
         # our encode() finds the special tokens itself (only when asked to): the library must
         # treat their literal text as ordinary text

@@ -333,24 +333,37 @@ def run_family(path: PathLike) -> str:
 # --------------------------------------------------------------------------- resuming
 
 
+def read_metrics(run_dir: PathLike, *, strict: bool = False) -> list[tuple[str, dict]]:
+    """The records of ``metrics.jsonl`` as (line, record), in order; none if the file is
+    missing. A torn last line (a run killed while writing) is skipped; another line that is not
+    a JSON object is skipped too, or, with ``strict``, a ValueError naming it."""
+    path = Path(run_dir) / METRICS_FILE
+    if not path.exists():
+        return []
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    out = []
+    for k, line in enumerate(lines, 1):
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            rec = None
+        if isinstance(rec, dict):
+            out.append((line, rec))
+        elif strict and k < len(lines):
+            fail(f"metrics file {path}", "one JSON object per line", f"line {k}: {line[:60]!r}")
+    return out
+
+
 def truncate_metrics(run_dir: PathLike, step: int) -> list[dict]:
     """Keep the records of ``metrics.jsonl`` of steps <= ``step`` (and drop a torn last line);
     return them. A resumed run continues the file from its checkpoint's step."""
     path = Path(run_dir) / METRICS_FILE
     if not path.exists():
         return []
-    kept: list[str] = []
-    history: list[dict] = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(rec, dict) and isinstance(rec.get("step"), int) and rec["step"] <= step:
-            kept.append(line)
-            history.append(rec)
-    atomic_write_text(path, "".join(line + "\n" for line in kept))
-    return history
+    kept = [(line, rec) for line, rec in read_metrics(run_dir)
+            if isinstance(rec.get("step"), int) and rec["step"] <= step]
+    atomic_write_text(path, "".join(line + "\n" for line, _ in kept))
+    return [rec for _, rec in kept]
 
 
 def _diff(prefix: str, saved: Any, new: Any, out: list[str]) -> None:

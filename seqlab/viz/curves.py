@@ -38,6 +38,7 @@ def read_metrics(run_dir: str | os.PathLike) -> RunCurves:
     """A run directory's metrics (a torn last line, from a run killed while writing, is
     skipped); a path that is not a run directory is a ValueError naming it."""
     from seqlab.training.rundir import METRICS_FILE, RUN_FILE
+    from seqlab.training.rundir import read_metrics as read_metrics_lines
 
     p = Path(run_dir)
     if not p.is_dir():
@@ -51,17 +52,7 @@ def read_metrics(run_dir: str | os.PathLike) -> RunCurves:
         family = str(json.loads((p / RUN_FILE).read_text(encoding="utf-8")).get("family", "?"))
     except (OSError, ValueError, AttributeError):
         pass  # the curves do not need run.json; the legend just lacks the family
-    records = []
-    lines = metrics.read_text(encoding="utf-8", errors="replace").splitlines()
-    for k, line in enumerate(lines, 1):
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            if k == len(lines):
-                break  # a torn last line
-            fail(f"metrics file {metrics}", "one JSON object per line", f"line {k}: {line[:60]!r}")
-        if isinstance(record, dict):
-            records.append(record)
+    records = [rec for _, rec in read_metrics_lines(p, strict=True)]
     return RunCurves(p, p.name, family, records)
 
 

@@ -20,18 +20,11 @@ def new_figure(width: float = 6.4, height: float = 4.0) -> Figure:
 
 
 def check_output_path(path: object, what: str = "path") -> str:
-    """A file name whose folder exists (FileNotFoundError otherwise); not a directory."""
-    from seqlab.validation import fail
+    """A file name a plot may be written to (``seqlab.paths.output_file``: not a folder, in a
+    writable folder that exists), as a string; a ValueError naming ``what`` otherwise."""
+    from seqlab.paths import output_file
 
-    if not isinstance(path, (str, os.PathLike)):
-        fail(what, "a file name", type(path).__name__)
-    path = os.fspath(path)
-    parent = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(parent):
-        raise FileNotFoundError(f"{what}: expected an existing directory, received {parent!r}")
-    if os.path.isdir(path):
-        fail(what, "a file name", f"the directory {path!r}")
-    return path
+    return str(output_file(path, what))
 
 
 def save_png(fig: Figure, path: str | os.PathLike) -> Path:

@@ -106,7 +106,7 @@ def area(tmp_path_factory):
 
 def _readonly_folder(area: Path) -> str:
     """A folder no file can be created in, even by root (see the module docstring)."""
-    from seqlab.cli.paths import why_not_writable
+    from seqlab.paths import why_not_writable
 
     if Path("/sys").is_dir() and why_not_writable(Path("/sys")) is not None:
         return "/sys"

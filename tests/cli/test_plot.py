@@ -65,8 +65,8 @@ def test_a_torn_last_line_is_skipped_but_a_corrupt_middle_line_is_refused(two_ru
     (["plot", "RUN", "--metric", "accuracy"], r"metric: expected a metric the runs recorded \(.*loss.*\), received "
                                               r"'accuracy' with no val or train record"),
     (["plot", "RUN", "--split", "test"], r"argument --split: invalid choice"),
-    (["plot", "RUN", "--png", "NODIR/c.png"], r"png: expected an existing directory"),
-    (["plot", "RUN", "--png", "."], r"png: expected a file name, received the directory '.'"),
+    (["plot", "RUN", "--png", "NODIR/c.png"], r"png: expected a file in an existing folder, received 'NODIR/c.png'"),
+    (["plot", "RUN", "--png", "."], r"png: expected a file name, received '.' \(a folder\)"),
     (["plot", "EMPTY"], r"run: expected a run directory holding metrics.jsonl, received '.*', which holds none"),
     (["plot"], r"the following arguments are required: RUN_DIR"),
 ])

@@ -13,6 +13,7 @@ from seqlab.llm.bert import BERTClassifier
 from seqlab.llm.bert_classifier_family import Accuracy, corpora, label_files
 from seqlab.llm.tokenizers import CharTokenizer
 from seqlab.runs import get_family
+from seqlab.testing import one_line_error
 
 LEGACY = Path(__file__).resolve().parents[1] / "fixtures" / "legacy_runs"
 
@@ -95,10 +96,7 @@ def test_label_files_and_corpora(tmp_path):
 
 def test_bad_inputs(bert_run, tmp_path, capsys):
     def err(argv):
-        assert main(argv) == 2
-        message = capsys.readouterr().err.strip()
-        assert message.startswith("seqlab: error: ") and "\n" not in message, message
-        return message
+        return one_line_error(capsys, argv)
 
     assert "text: expected LABEL=PATH, received 'x'" in err(["finetune", str(bert_run), "--text", "x"])
     assert "text: expected at least two LABEL=PATH corpora, received 1" in err(

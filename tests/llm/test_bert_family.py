@@ -14,6 +14,7 @@ from seqlab.llm.bert import masked_accuracy
 from seqlab.llm.bert_family import FILL_EXAMPLES, MaskedAccuracy, MaskedEvaluation, format_fill
 from seqlab.llm.tokenizers import BERT_SPECIAL_TOKENS
 from seqlab.runs import get_family
+from seqlab.testing import one_line_error
 
 LEGACY = Path(__file__).resolve().parents[1] / "fixtures" / "legacy_runs"
 SMALL = ["--block-size", "32", "--num-layers", "2", "--d-model", "32", "--num-heads", "4", "--batch-size", "8",
@@ -88,10 +89,7 @@ def test_eval_is_the_masked_accuracy(bert_run, capsys):
 
 def test_bad_inputs(bert_run, tmp_path, capsys):
     def err(argv):
-        assert main(argv) == 2
-        message = capsys.readouterr().err.strip()
-        assert message.startswith("seqlab: error: ") and "\n" not in message, message
-        return message
+        return one_line_error(capsys, argv)
 
     assert "text: expected at least one [MASK] token" in err(["fill", str(bert_run), "no mask here"])
     assert "received unknown characters '☃'" in err(["fill", str(bert_run), "☃[MASK]"])

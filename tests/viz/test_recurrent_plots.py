@@ -46,11 +46,11 @@ def test_plots_reject_wrong_objects_and_paths(small_result, demo, tmp_path):
         plot_gradflow(demo, tmp_path / "x.png")
     with pytest.raises(ValueError, match="demo: expected a ClippingDemo"):
         plot_clipping(small_result, tmp_path / "x.png")
-    with pytest.raises(ValueError, match="path: expected a file name, received the directory"):
+    with pytest.raises(ValueError, match=r"path: expected a file name, received '.*' \(a folder\)"):
         plot_gradflow(small_result, tmp_path)
-    with pytest.raises(FileNotFoundError, match="path: expected an existing directory"):
+    with pytest.raises(ValueError, match=r"path: expected a file in an existing folder, received .*\(no folder "):
         plot_gradflow(small_result, tmp_path / "missing" / "x.png")
-    with pytest.raises(FileNotFoundError, match="path: expected an existing directory"):
+    with pytest.raises(ValueError, match=r"path: expected a file in an existing folder, received .*\(no folder "):
         plot_clipping(demo, tmp_path / "missing" / "x.png")
     with pytest.raises(ValueError, match="result: expected an UnfoldResult"):
         plot_unfold(small_result, tmp_path / "x.png")
@@ -71,5 +71,7 @@ def test_plot_unfold_writes_a_png(tmp_path):
 
 
 def test_plot_unfold_missing_directory(tmp_path):
-    with pytest.raises(FileNotFoundError, match="expected an existing directory"):
+    with pytest.raises(ValueError, match=r"png: expected a file in an existing folder, received '.*u.png' "
+                                         r"\(no folder '.*nope'\)"):
         plot_unfold(unfold(2), tmp_path / "nope" / "u.png")
+    assert not (tmp_path / "nope").exists()

@@ -1,4 +1,5 @@
-"""Where the ``seqlab`` command writes, checked before any work starts.
+"""Where seqlab writes, checked before any work starts: the one check of output locations,
+for the command line and for the library's plots (``seqlab.viz.plots.check_output_path``).
 
 A command that computes for minutes and then finds that its output folder is a file, or
 read-only, has wasted the minutes; one that made half of its output first has left debris.
