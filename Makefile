@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev,bench]'
 	touch $@
 
 tour: install
@@ -38,6 +38,11 @@ bench: install
 	$(BIN)/python benchmarks/bench_transformer_speed.py
 	$(BIN)/python benchmarks/bench_gpt_quality.py nanogpt
 	$(BIN)/python benchmarks/bench_gpt_quality.py budget
+	$(BIN)/python benchmarks/bench_finetune.py gpt
+	$(BIN)/python benchmarks/bench_finetune.py bert
+	$(BIN)/python benchmarks/bench_prompting.py
+	$(BIN)/python benchmarks/bench_rlhf.py
+	$(BIN)/python benchmarks/bench_injection.py
 	$(BIN)/python benchmarks/bench_bert_mlm.py
 	$(BIN)/python benchmarks/bench_hopfield.py
 	$(BIN)/python benchmarks/bench_rbm.py

@@ -26,6 +26,13 @@ TINY = {
     "gpt": TEXT,
     "bert": TEXT,
     "bert-classifier": dict(batch_size=4, warmup_steps=2),  # + base: a BERT run
+    "gpt-finetune": dict(batch_size=4, warmup_steps=2, lora_rank=2),  # + base: a GPT run
+    "icl": dict(preset="cpu-tiny", d_model=32, tasks="reverse,cipher", max_shots=2, min_length=3, max_length=3,
+                symbols=5, batch_size=4, warmup_steps=2, eval_prompts=2),
+    "instruct": dict(preset="cpu-tiny", batch_size=4, warmup_steps=1, examples=200, defense="segment+adversarial"),
+    "reward-model": dict(batch_size=4, warmup_steps=1),  # + base: a GPT run, prefs: its labelled pairs
+    "dpo": dict(batch_size=4, warmup_steps=1),  # + base, prefs
+    "ppo": dict(batch_size=4, warmup_steps=1, judge="vowels", new_tokens=4),  # + base, prompts
     "rbm": dict(preset="cpu-tiny", hidden_size=8, batch_size=10),
     "gan": IMAGES,
     "vae": IMAGES,
@@ -46,6 +53,26 @@ def bert_base(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="module")
+def gpt_base(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("base") / "gpt"
+    seqlab.train("gpt", out=out, progress=False, max_steps=2, eval_every=2, eval_batches=1, **TEXT)
+    return out
+
+
+@pytest.fixture(scope="module")
+def prefs(gpt_base) -> Path:
+    """Pairs of the GPT base's samples labelled by the scripted vowels judge (and a prompts file)."""
+    from seqlab.llm.preferences import label
+
+    gpt, run = seqlab.load(gpt_base)
+    prompts = ["The ", "class ", "def ", "for ", "a ", "if ", "in ", "is "]
+    out = gpt_base.parent / "prefs.jsonl"
+    label(gpt, run.tokenizer, prompts, out, judge="vowels", length=6, run=str(gpt_base))
+    (gpt_base.parent / "prompts.txt").write_text("".join(p + "\n" for p in prompts))
+    return out
+
+
 def records(run_dir: Path) -> list[dict]:
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
     return [{k: v for k, v in json.loads(line).items() if k not in ("time", "tokens_per_s", "steps_per_s")}
@@ -57,6 +84,12 @@ def test_an_interrupted_and_resumed_run_equals_the_uninterrupted_one(command, tm
     options = dict(TINY[command], **TRAIN)
     if command == "bert-classifier":
         options["base"] = str(request.getfixturevalue("bert_base"))
+    elif command in ("gpt-finetune", "reward-model", "dpo", "ppo"):
+        options["base"] = str(request.getfixturevalue("gpt_base"))
+    if command in ("reward-model", "dpo"):
+        options["prefs"] = str(request.getfixturevalue("prefs"))
+    elif command == "ppo":
+        options["prompts"] = str(request.getfixturevalue("prefs").with_name("prompts.txt"))
     straight = seqlab.train(command, out=tmp_path / "straight", progress=False, **options)
     assert straight.steps == STEPS and straight.stopped == "max_steps"
 

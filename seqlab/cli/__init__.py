@@ -30,8 +30,8 @@ from typing import Callable, Iterator, NoReturn, Sequence
 INTERRUPTED = 130  # the exit status of a command stopped by Ctrl-C (128 + SIGINT), as shells report it
 
 # verb modules, in the order `seqlab --help` lists them
-VERBS = ("tour", "train", "finetune", "sample", "evaluate", "attention", "fill", "classify", "unfold", "bptt",
-         "gradflow", "hopfield", "boltzmann", "plot", "families")
+VERBS = ("tour", "train", "finetune", "sample", "evaluate", "attention", "fill", "classify", "prompt", "rlhf",
+         "inject", "unfold", "bptt", "gradflow", "hopfield", "boltzmann", "plot", "families")
 
 
 class Parser(argparse.ArgumentParser):

@@ -13,19 +13,24 @@ from seqlab import runs
 VERB = "attention"
 
 
+def names(items: list[str]) -> str:
+    """``["a", "b", "c"]`` -> "a, b or c"."""
+    return " or ".join(items) if len(items) < 3 else ", ".join(items[:-1]) + " or " + items[-1]
+
+
 def load_view(path: str, view: str) -> tuple[torch.nn.Module, runs.RunRecord, runs.Family]:
     """The model, record and family of a run whose family offers ``view``; another family is
     a one-line error that names the families that do."""
     model, record = runs.load(path)
     family = runs.get_family(record.family)
     if view not in family.views:
-        raise ValueError(f"{view}: expected a run of {' or '.join(runs.families_with(view))}, received a "
+        raise ValueError(f"{view}: expected a run of {names(runs.families_with(view))}, received a "
                          f"{record.family!r} run")
     return model, record, family
 
 
 def add_parser(sub, argv: list[str]) -> None:
-    p = sub.add_parser(VERB, help="draw the attention maps of a " + " or ".join(runs.families_with(VERB)) + " run",
+    p = sub.add_parser(VERB, help="draw the attention maps of a " + names(runs.families_with(VERB)) + " run",
                        description="Run the model of RUN_DIR on TEXT and draw the attention weights of every "
                        "layer and head as heat maps (queries down, keys across) in one PNG. A GPT's maps are "
                        "zero above the diagonal (the causal mask); a BERT's are not.")

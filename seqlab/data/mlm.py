@@ -37,13 +37,11 @@ gives two from the Python standard library: the reference manual and source code
 from __future__ import annotations
 
 import hashlib
-import importlib
-import inspect
 from collections.abc import Iterable, Mapping
 
 import torch
 
-from seqlab.data.text import pydoc_text
+from seqlab.data.text import CODE_MODULES, code_text, pydoc_text
 from seqlab.data.tokens import SPLITS, TokenDataset
 from seqlab.validation import (
     check_choice,
@@ -58,12 +56,6 @@ IGNORE_INDEX = -100  # target of a position that is not predicted (F.cross_entro
 MASK_PROB = 0.15  # p: probability that a maskable position is selected
 MASK_FRACTION = 0.8  # of the selected: replaced by [MASK]
 RANDOM_FRACTION = 0.1  # of the selected: replaced by a random non-special token (the rest stays)
-
-# Standard-library modules whose source text is the "code" corpus (about 0.5 M characters,
-# as long as the reference manual); in a fixed order so the corpus is the same every time.
-CODE_MODULES = ("json.decoder", "json.encoder", "json.scanner", "string", "textwrap", "shlex", "bisect", "heapq",
-                "fractions", "statistics", "calendar", "difflib", "dataclasses", "argparse")
-
 
 def _check_generator(generator: object) -> None:
     if generator is not None and not isinstance(generator, torch.Generator):
@@ -357,17 +349,11 @@ class PassageClassificationDataset:
 def default_classification_corpora(max_chars: int | None = None) -> dict[str, str]:
     """Two corpora from the Python standard library, no network: ``"manual"``, the reference
     manual's topics (``seqlab.data.text.pydoc_text``), and ``"code"``, the source text of the
-    modules in ``CODE_MODULES`` (read with ``inspect.getsource``), joined by blank lines.
-    ``max_chars`` keeps the first ``max_chars`` characters of each."""
+    modules in ``CODE_MODULES`` (``seqlab.data.text.code_text``). ``max_chars`` keeps the
+    first ``max_chars`` characters of each."""
     if max_chars is not None:
         check_int(max_chars, "max_chars", minimum=1)
-    sources = []
-    for name in CODE_MODULES:
-        try:
-            sources.append(inspect.getsource(importlib.import_module(name)))
-        except (OSError, TypeError) as e:  # a Python installed without its .py files
-            fail(f"standard-library module {name}", "its source file (for the 'code' corpus)", f"none ({e})")
-    corpora = {"manual": pydoc_text(), "code": "\n\n".join(sources)}
+    corpora = {"manual": pydoc_text(), "code": code_text()}
     if max_chars is not None:
         corpora = {k: v[:max_chars] for k, v in corpora.items()}
     return corpora

@@ -2,6 +2,9 @@
 
 - ``"pydoc"`` (the default, no network): the topics of the Python reference manual that
   ship with CPython (``pydoc_data.topics``), joined in sorted key order;
+- ``"code"`` (no network either): the source code of a few standard-library modules
+  (``CODE_MODULES``, read with ``inspect.getsource``), the new text of the embedded
+  fine-tuning example (a GPT pretrained on the manual, adapted to code);
 - ``"shakespeare"``: tiny Shakespeare from a local file (``shakespeare_path()``);
 - any UTF-8 text file.
 
@@ -68,7 +71,26 @@ def read_text_file(path: str | os.PathLike) -> str:
     return text
 
 
-EMBEDDED = ("pydoc", "shakespeare")  # corpora named rather than given as a file
+EMBEDDED = ("pydoc", "code", "shakespeare")  # corpora named rather than given as a file
+
+# Standard-library modules whose source text is the "code" corpus (about 0.5 M characters,
+# as long as the reference manual); in a fixed order so the corpus is the same every time.
+CODE_MODULES = ("json.decoder", "json.encoder", "json.scanner", "string", "textwrap", "shlex", "bisect", "heapq",
+                "fractions", "statistics", "calendar", "difflib", "dataclasses", "argparse")
+
+
+def code_text() -> str:
+    """The source of the modules in ``CODE_MODULES``, joined by blank lines."""
+    import importlib
+    import inspect
+
+    sources = []
+    for name in CODE_MODULES:
+        try:
+            sources.append(inspect.getsource(importlib.import_module(name)))
+        except (OSError, TypeError) as e:  # a Python installed without its .py files
+            fail(f"standard-library module {name}", "its source file (for the 'code' corpus)", f"none ({e})")
+    return "\n\n".join(sources)
 
 
 @dataclass(frozen=True)
@@ -85,14 +107,16 @@ class Corpus:
 
 
 def load_corpus(source: str | os.PathLike | None = None) -> Corpus:
-    """A corpus: ``None`` or ``"pydoc"`` (the embedded default), ``"shakespeare"`` (see
+    """A corpus: ``None`` or ``"pydoc"`` (the embedded default), ``"code"``, ``"shakespeare"`` (see
     ``shakespeare_path``) or the path of a UTF-8 text file."""
     if source is None or source == "pydoc":
         return Corpus("pydoc", "pydoc", pydoc_text())
+    if source == "code":
+        return Corpus("code", "code", code_text())
     if source == "shakespeare":
         return Corpus("shakespeare", "shakespeare", read_text_file(shakespeare_path()))
     if not isinstance(source, (str, os.PathLike)):
-        fail("text source", "None, 'pydoc', 'shakespeare' or a file path", type(source).__name__)
+        fail("text source", "None, 'pydoc', 'code', 'shakespeare' or a file path", type(source).__name__)
     path = Path(source).expanduser()
     return Corpus(str(path.resolve()), path.name, read_text_file(path))
 

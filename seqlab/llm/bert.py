@@ -52,6 +52,7 @@ from seqlab.data.mlm import (
     default_classification_corpora,
     mask_tokens,
 )
+from seqlab.llm.adapt import ADAPTATION_FIELDS, Adaptable, Adaptation, check_adaptation
 from seqlab.transformer.attention import padding_mask
 from seqlab.transformer.block import BlockConfig, Encoder
 from seqlab.transformer.layernorm import LayerNorm
@@ -357,12 +358,22 @@ class BERTClassifierConfig:
         pooling: the sequence's vector h, "cls" (the hidden state at position 0, which must
             hold [CLS]) or "mean" (the mean over the non-padding positions).
         dropout: dropout probability on the pooled vector h while training.
+        freeze: K, freeze the token/position embeddings and the first K blocks (default: nothing frozen).
+        lora_rank: r, LoRA on every attention and MLP projection, W + (alpha/r) B A (0: no LoRA).
+        lora_alpha: alpha, LoRA's scale is alpha/r (default: alpha = r).
+        base_checkpoint: the pretrained BERT's checkpoint directory (set from the base run).
+        base_sha256: the sha256 of its weights (set from the base run).
     """
 
     bert: BERTConfig
     num_classes: int
     pooling: str = "cls"
     dropout: float = 0.0
+    freeze: int | None = None
+    lora_rank: int = 0
+    lora_alpha: float | None = None
+    base_checkpoint: str | None = None
+    base_sha256: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.bert, BERTConfig):
@@ -370,10 +381,12 @@ class BERTClassifierConfig:
         check_int(self.num_classes, "num_classes", minimum=2)
         check_choice(self.pooling, "pooling", POOLINGS)
         check_float(self.dropout, "dropout", minimum=0.0, maximum=1.0, open_max=True)
+        check_adaptation(self.freeze, self.lora_rank, self.lora_alpha, self.bert.num_layers, self.base_checkpoint,
+                         self.base_sha256)
 
     def to_dict(self) -> dict:
         return {"bert": self.bert.to_dict(), "num_classes": self.num_classes, "pooling": self.pooling,
-                "dropout": self.dropout}
+                "dropout": self.dropout, **{name: getattr(self, name) for name in ADAPTATION_FIELDS}}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "BERTClassifierConfig":
@@ -383,22 +396,31 @@ class BERTClassifierConfig:
         return cls(**fields)
 
 
-class BERTClassifier(nn.Module):
-    """``BERTClassifier(bert, *, num_classes, pooling="cls", dropout=0.0)``: a pretrained
-    ``bert`` (its encoder and embeddings are fine-tuned with the head; its MLM head is not
-    used) and z = w^(c) . h + b^(c) on the pooled hidden state h.
+class BERTClassifier(Adaptable, nn.Module):
+    """``BERTClassifier(bert, *, num_classes, pooling="cls", dropout=0.0, freeze=None,
+    lora_rank=0, lora_alpha=None, base_checkpoint=None, base_sha256=None)``: a pretrained
+    ``bert`` (its encoder and embeddings are fine-tuned with the head, or only its last
+    blocks with ``freeze=K``, or LoRA's A and B with ``lora_rank=r``: ``seqlab.llm.adapt``;
+    its MLM head is not used) and z = w^(c) . h + b^(c) on the pooled hidden state h.
 
     ``forward(ids, *, key_padding_mask=None)`` -> logits (B, K); ``loss((ids, labels))``
     or ``loss((ids, labels, key_padding_mask or lengths))`` for the trainer."""
 
     family = "bert-classifier"
 
-    def __init__(self, bert: BERT, *, num_classes: int, pooling: str = "cls", dropout: float = 0.0) -> None:
+    base_prefix = "bert."  # the base run's weights are this model's bert.*
+    base_family = "bert"
+
+    def __init__(self, bert: BERT, *, num_classes: int, pooling: str = "cls", dropout: float = 0.0,
+                 freeze: int | None = None, lora_rank: int = 0, lora_alpha: float | None = None,
+                 base_checkpoint: str | None = None, base_sha256: str | None = None) -> None:
         super().__init__()
         if not isinstance(bert, BERT):
             fail("bert", "a BERT", type(bert).__name__)
         self.config = c = BERTClassifierConfig(bert=bert.config, num_classes=num_classes, pooling=pooling,
-                                               dropout=dropout)
+                                               dropout=dropout, freeze=freeze, lora_rank=lora_rank,
+                                               lora_alpha=lora_alpha, base_checkpoint=base_checkpoint,
+                                               base_sha256=base_sha256)
         if c.pooling == "cls" and bert.config.cls_id is None:
             fail("pooling", "'mean' for a BERT without [CLS] (cls_id None)", repr(pooling))
         self.bert = bert
@@ -407,13 +429,20 @@ class BERTClassifier(nn.Module):
         self.w_c = nn.Parameter(torch.empty(num_classes, D, device=ref.device, dtype=ref.dtype))  # w^(c): (K, D)
         self.b_c = nn.Parameter(torch.zeros(num_classes, device=ref.device, dtype=ref.dtype))  # b^(c): (K,)
         nn.init.normal_(self.w_c, std=0.02)
+        self.adapt(Adaptation.of(c))
+
+    def adaptation_parts(self) -> tuple[list[nn.Parameter], list[nn.Module], list[nn.Parameter]]:
+        # w^(x) and p; the encoder's blocks in order; the MLM head (w^(m), b^(m), its norm, b^(o)), unused here
+        b = self.bert
+        return ([b.w_x, *b.pos.parameters()], list(b.encoder.blocks),
+                [b.w_m, b.b_m, *b.norm_m.parameters(), b.b_o])
 
     @classmethod
     def from_config(cls, config: BERTClassifierConfig) -> "BERTClassifier":
         """A classifier with a freshly initialised BERT (then load a checkpoint's weights)."""
         if not isinstance(config, BERTClassifierConfig):
             fail("config", "a BERTClassifierConfig", type(config).__name__)
-        return cls(BERT(config.bert), num_classes=config.num_classes, pooling=config.pooling, dropout=config.dropout)
+        return cls(BERT(config.bert), **{k: v for k, v in config.to_dict().items() if k != "bert"})
 
     def pool(self, h: torch.Tensor, ids: torch.Tensor, key_padding_mask: torch.Tensor | None) -> torch.Tensor:
         """a^(L) (B, T, D) -> h (B, D)."""

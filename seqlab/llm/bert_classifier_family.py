@@ -6,9 +6,12 @@ BERT_RUN``), ``seqlab classify``, ``seqlab eval``::
     model, run = seqlab.load(result.run_dir)
 
 The head z = w^(c) . h + b^(c) on the [CLS] state (or the mean state) is trained together
-with every weight of the encoder. The corpora are labelled text files (``--text
-LABEL=PATH``, at least two) or, by default, Python's reference manual against
-standard-library source code. A classifier's size is its base run's, so the family has no
+with every weight of the encoder, or with its last blocks only (``--freeze K``: the
+embeddings and the first K blocks frozen), or with LoRA's low-rank A and B on every
+projection (``--lora-rank r``); see ``seqlab.llm.adapt``. A run with frozen weights stores
+only what it trains, and reads the rest from the base run's checkpoint. The corpora are
+labelled text files (``--text LABEL=PATH``, at least two) or, by default, Python's
+reference manual against standard-library source code. A classifier's size is its base run's, so the family has no
 presets. Checkpoints carry ``tokenizer.json`` and ``labels.json``.
 """
 
@@ -23,6 +26,7 @@ import torch
 
 from seqlab.data.mlm import PassageClassificationDataset, default_classification_corpora
 from seqlab.data.text import read_text_file
+from seqlab.llm.adapt import base_fields
 from seqlab.llm.bert import BERTClassifier, BERTClassifierConfig, evaluate
 from seqlab.llm.tokenizers import Tokenizer, tokenizer_from_json
 from seqlab.runs import Family, RunRecord, load, register
@@ -123,7 +127,7 @@ class BERTClassifierFamily(Family):
     evaluate_class = ClassifierEvaluation
     train_defaults = dict(max_steps=300, batch_size=32, lr=3e-4, min_lr=3e-5, warmup_steps=30, beta2=0.99,
                           weight_decay=0.01, clip_norm=1.0, eval_every=100, eval_batches=10)
-    data_fields = ("bert", "num_classes")
+    data_fields = ("bert", "num_classes", "base_checkpoint", "base_sha256")
     metric = "validation loss (cross-entropy)"
     views = ("classify",)
 
@@ -149,14 +153,15 @@ class BERTClassifierFamily(Family):
         return Passages(dataset, texts)
 
     def config_from_data(self, data: Passages, train_config) -> dict:
-        return {"bert": data.base[0].config, "num_classes": data.dataset.num_classes}
+        return {"bert": data.base[0].config, "num_classes": data.dataset.num_classes,
+                **base_fields(data.base[1].checkpoint)}
 
     def build(self, config: BERTClassifierConfig) -> BERTClassifier:
         return BERTClassifier.from_config(config)
 
     def new_model(self, config: BERTClassifierConfig, data: Passages) -> BERTClassifier:
-        bert = data.base[0].train()  # the pretrained encoder, fine-tuned with the new head
-        return BERTClassifier(bert, num_classes=config.num_classes, pooling=config.pooling, dropout=config.dropout)
+        bert = data.base[0].train()  # the pretrained encoder, fine-tuned with the new head (or frozen, or LoRA)
+        return BERTClassifier(bert, **{k: v for k, v in config.to_dict().items() if k != "bert"})
 
     def files(self, data: Passages) -> dict[str, str]:
         return {"tokenizer.json": data.tokenizer.to_json(), "labels.json": json.dumps(list(data.dataset.labels))}

@@ -107,3 +107,79 @@ def bert(ctx: TourContext, sec: Section) -> str:
     sec.equation(r"p(k \mid x) = g\left(w^{(c)} \cdot a^{(L)}_{\mathrm{[CLS]}} + b^{(c)}\right)")
     return (f"BERT masked-char accuracy {acc.accuracy:.2f} (unigram {acc.unigram_accuracy:.2f}); "
             f"manual-vs-code classifier {ft_acc:.2f}")
+
+
+def finetuning(ctx: TourContext, sec: Section) -> str:
+    """Fine-tuning the tour's GPT (pretrained on the manual) on standard-library code: every
+    weight, the last block only (--freeze), or LoRA; what each trains and forgets."""
+    from seqlab.llm.finetune import forgetting
+
+    base_dir = ctx.run_dir("gpt")
+    if not (base_dir / "run.json").is_file():  # the GPT section did not run (or failed): a small base of its own
+        base_dir = ctx.train("gpt", name="gpt-base", guard=300, preset="cpu-tiny", max_steps=12 if ctx.quick else 600,
+                             batch_size=8 if ctx.quick else 12, eval_every=12 if ctx.quick else 300, eval_batches=2,
+                             warmup_steps=2).run_dir
+    base, base_run = seqlab.load(base_dir)
+    L = base.config.num_layers
+    steps = 6 if ctx.quick else 150
+    common = dict(max_steps=steps, eval_every=steps, eval_batches=2 if ctx.quick else 10, log_every=max(steps // 5, 1),
+                  batch_size=4 if ctx.quick else 12, warmup_steps=2 if ctx.quick else 15)
+    settings = [("every weight", "ft-full", {}), (f"--freeze {L - 1} (last block)", "ft-freeze", dict(freeze=L - 1)),
+                ("--lora-rank 4", "ft-lora", dict(lora_rank=4, lr=2e-3, min_lr=2e-4))]
+    old = get_family("gpt").data_from_run(base_run, {}).dataset
+    rows, tables = [], {}
+    for label, name, adapt in settings:
+        result = ctx.train("gpt-finetune", name=name, guard=120, base=str(base_dir), text="code",
+                           **{**common, **adapt})
+        model, run = seqlab.load(result.run_dir)
+        new = get_family("gpt-finetune").data_from_run(run, {}).dataset
+        f = forgetting(base, model, new, old, batches=2 if ctx.quick else 10, batch_size=12)
+        kib = (result.checkpoint / "model.safetensors").stat().st_size / 1024
+        rows.append([label, f"{f.trainable:,} ({100 * f.trainable / f.total:.1f}%)", f"{kib:.0f} KiB",
+                     f"{f.new_before:.3f} -> {f.new_after:.3f}", f"{f.old_before:.3f} -> {f.old_after:.3f}"])
+        tables[label] = f
+    sec.text("Fine-tuning \"freezes a subset of the weights (usually in earlier layers) and updates the other weights "
+             "(usually the later layers) based on new datasets\". The GPT of the section above (pretrained on "
+             f"Python's reference manual) is trained {steps} more steps on standard-library source code, three "
+             "ways: every weight; the embeddings and the first blocks frozen; or LoRA, which freezes every weight "
+             "and learns a low-rank change of each attention and MLP projection. A run with frozen weights stores "
+             "only what it trained, with a reference to the base run (its path and the sha256 of its weights).")
+    sec.equation(r"W' = W + \dfrac{\alpha}{r} B A, \qquad A \in \mathbb{R}^{r \times n}, \; "
+                 r"B \in \mathbb{R}^{m \times r}, \; B_{0} = 0")
+    sec.table(["fine-tuned", "trainable parameters", "checkpoint", "code val loss (nats/char)",
+               "manual val loss: forgetting"], rows)
+    full, lora = tables["every weight"], tables["--lora-rank 4"]
+    return (f"fine-tuning on code: all weights {full.new_after:.2f} (forgets {full.forgotten:+.2f}), "
+            f"LoRA r=4 {lora.new_after:.2f} (forgets {lora.forgotten:+.2f}) nats/char")
+
+
+# the parts of the section "Large language models: fine-tuning, prompting, RLHF, prompt injection"
+TECHNIQUES = (
+    ("Fine-tuning with frozen layers, and LoRA", "seqlab.llm.tour:finetuning"),
+    ("Prompting: learning from context, without changing a weight", "seqlab.llm.prompting_tour:prompting"),
+    ("RLHF: a reward model, PPO and DPO", "seqlab.llm.rlhf_tour:rlhf"),
+    ("Prompt injection: attack and defence", "seqlab.llm.injection_tour:injection"),
+)
+
+
+def techniques(ctx: TourContext, sec: Section) -> str:
+    """The lecture's four LLM techniques, each under its own heading. A part that fails is
+    reported in its place and the others still run; the section then fails, naming it."""
+    import importlib
+    import traceback
+
+    lines, failed = [], []
+    for title, target in TECHNIQUES:
+        sec.heading(title)
+        module, _, function = target.partition(":")
+        try:
+            lines.append(getattr(importlib.import_module(module), function)(ctx, sec))
+        except KeyboardInterrupt:
+            raise
+        except Exception as e:  # the next part still runs
+            sec.warn(f"{title}: failed: {type(e).__name__}: {e}")
+            sec.code(traceback.format_exc())
+            failed.append(title)
+    if failed:
+        raise RuntimeError("failed parts: " + "; ".join(failed) + " (the others: " + "; ".join(lines) + ")")
+    return "; ".join(lines)

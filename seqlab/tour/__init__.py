@@ -50,8 +50,8 @@ SECTIONS: tuple[tuple[str, str, float], ...] = (
     # Large Language Models
     ("Large language models: GPT (next-token prediction, KV cache)", "seqlab.llm.tour:gpt", 55),
     ("Large language models: BERT (masked-language modelling, fill-in, fine-tuning)", "seqlab.llm.tour:bert", 85),
-    # next: the lecture's LLM techniques (fine-tuning with frozen layers, prompting, RLHF,
-    # prompt injection), then its Applications (seqlab/tasks/)
+    ("Large language models: fine-tuning, prompting, RLHF, prompt injection", "seqlab.llm.tour:techniques", 45),
+    # next: the lecture's Applications (seqlab/tasks/)
 )
 RUNS_MARK = ".seqlab-tour"
 

@@ -440,11 +440,30 @@ def load_checkpoint(
     )
 
 
+def model_state(model) -> dict[str, torch.Tensor]:
+    """What a checkpoint stores of ``model``: its ``state_dict``, or, for a model that defines
+    ``checkpoint_state()`` (a fine-tune with frozen base weights, ``seqlab.llm.adapt``), only
+    what that returns."""
+    own = getattr(model, "checkpoint_state", None)
+    return own() if callable(own) else model.state_dict()
+
+
+def load_model_state(model, state: Mapping[str, torch.Tensor]) -> None:
+    """Load what ``model_state`` stored: ``model.load_checkpoint_state(state)`` where the model
+    defines it (it rebuilds the frozen part itself), else ``load_state_dict(state, strict=True)``
+    (a mismatch raises RuntimeError)."""
+    own = getattr(model, "load_checkpoint_state", None)
+    if callable(own):
+        own(state)
+    else:
+        model.load_state_dict(dict(state), strict=True)
+
+
 def load_weights(model, ckpt: Checkpoint) -> None:
     """Load ``ckpt``'s weights into ``model`` (built from the checkpoint's config); a
     mismatch is a ValueError naming the checkpoint."""
     try:
-        model.load_state_dict(ckpt.state_dict)
+        load_model_state(model, ckpt.state_dict)
     except RuntimeError as e:
         fail(f"checkpoint {ckpt.path}", "weights matching its config", f"a mismatch ({str(e).splitlines()[0]})")
 

@@ -20,6 +20,11 @@ as ``optimizer=`` and saves and restores its state; otherwise there is no optimi
 else (schedule, batches, evaluation with ``model.loss``, checkpoints, logging, resume) stays the
 same. The step's generator is seeded from (seed, s), so a resumed run is exact.
 
+Frozen parameters (``requires_grad=False``: a fine-tune's base weights) are left out of the
+optimizer, so they get no update, no weight decay and no optimizer state. A checkpoint stores
+``checkpoint.model_state(model)`` (the ``state_dict``, or only what a fine-tune trains) and a
+resume loads it with ``load_model_state``.
+
 Every ``eval_every`` steps (and at the last step) the mean validation loss over ``eval_batches``
 fixed batches is computed; the run keeps the best one, stops early after ``patience``
 evaluations without improvement, and saves a checkpoint (``seqlab.training.checkpoint``, in the
@@ -69,7 +74,7 @@ import torch
 from torch import nn
 
 from seqlab.progress import Progress
-from seqlab.training.checkpoint import load_checkpoint, save_checkpoint
+from seqlab.training.checkpoint import load_checkpoint, load_model_state, model_state, save_checkpoint
 from seqlab.training.config import TrainConfig, lr_at
 from seqlab.training.device import autocast_context, resolve_device, resolve_precision
 from seqlab.training.io import atomic_write_text, mkdir_synced
@@ -467,7 +472,7 @@ class _Run:
             fail(where, "a training checkpoint (with trainer state)", "weights only")
         ts = check_trainer_state(ckpt.trainer_state, where)
         try:
-            self.model.load_state_dict(ckpt.state_dict, strict=True)
+            load_model_state(self.model, ckpt.state_dict)
         except RuntimeError as e:
             fail(where, "weights that fit the model", str(e).splitlines()[0])
         try:
@@ -702,7 +707,7 @@ class _Run:
             if not bool(finite):
                 raise NonFiniteLossError("model parameters", self.step, float("nan"), self._last_good())
             path = self.run_dir / CHECKPOINTS_DIR / checkpoint_name(self.step)
-            save_checkpoint(path, family=self.family, config=self.model_config, state_dict=self.model.state_dict(),
+            save_checkpoint(path, family=self.family, config=self.model_config, state_dict=model_state(self.model),
                             trainer_state=self.trainer_state(),
                             optimizer_state=None if self.optimizer is None else self.optimizer.state_dict(),
                             files=self.files)

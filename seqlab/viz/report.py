@@ -24,7 +24,7 @@ from typing import Any, Sequence
 from seqlab.training.io import atomic_write_text
 from seqlab.validation import fail
 
-BLOCKS = ("text", "equation", "table", "code", "figure")
+BLOCKS = ("heading", "text", "equation", "table", "code", "figure")
 
 STYLE = (
     "body{font-family:system-ui,sans-serif;max-width:960px;margin:2em auto;padding:0 1em;color:#222;"
@@ -59,6 +59,10 @@ class Section:
     blocks: list[tuple[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     failed: bool = False
+
+    def heading(self, title: str) -> None:
+        """A sub-heading: a section with several parts (the LLM techniques) titles each one."""
+        self.blocks.append(("heading", str(title)))
 
     def text(self, paragraph: str) -> None:
         self.blocks.append(("text", str(paragraph)))
@@ -120,7 +124,9 @@ class Report:
             if s.summary:
                 parts.append(f"<p class='{'failed' if s.failed else 'summary'}'>{esc(s.summary)}</p>")
             for kind, payload in s.blocks:
-                if kind == "text":
+                if kind == "heading":
+                    parts.append(f"<h3>{esc(payload)}</h3>")
+                elif kind == "text":
                     parts.append(f"<p>{esc(payload)}</p>")
                 elif kind == "equation":
                     svg = base64.b64encode(equation_svg(payload)).decode("ascii")

@@ -23,6 +23,20 @@ def test_default_corpus_is_pydoc_topics():
     assert corpus.info() == {"source": "pydoc", "name": "pydoc"}  # run.json names it, not its text
 
 
+def test_code_corpus_is_the_source_of_the_standard_library_modules():
+    import importlib
+    import inspect
+
+    from seqlab.data.text import CODE_MODULES
+
+    corpus = load_corpus("code")
+    assert (corpus.source, corpus.name) == ("code", "code")
+    first = inspect.getsource(importlib.import_module(CODE_MODULES[0]))
+    last = inspect.getsource(importlib.import_module(CODE_MODULES[-1]))
+    assert corpus.text.startswith(first) and corpus.text.endswith(last)
+    assert "def " in corpus.text and len(corpus.text) > 100_000
+
+
 def test_user_text_file(tmp_path):
     f = tmp_path / "poem.txt"
     f.write_bytes("\ufeffline one\r\nline twö\n".encode("utf-8"))
@@ -54,7 +68,7 @@ def test_text_file_errors(tmp_path):
     empty.write_bytes(b"")
     with pytest.raises(ValueError, match=r"empty.txt': expected some text, received an empty file"):
         load_corpus(str(empty))
-    with pytest.raises(ValueError, match=r"text source: expected None, 'pydoc', 'shakespeare' or a file path, received int"):
+    with pytest.raises(ValueError, match=r"text source: expected None, 'pydoc', 'code', 'shakespeare' or a file path, received int"):
         load_corpus(3)
 
 

@@ -16,6 +16,7 @@ def test_blocks_render_in_the_order_they_were_added_so_a_figure_follows_its_text
     report = Report("r")
     report.header = [("machine", "test CPU"), ("torch", "9.9")]
     sec = report.section("First section", "one line")
+    sec.heading("A part <of it>")
     sec.text("before the figure")
     sec.figure(png, "the curve")
     sec.text("after the figure")
@@ -23,11 +24,11 @@ def test_blocks_render_in_the_order_they_were_added_so_a_figure_follows_its_text
     sec.table(["x", "y"], [[1, 2.5]])
     sec.code("some output")
     html = report.render()
-    order = [html.index(s) for s in ("before the figure", "data:image/png", "after the figure",
+    order = [html.index(s) for s in ("<h3>A part &lt;of it&gt;</h3>", "before the figure", "data:image/png", "after the figure",
                                      "data:image/svg+xml", "<table><tr><th>x", "<pre>some output")]
     assert order == sorted(order)
     assert "<th>machine</th><td>test CPU</td>" in html and "<th>torch</th><td>9.9</td>" in html
-    assert sec.kinds() == ["text", "figure", "text", "equation", "table", "code"]
+    assert sec.kinds() == ["heading", "text", "figure", "text", "equation", "table", "code"]
 
 
 def test_contents_link_to_the_sections(tmp_path):
