@@ -69,6 +69,7 @@ def undemonstrated_accuracy(model, tok, shots: int, n: int, seed: int, symbols: 
 
 def plot(records, final, path) -> None:
     from seqlab.viz.plots import new_figure, save_png
+    from seqlab.viz.prompting import draw_training
 
     tasks = list(final["fewshot"])
     fig = new_figure(width=13.0, height=3.6)
@@ -87,26 +88,7 @@ def plot(records, final, path) -> None:
     ax.set_ylim(-0.02, 1.02)
     ax.legend(fontsize=6)
     ax.set_title("accuracy against shots (weights fixed)", fontsize=9)
-    steps = [r["step"] for r in records]
-    k = records[-1]["icl_shots"]
-    ax = fig.add_subplot(1, 3, 2)
-    for i, t in enumerate(tasks):
-        ax.plot(steps, [r["fewshot"][t][str(k)] for r in records], marker=".", color=f"C{i}", label=f"{t}, {k} shots")
-    ax.set_xlabel("pretraining step")
-    ax.set_ylabel("held-out exact match")
-    ax.set_ylim(-0.02, 1.02)
-    ax.legend(fontsize=7)
-    ax.set_title("in-context accuracy over training", fontsize=9)
-    ax = fig.add_subplot(1, 3, 3)
-    ax.plot(steps, [r["induction"]["score"] for r in records], marker=".", color="C3", label="repeated random tokens")
-    if "cipher_induction" in records[-1]:
-        ax.plot(steps, [r["cipher_induction"]["score"] for r in records], marker=".", color="C4",
-                label="cipher prompts, query '>' to its answers")
-    ax.set_xlabel("pretraining step")
-    ax.set_ylabel("mean attention to the induction target")
-    ax.set_ylim(0, 1)
-    ax.legend(fontsize=7)
-    ax.set_title("best head's induction score", fontsize=9)
+    draw_training(fig.add_subplot(1, 3, 2), fig.add_subplot(1, 3, 3), records, tasks)
     save_png(fig, path)
 
 

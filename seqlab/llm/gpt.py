@@ -177,16 +177,24 @@ class GPT(nn.Module):
         """ids (B, T) as int64: integer token ids in [0, V), 1 <= T <= block_size - offset."""
         return check_token_ids(ids, "ids", self.config.vocab_size, max_len=self.config.block_size, offset=offset)
 
-    def forward(self, ids: torch.Tensor, *, cache=None, need_weights: bool = False):
+    def embed(self, ids: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        """a^(0), the blocks' input (B, T, D), of checked ids (B, T) at positions offset ..
+        offset + T - 1. A GPT with more in its input (a segment embedding, the previous
+        tokens' embeddings) overrides this, and takes its extra inputs as keywords of
+        ``forward``."""
+        # a^(0)_t = w^(x) . x_t + p_t   (x_t one-hot: the x_t-th row of w^(x))
+        x = F.embedding(ids, self.w_x)  # (B, T, D)
+        return self.pos.forward_unchecked(x, offset)  # (B, T, D)
+
+    def forward(self, ids: torch.Tensor, *, cache=None, need_weights: bool = False, **inputs):
         """ids: (B, T) token ids. cache: ``self.new_cache()`` to decode incrementally (the ids
         then continue the cached positions). Returns logits (B, T, V), or (logits, weights)
-        with ``need_weights``: a list over layers of (B, h, T, T_total) attention weights."""
+        with ``need_weights``: a list over layers of (B, h, T, T_total) attention weights.
+        ``inputs``: what ``embed`` of a subclass takes besides the ids (none for a GPT)."""
         self.blocks._check_cache(cache)
         offset = 0 if cache is None else cache[0].length
         ids = self.check_ids(ids, offset=offset)
-        # a^(0)_t = w^(x) . x_t + p_t   (x_t one-hot: the x_t-th row of w^(x))
-        x = F.embedding(ids, self.w_x)  # (B, T, D)
-        x = self.pos.forward_unchecked(x, offset)  # (B, T, D)
+        x = self.embed(ids, offset, **inputs)  # a^(0): (B, T, D)
         x = F.dropout(x, self.config.dropout, training=self.training and self.config.dropout > 0)
         out = self.blocks(x, cache=cache, need_weights=need_weights)  # LN(a^(L)): (B, T, D)
         h, weights = out if need_weights else (out, None)

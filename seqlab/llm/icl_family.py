@@ -97,23 +97,18 @@ class ICLGPT(GPT):
     def forward(self, ids: torch.Tensor, *, cache=None, need_weights: bool = False):
         """As GPT's, with a^(0)_t = w^(x) x_t + sum_j w^(j) x_(t-j) + p_t (x_(t-j) = 0 before the
         start); with shifts > 0 there is no KV cache (every call reads the whole context)."""
-        if self.config.shifts == 0:
-            return super().forward(ids, cache=cache, need_weights=need_weights)
-        if cache is not None:
+        if self.config.shifts and cache is not None:
             fail("cache", "None (this GPT reads the previous tokens at every position: no KV cache)", "a cache")
-        ids = self.check_ids(ids)
-        # a^(0)_t = w^(x) . x_t + sum_j w^(j) . x_(t-j) + p_t
-        x = F.embedding(ids, self.w_x)  # (B, T, D)
+        return super().forward(ids, cache=cache, need_weights=need_weights)
+
+    def embed(self, ids: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        # a^(0)_t = w^(x) . x_t + p_t ...
+        x = super().embed(ids, offset)  # (B, T, D)
+        # ... + sum_j w^(j) . x_(t-j)
         for j in range(1, min(self.config.shifts, ids.shape[1] - 1) + 1):
             prev = F.embedding(ids[:, :-j], self.w_shift[j - 1])  # (B, T-j, D): x_(t-j) for t = j .. T-1
             x = x + F.pad(prev, (0, 0, j, 0))  # (B, T, D), nothing added where t < j
-        x = self.pos.forward_unchecked(x, 0)  # (B, T, D)
-        x = F.dropout(x, self.config.dropout, training=self.training and self.config.dropout > 0)
-        out = self.blocks(x, need_weights=need_weights)  # LN(a^(L)): (B, T, D)
-        h, weights = out if need_weights else (out, None)
-        # o_t = w^(o) . LN(a^(L)_t)
-        logits = h @ (self.w_x if self.w_o is None else self.w_o).T  # (B, T, V)
-        return (logits, [w["self"] for w in weights]) if need_weights else logits
+        return x
 
     def next_logits_fn(self, *, use_cache: bool = True):
         return super().next_logits_fn(use_cache=use_cache and self.config.shifts == 0)

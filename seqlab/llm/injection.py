@@ -70,15 +70,14 @@ from __future__ import annotations
 import random
 import zlib
 from dataclasses import asdict, dataclass, field
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import torch
-import torch.nn.functional as F
-from torch import nn
-
-from seqlab.llm.gpt import GPT, GPTConfig
 from seqlab.llm.tokenizers import EOS, CharTokenizer
-from seqlab.validation import check_choice, check_int, fail, fields_from_dict
+from seqlab.validation import check_choice, check_int, fail
+
+if TYPE_CHECKING:  # the model is in seqlab.llm.instruct, which imports this module
+    from seqlab.llm.instruct import InstructGPT
 
 # --------------------------------------------------------------------------- the instruction set
 
@@ -401,96 +400,6 @@ class InstructionData:
         return x, y, z
 
 
-# --------------------------------------------------------------------------- the model
-
-
-@dataclass(frozen=True)
-class InstructConfig(GPTConfig):
-    """Settings of an instruction-following GPT: those of ``GPTConfig``, and
-
-    Attributes:
-        defense: none, delimiters, segment, adversarial, delimiters+adversarial or segment+adversarial
-    """
-
-    vocab_size: int = len(ALPHABET) + len(SPECIAL_TOKENS)
-    block_size: int = 160
-    d_model: int = 96
-    num_heads: int = 4
-    num_layers: int = 2
-    defense: str = "none"
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_choice(self.defense, "defense", DEFENSES)
-
-    @property
-    def segment(self) -> bool:
-        return defense_flags(self.defense)[1]
-
-    @property
-    def delimiters(self) -> bool:
-        return defense_flags(self.defense)[0]
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "InstructConfig":
-        return cls(**fields_from_dict(cls, d, "instruct config"))
-
-
-class InstructGPT(GPT):
-    """seqlab's GPT with, when ``config.segment``, a segment embedding ``w_s`` (2, D):
-
-        a^(0)_t = w^(x) . x_t + p_t + s^(z_t)
-
-    ``forward(ids, segments=None, cache=None)`` -> logits (B, T, V); ``loss((x, y, z))``:
-    cross entropy on the positions whose target is not ``IGNORE`` (the answer)."""
-
-    family = "instruct"
-
-    def __init__(self, config: InstructConfig | None = None, /, **kwargs) -> None:
-        if config is None:
-            config = InstructConfig(**kwargs)
-        elif not isinstance(config, InstructConfig):
-            fail("config", "an InstructConfig", type(config).__name__)
-        super().__init__(config)
-        # s^(0), s^(1): (2, D), zero at the start (the model starts as a plain GPT)
-        self.w_s = nn.Parameter(torch.zeros(2, config.d_model)) if config.segment else None
-
-    def forward(self, ids: torch.Tensor, segments: torch.Tensor | None = None, *, cache=None,
-                need_weights: bool = False):
-        """ids, segments: (B, T). Segments are required by a model with the segment
-        embedding (0 trusted, 1 data) and ignored by one without."""
-        self.blocks._check_cache(cache)
-        offset = 0 if cache is None else cache[0].length
-        ids = self.check_ids(ids, offset=offset)
-        # a^(0)_t = w^(x) . x_t + p_t
-        x = F.embedding(ids, self.w_x)  # (B, T, D)
-        x = self.pos.forward_unchecked(x, offset)  # (B, T, D)
-        if self.w_s is not None:
-            if not isinstance(segments, torch.Tensor) or segments.shape != ids.shape:
-                fail("segments", f"segment ids of shape {tuple(ids.shape)} (0 trusted, 1 data)",
-                     "none" if segments is None else f"shape {tuple(getattr(segments, 'shape', ()))}")
-            if segments.is_floating_point() or bool(((segments != 0) & (segments != 1)).any()):
-                fail("segments", "0 (trusted) or 1 (data)", segments.unique().tolist())
-            # + s^(z_t)   (the segment embedding: which tokens are untrusted data)
-            x = x + F.embedding(segments.to(ids.device, torch.long), self.w_s)  # (B, T, D)
-        x = F.dropout(x, self.config.dropout, training=self.training and self.config.dropout > 0)
-        out = self.blocks(x, cache=cache, need_weights=need_weights)  # (B, T, D)
-        h, weights = out if need_weights else (out, None)
-        # o_t = w^(o) . LN(a^(L)_t)
-        logits = h @ (self.w_x if self.w_o is None else self.w_o).T  # (B, T, V)
-        return (logits, [w["self"] for w in weights]) if need_weights else logits
-
-    def loss(self, batch) -> tuple[torch.Tensor, dict]:
-        """batch = (x, y, z): C = -(1/|A|) sum_{t in A} log o_t[y_t], A the positions with
-        y_t != IGNORE (those that predict the answer and its end)."""
-        x, y, z = batch
-        logits = self(x, z)  # (B, T, V)
-        logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), ignore_index=IGNORE)
-        n = int((y != IGNORE).sum())
-        return loss, {"bits": loss.item() / 0.6931471805599453, "tokens": x.numel(), "answer_tokens": n}
-
-
 # --------------------------------------------------------------------------- answering
 
 
@@ -645,8 +554,7 @@ def phrasings(which: str) -> set[str]:
     return {t.format(x=p) for t in TEMPLATES[s] for inj in INJECTED for p in TASK_PHRASES[inj][s]}
 
 
-__all__ = ["ALPHABET", "AttackReport", "DEFENSES", "Example", "INSTRUCTIONS", "InstructConfig", "InstructGPT",
-           "InstructionData", "InstructionSet", "TASKS", "TestSet", "answer", "answer_many", "attack_report",
+__all__ = ["ALPHABET", "AttackReport", "DEFENSES", "Example", "INSTRUCTIONS", "InstructionData", "InstructionSet", "TASKS", "TestSet", "answer", "answer_many", "attack_report",
            "attack_succeeded", "attack_success_rate", "clean_accuracy", "defense_flags", "encode_example",
            "encode_prompt", "evaluate_defense", "phrasings", "run_task", "show_prompt", "make_test_set", "tokenizer",
            "training_examples"]

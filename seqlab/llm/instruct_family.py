@@ -19,9 +19,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from seqlab.llm.injection import (DEFENSES, INSTRUCTIONS, InstructConfig, InstructGPT, InstructionData,
-                                  answer, check_data, defense_flags, encode_prompt, evaluate_defense, show_prompt,
-                                  make_test_set, tokenizer, training_examples)
+from seqlab.llm.injection import (DEFENSES, INSTRUCTIONS, InstructionData, answer, check_data, defense_flags,
+                                  encode_prompt, evaluate_defense, make_test_set, show_prompt, tokenizer,
+                                  training_examples)
+from seqlab.llm.instruct import InstructConfig, InstructGPT
 from seqlab.llm.tokenizers import tokenizer_from_json
 from seqlab.runs import Family, RunRecord, register
 from seqlab.validation import check_choice, check_float, check_int, fail

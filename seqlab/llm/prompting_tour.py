@@ -12,29 +12,10 @@ from seqlab.viz.report import Section
 
 def _curves_figure(records, path, tasks) -> None:
     from seqlab.viz.plots import new_figure, save_png
+    from seqlab.viz.prompting import draw_training
 
-    steps = [r["step"] for r in records]
     fig = new_figure(width=9.0, height=3.4)
-    ax = fig.add_subplot(1, 2, 1)
-    k = records[-1]["icl_shots"]
-    for t in tasks:
-        ax.plot(steps, [r["fewshot"][t][str(k)] for r in records], marker="o", label=f"{t}, {k} shots")
-    ax.set_xlabel("step")
-    ax.set_ylabel("held-out exact match")
-    ax.set_ylim(-0.02, 1.02)
-    ax.legend(fontsize=7)
-    ax.set_title("in-context accuracy", fontsize=9)
-    ax = fig.add_subplot(1, 2, 2)
-    ax.plot(steps, [r["induction"]["score"] for r in records], marker="o", color="C3",
-            label="repeated random tokens")
-    if "cipher_induction" in records[-1]:
-        ax.plot(steps, [r["cipher_induction"]["score"] for r in records], marker="s", color="C4",
-                label="cipher prompts")
-    ax.set_xlabel("step")
-    ax.set_ylabel("attention to the induction target")
-    ax.set_ylim(0, 1)
-    ax.legend(fontsize=7)
-    ax.set_title("best head's induction score", fontsize=9)
+    draw_training(fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2), records, tasks, xlabel="step")
     save_png(fig, path)
 
 

@@ -10,9 +10,10 @@ import torch
 import seqlab
 from seqlab.cli import main
 from seqlab.llm import injection as inj
-from seqlab.llm.injection import (Example, InstructConfig, InstructGPT, InstructionData, InstructionSet,
-                                  attack_succeeded, attack_success_rate, clean_accuracy, encode_example,
-                                  encode_prompt, run_task, make_test_set, tokenizer, training_examples)
+from seqlab.llm.injection import (Example, InstructionData, InstructionSet, attack_succeeded, attack_success_rate,
+                                  clean_accuracy, encode_example, encode_prompt, make_test_set, run_task, tokenizer,
+                                  training_examples)
+from seqlab.llm.instruct import InstructConfig, InstructGPT
 from seqlab.testing import one_line_error
 
 TINY = dict(preset="cpu-tiny", max_steps=4, eval_every=4, eval_batches=1, batch_size=4, warmup_steps=1,
