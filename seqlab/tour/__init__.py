@@ -50,7 +50,7 @@ SECTIONS: tuple[tuple[str, str, float], ...] = (
     # Large Language Models
     ("Large language models: GPT (next-token prediction, KV cache)", "seqlab.llm.tour:gpt", 55),
     ("Large language models: BERT (masked-language modelling, fill-in, fine-tuning)", "seqlab.llm.tour:bert", 85),
-    ("Large language models: fine-tuning, prompting, RLHF, prompt injection", "seqlab.llm.tour:techniques", 45),
+    ("Large language models: fine-tuning, prompting, RLHF, prompt injection", "seqlab.llm.tour:techniques", 50),
     # next: the lecture's Applications (seqlab/tasks/)
 )
 RUNS_MARK = ".seqlab-tour"
