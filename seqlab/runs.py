@@ -292,6 +292,7 @@ def _rename(key: str, renames: Mapping[str, str]) -> str:
 
 _FAMILIES: dict[str, Family] = {}
 _COMMANDS: dict[str, tuple[Family, dict[str, Any]]] = {}
+_REGISTERED: dict[str, int] = {}  # family name -> when it was first registered (a file's families in its order)
 _DISCOVERED = False
 
 
@@ -325,6 +326,7 @@ def register(family: Family) -> Family:
         if owner is not None and owner[0].name != name:
             fail("family command", "a name no other family uses", f"{command!r} (already {owner[0].name})")
     _FAMILIES[name] = family
+    _REGISTERED.setdefault(name, len(_REGISTERED))
     for command, fixed in family.commands().items():
         _COMMANDS[command] = (family, fixed)
     return family
@@ -361,9 +363,11 @@ def discover() -> None:
 
 
 def _ordered(items: dict[str, Any], family_of) -> dict[str, Any]:
-    """``items`` in the lecture's order of their families' files (stable within a family),
-    whatever order the files were imported in."""
-    order = {id(f): i for i, f in enumerate(sorted(_FAMILIES.values(), key=lambda f: _module_key(type(f).__module__)))}
+    """``items`` in the lecture's order of their families' files, the families of one file in
+    the order it registers them (stable within a family), whatever order the files were
+    imported in."""
+    order = {id(f): i for i, f in enumerate(sorted(
+        _FAMILIES.values(), key=lambda f: (_module_key(type(f).__module__), _REGISTERED.get(f.name, 0))))}
     return dict(sorted(items.items(), key=lambda kv: order.get(id(family_of(kv[1])), len(order))))
 
 

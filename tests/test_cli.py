@@ -165,7 +165,7 @@ def test_views_of_other_families_are_refused(finished, capsys):
     assert main(["classify", str(finished), "--text", "a"]) == 2
     _one_line_error(capsys, "classify: expected a run of bert-classifier, received a 'charlm' run")
     assert main(["attention", str(finished), "--text", "a"]) == 2
-    _one_line_error(capsys, "attention: expected a run of bert, gpt, gpt-finetune", "received a 'charlm' run")
+    _one_line_error(capsys, "attention: expected a run of bert, gpt, gpt-finetune or icl, received a 'charlm' run")
 
 
 def test_resume_continues_and_matches_an_uninterrupted_run(tmp_path, capsys):

@@ -14,7 +14,6 @@ readable run is named)."""
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from seqlab import runs
 from seqlab.cli.train import add_family_flags, check_resume_family, check_run_dir, family_options, report_result
@@ -25,10 +24,9 @@ DEFAULT = "bert-classifier"
 
 
 def _family_of(path: str) -> str | None:
-    from seqlab.training.rundir import RUN_FILE, run_family
+    """The family of a run or checkpoint directory; None for anything else."""
+    from seqlab.training.rundir import run_family
 
-    if not (Path(path) / RUN_FILE).is_file():
-        return None
     try:
         return run_family(path)
     except (ValueError, OSError):

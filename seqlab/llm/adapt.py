@@ -79,10 +79,6 @@ class Adaptation:
         """True when some base weights are frozen (the checkpoint then stores only the changes)."""
         return self.freeze is not None or self.lora_rank > 0
 
-    @property
-    def scaling(self) -> float:
-        return (self.lora_rank if self.lora_alpha is None else self.lora_alpha) / self.lora_rank
-
     @classmethod
     def of(cls, config: Any) -> "Adaptation":
         """The adaptation fields of a model config (a GPT fine-tune's, a BERT classifier's)."""
@@ -111,6 +107,19 @@ def check_adaptation(freeze: object, lora_rank: object, lora_alpha: object, num_
     if (freeze is not None or lora_rank) and (base_checkpoint is None or base_sha256 is None):
         fail("fine-tuning", "the base run's checkpoint and its sha256 (set from the base run)",
              f"base_checkpoint={base_checkpoint!r}, base_sha256={base_sha256!r}")
+
+
+def load_base(path: str | None, family: str, what: str) -> tuple[nn.Module, Any]:
+    """(model, RunRecord) of the pretrained run a fine-tune starts from: ``path`` must name a
+    run (or checkpoint) of ``family``; ``what`` names it in the error ("a pretrained GPT")."""
+    from seqlab.runs import load
+
+    if path is None:
+        fail("base", f"the run directory of {what} (seqlab train {family})", "nothing")
+    model, run = load(path)
+    if run.family != family:
+        fail("base", f"a {family} run (seqlab train {family})", f"a {run.family!r} run")
+    return model, run
 
 
 def base_fields(checkpoint: str | Path) -> dict[str, str]:
@@ -303,4 +312,4 @@ class Adaptable:
 
 
 __all__ = ["ADAPTATION_FIELDS", "Adaptable", "Adaptation", "LORA_TARGETS", "LoRA", "add_lora", "check_adaptation",
-           "base_fields", "is_lora_key", "merge_lora", "plain_name"]
+           "base_fields", "is_lora_key", "load_base", "merge_lora", "plain_name"]

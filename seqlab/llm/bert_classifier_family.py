@@ -26,10 +26,10 @@ import torch
 
 from seqlab.data.mlm import PassageClassificationDataset, default_classification_corpora
 from seqlab.data.text import read_text_file
-from seqlab.llm.adapt import base_fields
+from seqlab.llm.adapt import base_fields, load_base
 from seqlab.llm.bert import BERTClassifier, BERTClassifierConfig, evaluate
 from seqlab.llm.tokenizers import Tokenizer, tokenizer_from_json
-from seqlab.runs import Family, RunRecord, load, register
+from seqlab.runs import Family, RunRecord, register
 from seqlab.validation import fail
 
 
@@ -132,11 +132,7 @@ class BERTClassifierFamily(Family):
     views = ("classify",)
 
     def make_data(self, options: ClassifierData, fields, train_config) -> Passages:
-        if options.base is None:
-            fail("base", "the run directory of a pretrained BERT (seqlab train bert)", "nothing")
-        bert, base = load(options.base)
-        if base.family != "bert":
-            fail("base", "a bert run", f"a {base.family!r} run")
+        bert, base = load_base(options.base, "bert", "a pretrained BERT")
         texts = label_files(options.text)
         dataset = PassageClassificationDataset(corpora(texts, base.tokenizer), base.tokenizer,
                                                bert.config.block_size)

@@ -21,7 +21,7 @@ from typing import Any
 
 from seqlab.data.text import TextData, load_corpus, saved_corpus
 from seqlab.data.tokens import TokenDataset
-from seqlab.llm.adapt import base_fields
+from seqlab.llm.adapt import base_fields, load_base
 from seqlab.llm.finetune import FineTunedGPT, GPTFineTuneConfig, forgetting
 from seqlab.llm.gpt_family import GPTSampleOptions
 from seqlab.llm.language import TextFamily
@@ -116,11 +116,7 @@ class GPTFineTuneFamily(TextFamily):
     # ---- data
 
     def make_data(self, options: FineTuneText, fields, train_config) -> FineTuneData:
-        if options.base is None:
-            fail("base", "the run directory of a pretrained GPT (seqlab train gpt)", "nothing")
-        gpt, base = load(options.base)
-        if base.family != "gpt":
-            fail("base", "a gpt run (seqlab train gpt)", f"a {base.family!r} run")
+        gpt, base = load_base(options.base, "gpt", "a pretrained GPT")
         text, removed = _windows(load_corpus(options.text), base.tokenizer, gpt.config.block_size)
         return FineTuneData(text, removed, str(Path(base.dir or base.checkpoint).resolve()), (gpt, base))
 

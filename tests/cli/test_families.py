@@ -29,8 +29,8 @@ def test_families_are_listed_in_the_lectures_order(monkeypatch):
     monkeypatch.setattr(runs, "_COMMANDS", dict(reversed(list(runs._COMMANDS.items()))))
     names = list(runs.families())
     seqlab_names = [n for n in names if type(runs.get_family(n)).__module__.startswith("seqlab.")]
-    assert seqlab_names[:9] == ["charlm", "rbm", "diffusion", "gan", "vae", "bert", "bert-classifier", "gpt",
-                               "gpt-finetune"]
+    assert seqlab_names == ["charlm", "rbm", "diffusion", "gan", "vae", "bert", "bert-classifier", "gpt",
+                            "gpt-finetune", "icl", "instruct", "reward-model", "dpo", "ppo"]
     assert list(runs.commands())[:4] == ["gru", "lstm", "rnn", "rbm"]  # a family's commands: as registered
-    assert runs.families_with("attention")[:3] == ["bert", "gpt", "gpt-finetune"]
+    assert runs.families_with("attention") == ["bert", "gpt", "gpt-finetune", "icl"]
     assert runs.families_with("evaluate")[:1] == ["rbm"] and "charlm" in runs.families_with("sample")

@@ -238,6 +238,14 @@ def test_seqlab_finetune_picks_the_family_from_the_run(gpt_base, bert_base, tmp_
     assert "--lora-rank" in capsys.readouterr().out
 
 
+def test_seqlab_finetune_takes_a_checkpoint_directory_of_the_base(gpt_base, tmp_path):
+    checkpoint = latest_checkpoint(gpt_base)  # a checkpoint directory, not the run directory
+    assert main(["finetune", str(checkpoint), "--freeze", "1", "--max-steps", "2", "--eval-every", "2",
+                 "--eval-batches", "1", "--batch-size", "2", "--quiet", "--out", str(tmp_path / "g")]) == 0
+    model, run = seqlab.load(tmp_path / "g")
+    assert run.family == "gpt-finetune" and Path(model.finetune_config.base_checkpoint) == checkpoint.resolve()
+
+
 @pytest.mark.parametrize("args, expected", [
     (["--freeze", "9"], "freeze: expected an integer <= 2, received 9"),
     (["--freeze", "-1"], "freeze: expected an integer >= 0, received -1"),
@@ -253,6 +261,17 @@ def test_bad_finetune_options_are_one_line(gpt_base, tmp_path, capsys, args, exp
                                   "--out", str(tmp_path / "x")])
     assert expected in err
     assert not (tmp_path / "x" / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--batches", "0"], "batches: expected an integer >= 1, received 0"),
+    (["--batch-size", "5000"], "batch_size: expected an integer <= 4096, received 5000"),
+    (["--pooling", "cls"], "--pooling"),
+])
+def test_bad_forgetting_options_are_one_line(gpt_base, tmp_path, capsys, args, expected):
+    ft = tmp_path / "ft"
+    seqlab.train("gpt-finetune", base=str(gpt_base), out=ft, progress=False, **TUNE)
+    assert expected in one_line_error(capsys, ["eval", str(ft), *args])
 
 
 def test_finetune_of_a_run_that_is_not_gpt_or_bert(gpt_base, tmp_path, capsys):

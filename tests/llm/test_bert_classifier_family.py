@@ -110,7 +110,7 @@ def test_bad_inputs(bert_run, tmp_path, capsys):
     assert "--preset cpu-tiny: expected options listed by seqlab finetune --help" in err(
         ["finetune", str(bert_run), "--preset", "cpu-tiny"])  # a classifier's size is its base's
     gpt = LEGACY / "gpt"  # runs of other families
-    assert "base: expected a bert run, received a 'gpt' run" in err(["train", "bert-classifier", "--base", str(gpt)])
+    assert "base: expected a bert run (seqlab train bert), received a 'gpt' run" in err(["train", "bert-classifier", "--base", str(gpt)])
     # (seqlab finetune on a gpt run is a gpt-finetune: tests/llm/test_adapt.py)
     assert "classify: expected a run of bert-classifier, received a 'gpt' run" in err(
         ["classify", str(gpt), "--text", "a"])

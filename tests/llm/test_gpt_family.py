@@ -165,7 +165,7 @@ def test_cli_bad_inputs(gpt_run, tmp_path, capsys):
     assert "model_config.block_size: saved 64, new 32" in err(["train", "--resume", str(run), "--block-size", "32"])
     # a run of another family
     lstm = LEGACY / "lstm"
-    assert "attention: expected a run of bert, gpt, gpt-finetune" in err(
+    assert "attention: expected a run of bert, gpt, gpt-finetune or icl, received a 'charlm' run" in err(
         ["attention", str(lstm), "--text", "a"])
     assert "run family: expected 'gpt', received 'charlm'" in err(["train", "gpt", "--resume", str(lstm)])
     # nothing was written
