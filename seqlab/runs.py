@@ -219,6 +219,12 @@ class Family:
         default that presets and options override (an RBM's chains: one per batch item)."""
         return {}
 
+    def fields_fixed_by(self, data: Any) -> tuple[str, ...]:
+        """The fields of ``config_from_data`` that this run's data decide, over presets and
+        options: ``data_fields``, and for some data more (a fine-tune from a pretrained
+        model takes its size; an option that names another size is refused)."""
+        return self.data_fields
+
     def make_config(self, fields: Mapping[str, Any]) -> Any:
         return self.config_class(**dict(fields))
 
@@ -453,9 +459,15 @@ def train(command: str, *, preset: str | None = None, out: PathLike | None = Non
               **model_opts}
     data = family.make_data(make_options(family.data_class, data_opts, f"{command} data"), fields, cfg)
     derived = family.config_from_data(data, cfg)
-    # the data decide its data_fields; anything else it returns is a default the options override
-    config = family.make_config({**{k: v for k, v in derived.items() if k not in family.data_fields}, **fields,
-                                 **{k: v for k, v in derived.items() if k in family.data_fields}})
+    # the data decide its data_fields (and, for some data, more); anything else it returns is
+    # a default the options override
+    decided = family.fields_fixed_by(data)
+    clash = sorted(k for k in decided if k in model_opts and k in derived and model_opts[k] != derived[k])
+    if clash:
+        fail(f"{command} options", "the values the data decide here (" + ", ".join(
+            f"{k}={derived[k]!r}" for k in clash) + ")", ", ".join(f"{k}={model_opts[k]!r}" for k in clash))
+    config = family.make_config({**{k: v for k, v in derived.items() if k not in decided}, **fields,
+                                 **{k: v for k, v in derived.items() if k in decided}})
     check_memory(family, config, training=True, device=cfg.device, batch_size=cfg.batch_size)
     torch.manual_seed(cfg.seed)  # the initial weights depend on the run's seed only
     model = family.new_model(config, data)

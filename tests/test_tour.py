@@ -84,3 +84,24 @@ def test_the_guard_is_off_in_quick_mode_and_a_finished_run_is_not_flagged(tmp_pa
                                                (1.23456, ".2f", "1.23")])
 def test_num_says_what_a_run_lacks_instead_of_failing(value, spec, text):
     assert num(value, spec) == text
+
+
+def good_part(ctx, sec):
+    sec.text("the good part ran")
+    return "good: 1.0"
+
+
+def bad_part(ctx, sec):
+    raise ValueError("no data")
+
+
+def test_a_section_of_parts_runs_every_part_and_names_the_one_that_failed(tmp_path):
+    from seqlab.tour.context import run_parts
+
+    ctx = TourContext(out=tmp_path, quick=True, progress=False, report=Report("t"))
+    sec = ctx.report.section("parts")
+    parts = (("First", f"{__name__}:bad_part"), ("Second", f"{__name__}:good_part"))
+    with pytest.raises(RuntimeError, match=r"failed parts: First \(the others: good: 1.0\)"):
+        run_parts(ctx, sec, parts)
+    assert any("First: failed: ValueError: no data" in w for w in sec.warnings)
+    assert run_parts(ctx, sec, parts[1:] * 2) == "good: 1.0; good: 1.0"

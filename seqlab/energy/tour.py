@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from seqlab.tour.context import TourContext
+from seqlab.training.device import cpu_threads
 from seqlab.viz.report import Section
 
 DIGIT = 3
@@ -52,12 +53,8 @@ def _critical_str(res, N: int) -> str:
 def hopfield(ctx: TourContext, sec: Section) -> str:
     # every tensor here is small (at most 200 x 200, or 1000 x 64): one thread is faster
     # than several, and much faster on a busy machine
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with cpu_threads(1):
         return _hopfield(ctx, sec)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _hopfield(ctx: TourContext, sec: Section) -> str:

@@ -2,7 +2,7 @@ r"""One evaluation protocol for the GAN, the VAE and the diffusion model.
 
 A reference classifier (a small convolutional network) is trained once on the real training
 images of the image set, with a fixed seed, and cached as a checkpoint (safetensors) under
-``$SEQLAB_CACHE`` (default ``~/.cache/seqlab``) in a folder named after the data's sha256
+``$SEQLAB_CACHE`` (default ``~/.cache/seqlab``, see ``seqlab.data.cache``) in a folder named after the data's sha256
 and the classifier's settings; the sha256 of its weights identifies it in every report.
 It gives, for any set of images:
 
@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -80,7 +79,9 @@ class Classifier(nn.Module):
 
 
 def _cache_root() -> Path:
-    return Path(os.environ.get("SEQLAB_CACHE") or Path.home() / ".cache" / "seqlab")
+    from seqlab.data.cache import cache_root
+
+    return cache_root()
 
 
 def weights_hash(model: nn.Module) -> str:

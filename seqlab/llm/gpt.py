@@ -273,4 +273,18 @@ class GPT(nn.Module):
             self.train(was_training)
 
 
-__all__ = ["GPT", "GPTConfig", "PRESETS"]
+def previous_token_embeddings(ids: torch.Tensor, w_shift: torch.Tensor) -> torch.Tensor:
+    """sum_{j=1..S} w^(j) . x_(t-j), (B, T, D), of ids (B, T) and w_shift (S, V, D): the
+    embeddings of the previous S tokens at each position (nothing before the start), a
+    fixed-width causal convolution of the input that a GPT variant adds to a^(0) so that a
+    single attention layer can match "the token after x" (an induction head: the ``icl``
+    and ``instruct`` families)."""
+    B, T = ids.shape
+    out = torch.zeros(B, T, w_shift.shape[-1], dtype=w_shift.dtype, device=ids.device)  # (B, T, D)
+    for j in range(1, min(w_shift.shape[0], T - 1) + 1):
+        prev = F.embedding(ids[:, :-j], w_shift[j - 1])  # (B, T-j, D): x_(t-j) for t = j .. T-1
+        out[:, j:] += prev
+    return out
+
+
+__all__ = ["GPT", "GPTConfig", "PRESETS", "previous_token_embeddings"]

@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seqlab.llm.gpt import LN2, PRESETS, GPT, GPTConfig
+from seqlab.llm.gpt import LN2, PRESETS, GPT, GPTConfig, previous_token_embeddings
 from seqlab.llm.prompting import (ALPHABET, COPY_TOKENS, IGNORE, TASKS, cipher_induction_score, cipher_prompts, copy_sequence,
                                   encode_batch, few_shot_accuracy, induction_score,
                                   max_sequence_length, mixture_sequence)
@@ -105,10 +105,7 @@ class ICLGPT(GPT):
         # a^(0)_t = w^(x) . x_t + p_t ...
         x = super().embed(ids, offset)  # (B, T, D)
         # ... + sum_j w^(j) . x_(t-j)
-        for j in range(1, min(self.config.shifts, ids.shape[1] - 1) + 1):
-            prev = F.embedding(ids[:, :-j], self.w_shift[j - 1])  # (B, T-j, D): x_(t-j) for t = j .. T-1
-            x = x + F.pad(prev, (0, 0, j, 0))  # (B, T, D), nothing added where t < j
-        return x
+        return x + previous_token_embeddings(ids, self.w_shift) if self.config.shifts else x
 
     def next_logits_fn(self, *, use_cache: bool = True):
         return super().next_logits_fn(use_cache=use_cache and self.config.shifts == 0)

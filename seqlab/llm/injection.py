@@ -369,7 +369,7 @@ class InstructionData:
     example of the batch."""
 
     def __init__(self, train: list[Example], val: list[Example], tok: CharTokenizer, *, delimiters: bool,
-                 block_size: int) -> None:
+                 block_size: int, context: str = "") -> None:
         self.tokenizer = tok
         self.delimiters = delimiters
         self.splits = {}
@@ -379,7 +379,8 @@ class InstructionData:
             rows = [encode_example(tok, e, delimiters=delimiters) for e in examples]
             longest = max(len(r[0]) for r in rows)
             if longest - 1 > block_size:
-                fail("block_size", f"at least {longest - 1} (the longest {name} example)", block_size)
+                fail("block_size" + (f" ({context})" if context else ""),
+                     f"at least {longest - 1} (the longest {name} example)", block_size)
             self.splits[name] = rows
 
     def get_batch(self, split: str, batch_size: int, generator: torch.Generator | None = None):
@@ -429,7 +430,9 @@ def answer_many(model: InstructGPT, tok: CharTokenizer, prompts: Sequence[tuple[
                 ids = torch.tensor([encoded[k][0] for k in rows], device=device)  # (B, n)
                 segs = torch.tensor([encoded[k][1] for k in rows], device=device)  # (B, n)
                 budget = T_max - n if max_new_tokens is None else min(max_new_tokens, T_max - n)
-                cache = model.new_cache()
+                # a model that reads the previous tokens at every position has no KV cache: it
+                # reads the whole context again at each step
+                cache = None if model.config.shifts else model.new_cache()
                 logits = model(ids, segs, cache=cache)[:, -1]  # (B, V)
                 new: list[list[int]] = [[] for _ in rows]
                 done = torch.zeros(len(rows), dtype=torch.bool, device=device)
@@ -439,10 +442,13 @@ def answer_many(model: InstructGPT, tok: CharTokenizer, prompts: Sequence[tuple[
                         if not done[b]:
                             new[b].append(t)
                     done |= nxt == tok.eos_id
-                    if bool(done.all()) or cache[0].length >= T_max:
+                    if bool(done.all()) or ids.shape[1] >= T_max:
                         break
                     # the answer's tokens are trusted (segment 0)
-                    logits = model(nxt[:, None], torch.zeros_like(nxt)[:, None], cache=cache)[:, -1]
+                    ids = torch.cat([ids, nxt[:, None]], 1)  # (B, n + k)
+                    segs = torch.cat([segs, torch.zeros_like(nxt)[:, None]], 1)
+                    logits = (model(ids, segs) if cache is None else
+                              model(ids[:, -1:], segs[:, -1:], cache=cache))[:, -1]
                 for b, k in enumerate(rows):
                     text_ids = [t for t in new[b] if t != tok.eos_id]
                     out[k] = tok.decode(text_ids)

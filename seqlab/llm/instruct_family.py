@@ -9,21 +9,25 @@ inject RUN --data "..."``, ``seqlab eval RUN``, and the same from Python::
 
 The data are the seeded instruction set (``InstructionSet``): clean tasks, ``follow``
 examples and, with an adversarial defence, attacked examples whose target is the trusted
-answer. The model is trained from scratch (no pretrained GPT), the loss on the answer's
-tokens only. Checkpoints carry ``tokenizer.json``; the defence is part of the model's config
-(it decides the prompt's format and the segment embedding).
+answer; the loss is on the answer's tokens only. ``base`` names a pretrained GPT run
+(``seqlab train gpt --block-size 128 ...``, a character tokenizer): the run is then a
+fine-tune of it, its size the base's (``InstructGPT.start_from_gpt``); without it the model
+is trained from scratch. Checkpoints carry ``tokenizer.json``; the defence is part of the
+model's config (it decides the prompt's format and the segment embedding).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from seqlab.llm.injection import (DEFENSES, INSTRUCTIONS, InstructionData, answer, check_data, defense_flags,
                                   encode_prompt, evaluate_defense, make_test_set, show_prompt, tokenizer,
                                   training_examples)
+from seqlab.llm.adapt import base_fields, load_base
 from seqlab.llm.instruct import InstructConfig, InstructGPT
-from seqlab.llm.tokenizers import tokenizer_from_json
+from seqlab.llm.tokenizers import CharTokenizer, tokenizer_from_json
 from seqlab.runs import Family, RunRecord, register
 from seqlab.validation import check_choice, check_float, check_int, fail
 
@@ -40,12 +44,18 @@ class InstructData:
         examples: training examples generated (seeded by --seed)
         follow_fraction: share of examples whose data carries an instruction to follow (instruction "follow")
         attack_fraction: share of examples with an injection: obeyed, or ignored under an adversarial defence
+        base: a pretrained GPT's run directory (seqlab train gpt, a character tokenizer) to fine-tune; none: from scratch
     """
 
     defense: str = "none"
     examples: int = 20000
     follow_fraction: float = 0.15
     attack_fraction: float = 0.2
+    base: str | None = None
+
+
+# the size of a fine-tune is its base's: these fields come from the base GPT's config
+BASE_SIZE_FIELDS = ("block_size", "d_model", "num_heads", "num_layers", "d_ff", "bias", "tie_weights", "position")
 
 
 @dataclass(frozen=True)
@@ -70,6 +80,7 @@ class Instructions:
     options: InstructData
     seed: int
     data: InstructionData
+    base: Any = None  # (GPT, RunRecord) of the pretrained base, for a new fine-tune only
 
     @property
     def tokenizer(self):
@@ -78,7 +89,8 @@ class Instructions:
     def info(self) -> dict:
         o = self.options
         return {"kind": "instructions", "defense": o.defense, "examples": o.examples, "val_examples": VAL_EXAMPLES,
-                "follow_fraction": o.follow_fraction, "attack_fraction": o.attack_fraction, "seed": self.seed}
+                "follow_fraction": o.follow_fraction, "attack_fraction": o.attack_fraction, "seed": self.seed,
+                "base": o.base}
 
 
 @dataclass
@@ -102,7 +114,17 @@ class InjectionResult:
         return {"defense": self.defense, **self.result}
 
 
-def make_instructions(options: InstructData, seed: int, block_size: int) -> Instructions:
+def pretrained_base(path: str) -> tuple[Any, Any]:
+    """(GPT, RunRecord) of the GPT run an instruct run fine-tunes: a character tokenizer is
+    required (its rows are copied by character)."""
+    gpt, run = load_base(path, "gpt", "a pretrained GPT")
+    if not isinstance(run.tokenizer, CharTokenizer):
+        fail("base", "a GPT with a character tokenizer (seqlab train gpt --tokenizer char)",
+             f"a {run.tokenizer.kind!r} tokenizer")
+    return gpt, run
+
+
+def make_instructions(options: InstructData, seed: int, block_size: int, base: Any = None) -> Instructions:
     check_choice(options.defense, "defense", DEFENSES)
     check_int(options.examples, "examples", minimum=1, maximum=MAX_EXAMPLES)
     check_float(options.follow_fraction, "follow_fraction", minimum=0.0, maximum=1.0)
@@ -115,8 +137,9 @@ def make_instructions(options: InstructData, seed: int, block_size: int) -> Inst
               attack_fraction=options.attack_fraction)
     data = InstructionData(training_examples(options.examples, seed=seed, **kw),
                            training_examples(VAL_EXAMPLES, seed=seed + 1, **kw), tokenizer(),
-                           delimiters=delimiters, block_size=block_size)
-    return Instructions(options, seed, data)
+                           delimiters=delimiters, block_size=block_size,
+                           context="the base GPT's context" if options.base else "")
+    return Instructions(options, seed, data, base)
 
 
 class InstructFamily(Family):
@@ -126,19 +149,24 @@ class InstructFamily(Family):
     config_class = InstructConfig
     data_class = InstructData
     evaluate_class = InjectionEvaluation
+    # both read the two previous tokens (shifts): the copying tasks then take one attention layer
     presets = {
-        "cpu-tiny": dict(num_layers=1, num_heads=2, d_model=32),
-        "cpu-small": dict(num_layers=2, num_heads=4, d_model=96),
+        "cpu-tiny": dict(num_layers=1, num_heads=2, d_model=32, shifts=2),
+        "cpu-small": dict(num_layers=2, num_heads=4, d_model=96, shifts=2),
     }
     default_preset = "cpu-small"
     train_defaults = dict(max_steps=2000, batch_size=32, lr=3e-3, min_lr=3e-4, warmup_steps=50, beta2=0.99,
                           weight_decay=0.01, clip_norm=1.0, eval_every=250, eval_batches=10)
-    data_fields = ("vocab_size", "defense")
+    data_fields = ("vocab_size", "defense", "base_checkpoint", "base_sha256")
     metric = "validation loss (answer tokens)"
     views = ("inject",)
 
     def make_data(self, options: InstructData, fields, train_config) -> Instructions:
-        return make_instructions(options, train_config.seed, fields.get("block_size", InstructConfig.block_size))
+        if options.base is None:
+            return make_instructions(options, train_config.seed, fields.get("block_size", InstructConfig.block_size))
+        gpt, run = pretrained_base(options.base)
+        options = replace(options, base=str(Path(run.dir or run.checkpoint).resolve()))
+        return make_instructions(options, train_config.seed, gpt.config.block_size, (gpt, run))
 
     def data_from_run(self, run: RunRecord, options) -> Instructions:
         saved = run.saved_data()
@@ -147,8 +175,9 @@ class InstructFamily(Family):
         if missing or saved.get("kind") != "instructions":
             fail(f"run {run.dir}", "a run.json describing an instruction set", "missing " + ", ".join(missing)
                  if missing else f"kind {saved.get('kind')!r}")
-        return make_instructions(InstructData(**{k: saved[k] for k in names}), saved["seed"],
-                                 run.config.block_size)
+        # the base is a record here: the run's checkpoints hold every weight
+        return make_instructions(InstructData(**{k: saved[k] for k in names}, base=saved.get("base")),
+                                 saved["seed"], run.config.block_size)
 
     def training_data(self, data: Instructions) -> InstructionData:
         return data.data
@@ -157,7 +186,21 @@ class InstructFamily(Family):
         return {"tokenizer.json": data.tokenizer.to_json()}
 
     def config_from_data(self, data: Instructions, train_config) -> dict:
-        return {"vocab_size": data.tokenizer.vocab_size, "defense": data.options.defense}
+        fields = {"vocab_size": data.tokenizer.vocab_size, "defense": data.options.defense}
+        if data.base is None:
+            return fields
+        gpt, run = data.base
+        return {**fields, **{k: getattr(gpt.config, k) for k in BASE_SIZE_FIELDS}, **base_fields(run.checkpoint)}
+
+    def fields_fixed_by(self, data: Instructions) -> tuple[str, ...]:
+        return self.data_fields + (BASE_SIZE_FIELDS if data.base is not None else ())
+
+    def new_model(self, config: InstructConfig, data: Instructions) -> InstructGPT:
+        model = self.build(config)
+        if data.base is not None:  # a fine-tune: the pretrained GPT's weights, by character
+            gpt, run = data.base
+            model.start_from_gpt(gpt, run.tokenizer.chars, data.tokenizer.chars)
+        return model
 
     def extras(self, run: RunRecord) -> None:
         run.tokenizer = tokenizer_from_json(run.file("tokenizer.json"))

@@ -9,7 +9,7 @@ import time
 
 import seqlab
 from seqlab.runs import get_family
-from seqlab.tour.context import TourContext, num
+from seqlab.tour.context import TourContext, num, run_parts
 from seqlab.viz.plots import plot_curves
 from seqlab.viz.report import Section
 
@@ -163,23 +163,5 @@ TECHNIQUES = (
 
 
 def techniques(ctx: TourContext, sec: Section) -> str:
-    """The lecture's four LLM techniques, each under its own heading. A part that fails is
-    reported in its place and the others still run; the section then fails, naming it."""
-    import importlib
-    import traceback
-
-    lines, failed = [], []
-    for title, target in TECHNIQUES:
-        sec.heading(title)
-        module, _, function = target.partition(":")
-        try:
-            lines.append(getattr(importlib.import_module(module), function)(ctx, sec))
-        except KeyboardInterrupt:
-            raise
-        except Exception as e:  # the next part still runs
-            sec.warn(f"{title}: failed: {type(e).__name__}: {e}")
-            sec.code(traceback.format_exc())
-            failed.append(title)
-    if failed:
-        raise RuntimeError("failed parts: " + "; ".join(failed) + " (the others: " + "; ".join(lines) + ")")
-    return "; ".join(lines)
+    """The lecture's four LLM techniques, each under its own heading (``run_parts``)."""
+    return run_parts(ctx, sec, TECHNIQUES)

@@ -51,7 +51,9 @@ SECTIONS: tuple[tuple[str, str, float], ...] = (
     ("Large language models: GPT (next-token prediction, KV cache)", "seqlab.llm.tour:gpt", 55),
     ("Large language models: BERT (masked-language modelling, fill-in, fine-tuning)", "seqlab.llm.tour:bert", 85),
     ("Large language models: fine-tuning, prompting, RLHF, prompt injection", "seqlab.llm.tour:techniques", 50),
-    # next: the lecture's Applications (seqlab/tasks/)
+    # Applications
+    ("Applications: machine translation, image captioning, speech recognition", "seqlab.tasks.tour:applications",
+     80),
 )
 RUNS_MARK = ".seqlab-tour"
 

@@ -5,6 +5,7 @@ machine cut short."""
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,3 +82,39 @@ def num(value: float | None, spec: str = ".3f") -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
     return format(value, spec)
+
+
+def run_parts(ctx: TourContext, sec: Section, parts: tuple[tuple[str, str], ...]) -> str:
+    """A section made of parts, each ``(title, "package.module:function")`` under its own
+    heading, each called as ``function(ctx, sec) -> one line``. A part that fails is reported
+    in its place and the others still run; the section then fails, naming it."""
+    import importlib
+    import traceback
+
+    lines, failed = [], []
+    for title, target in parts:
+        sec.heading(title)
+        module, _, function = target.partition(":")
+        try:
+            lines.append(getattr(importlib.import_module(module), function)(ctx, sec))
+        except KeyboardInterrupt:
+            raise
+        except Exception as e:  # the next part still runs
+            sec.warn(f"{title}: failed: {type(e).__name__}: {e}")
+            sec.code(traceback.format_exc())
+            failed.append(title)
+    if failed:
+        raise RuntimeError("failed parts: " + "; ".join(failed) + " (the others: " + "; ".join(lines) + ")")
+    return "; ".join(lines)
+
+
+def quoted_benchmark(sec: Section, name: str, what: str = "") -> dict | None:
+    """The results a benchmark saved (``benchmarks/results/NAME.json``), in a source checkout,
+    introduced in ``sec`` as quoted, not rerun by the tour (``what``: a few words after the
+    file's name); None where the file is not there (an installed package)."""
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / f"{name}.json"
+    if not path.is_file():
+        return None
+    saved = json.loads(path.read_text())
+    sec.text(f"From {path.name} (written by `{saved['command'].strip()}`, not rerun here){what}:")
+    return saved

@@ -1,0 +1,26 @@
+"""The tour's Applications section: the lecture's supervised sequence tasks, each a small
+version trained within the tour's time, under its own heading (``run_parts``); the
+benchmarks in ``benchmarks/`` measure the full versions against their anchors."""
+
+from __future__ import annotations
+
+from seqlab.tour.context import TourContext, run_parts
+from seqlab.viz.report import Section
+
+APPLICATIONS = (
+    ("Machine translation: a recurrent encoder-decoder with attention, and the Transformer",
+     "seqlab.tasks.translate_tour:translate"),
+    ("Image captioning: a convolutional encoder and an attending recurrent decoder", "seqlab.tasks.caption_tour:caption"),
+    ("Speech recognition: log-mel features, a bidirectional recurrent encoder and CTC", "seqlab.tasks.asr_tour:asr"),
+)
+
+
+def applications(ctx: TourContext, sec: Section) -> str:
+    """"Speech recognition. Text to speech. Machine translation. Image captioning": each
+    application's small version, under its own heading."""
+    sec.text("The lecture lists the supervised tasks that recurrent networks and Transformers are used for: "
+             "\"Speech recognition. Text to speech. Machine translation. Image captioning (combines with "
+             "convolutional networks).\" Each part below trains a small version of one of them on generated data "
+             "within the tour's time, and says so; the benchmarks train the full versions and measure them "
+             "against their anchors.")
+    return run_parts(ctx, sec, APPLICATIONS)
