@@ -40,6 +40,7 @@ TINY = {
     "asr": dict(preset="cpu-tiny", utterances=8, val_utterances=2, test_utterances=2, batch_size=2, warmup_steps=1),
     "caption": dict(preset="cpu-tiny", batch_size=4, warmup_steps=1, scenes=64),
     "translate": dict(preset="cpu-tiny", high=199, batch_size=4, warmup_steps=2),
+    "tts": dict(preset="cpu-tiny", utterances=8, val_utterances=2, test_utterances=2, batch_size=2, warmup_steps=1),
 }
 
 

@@ -12,6 +12,8 @@ APPLICATIONS = (
      "seqlab.tasks.translate_tour:translate"),
     ("Image captioning: a convolutional encoder and an attending recurrent decoder", "seqlab.tasks.caption_tour:caption"),
     ("Speech recognition: log-mel features, a bidirectional recurrent encoder and CTC", "seqlab.tasks.asr_tour:asr"),
+    # after speech recognition: in full mode it takes its durations from that part's recogniser
+    ("Text to speech: durations from CTC alignments, a length regulator and Griffin-Lim", "seqlab.tasks.tts_tour:tts"),
 )
 
 

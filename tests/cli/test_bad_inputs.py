@@ -431,6 +431,10 @@ CASES += [
     (T("asr", "--wavs", "{folder}"), ["transcripts.tsv"]),
     (T("asr", "--utterances", "0"), ["utterances", "received 0"]),
     (T("asr", "--corpus-seed", "-1"), ["corpus_seed", "received -1"]),
+    (["speak", "{gpt}", "hello", "{new}.wav"], ["speak", "'gpt' run"]),
+    (["speak", "{missing}", "hello", "{new}.wav"], ["missing"]),
+    (T("tts", "--asr", "{gpt}"), ["asr", "'gpt' run"]),
+    (T("tts", "--utterances", "0"), ["utterances", "received 0"]),
     # ------------------------------------------------------------------ unfold
     (["unfold"], ["--length"]),
     (["unfold", "--length", "0"], ["length", "received 0"]),
