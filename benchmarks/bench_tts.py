@@ -46,6 +46,7 @@ from bench_recurrent_speed import machine as recurrent_machine  # noqa: E402
 import seqlab  # noqa: E402
 from seqlab.data import speech  # noqa: E402
 from seqlab.tasks.asr import error_rates  # noqa: E402
+from seqlab.tasks.tts_plot import plot_mel_pair  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 
@@ -76,27 +77,6 @@ def pocketsphinx_templates(texts, waves: dict) -> dict:
             hyps.append(speech.normalize_text(h.hypstr) if h is not None else "")
         out[name] = {**error_rates(texts, hyps), "seconds": time.perf_counter() - t}
     return out
-
-
-def plot(path: Path, ref: np.ndarray, ours: np.ndarray, text: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from seqlab.tasks.tts import MEL_FLOOR
-
-    fig, axes = plt.subplots(2, 1, figsize=(9, 5.5))
-    lo = MEL_FLOOR
-    hi = max(float(ref.max()), float(ours.max()))
-    for ax, x, title in ((axes[0], ref, "eSpeak NG"), (axes[1], ours, "seqlab tts (predicted durations)")):
-        ax.imshow(np.maximum(x, lo).T, origin="lower", aspect="auto", cmap="magma", vmin=lo, vmax=hi)
-        ax.set_title(f"{title}: '{text}'", fontsize=9)
-        ax.set_ylabel("mel band")
-    axes[1].set_xlabel("frame (11.6 ms)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def main() -> None:
@@ -157,7 +137,7 @@ def main() -> None:
         ps = {"skipped": f"pocketsphinx not installed ({e})"}
 
     ids, _, x_ref, text = data.data.test_items[0]
-    plot(RESULTS / f"{args.name}.png", x_ref, model.synthesize(ids), text)
+    plot_mel_pair(RESULTS / f"{args.name}.png", x_ref, model.synthesize(ids), text)
     total_s = time.perf_counter() - t_all
     m = ev.rows
     ratio = m.get("WER ratio (ours / eSpeak)")

@@ -4,33 +4,11 @@ held-out sentence beside eSpeak's, and the quoted benchmark."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import seqlab
+from seqlab.tasks.tts_plot import plot_mel_pair
 from seqlab.tour.context import TourContext, quoted_benchmark
 from seqlab.training.device import cpu_threads
 from seqlab.viz.report import Section
-
-
-def _plot(path: Path, ref, ours, text: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    from seqlab.tasks.tts import MEL_FLOOR
-
-    fig, axes = plt.subplots(2, 1, figsize=(9, 5))
-    hi = max(float(ref.max()), float(ours.max()))
-    for ax, x, title in ((axes[0], ref, "eSpeak NG"), (axes[1], ours, "seqlab tts, predicted durations")):
-        ax.imshow(np.maximum(x, MEL_FLOOR).T, origin="lower", aspect="auto", cmap="magma", vmin=MEL_FLOOR, vmax=hi)
-        ax.set_title(f"{title}: '{text}'", fontsize=9)
-        ax.set_ylabel("mel band")
-    axes[1].set_xlabel("frame (11.6 ms)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def tts(ctx: TourContext, sec: Section) -> str:
@@ -81,7 +59,7 @@ def tts(ctx: TourContext, sec: Section) -> str:
             for k, v in m.items() if k != "synthesis seconds"]
     sec.table(["measure", "value (WER, CER in %)"], rows)
     png = ctx.out / "tts_mel.png"
-    _plot(png, x_ref, ours, text)
+    plot_mel_pair(png, x_ref, ours, text)
     sec.figure(png, "The log-mel spectrogram of a held-out sentence: eSpeak NG's (top) and the synthesiser's, with "
                "its own predicted durations (bottom).")
     saved = quoted_benchmark(sec, "tts")

@@ -50,10 +50,10 @@ SECTIONS: tuple[tuple[str, str, float], ...] = (
     # Large Language Models
     ("Large language models: GPT (next-token prediction, KV cache)", "seqlab.llm.tour:gpt", 55),
     ("Large language models: BERT (masked-language modelling, fill-in, fine-tuning)", "seqlab.llm.tour:bert", 85),
-    ("Large language models: fine-tuning, prompting, RLHF, prompt injection", "seqlab.llm.tour:techniques", 110),
+    ("Large language models: fine-tuning, prompting, RLHF, prompt injection", "seqlab.llm.tour:techniques", 140),
     # Applications
     ("Applications: machine translation, image captioning, speech recognition, text to speech",
-     "seqlab.tasks.tour:applications", 110),
+     "seqlab.tasks.tour:applications", 90),
 )
 RUNS_MARK = ".seqlab-tour"
 
