@@ -181,7 +181,10 @@ def _steady_data(original: Path) -> str:
                 (variants / entry.name).write_text(text.rstrip("\n") + "\nflutter 0\n", encoding="latin-1")
         (variants / STEADY).write_text(f"language variant\nname {STEADY}\nflutter 0\n", encoding="latin-1")
 
-    root = build_once(f"espeak-ng-data-steady-v{STEADY_VERSION}", build)
+    # named after the original folder too: the copy links to it, so another installation (a
+    # moved virtual environment, another espeakng-loader) gets a copy of its own
+    where = hashlib.sha256(str(original.resolve()).encode()).hexdigest()[:12]
+    root = build_once(f"espeak-ng-data-steady-v{STEADY_VERSION}-{where}", build)
     return str(root)
 
 
