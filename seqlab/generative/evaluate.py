@@ -35,13 +35,13 @@ import hashlib
 import json
 import sys
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from seqlab.data.cache import cache_root
 from seqlab.data.images import ImageData
 from seqlab.generative.common import check_images
 from seqlab.progress import Progress
@@ -76,12 +76,6 @@ class Classifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.out(self.features(x))
-
-
-def _cache_root() -> Path:
-    from seqlab.data.cache import cache_root
-
-    return cache_root()
 
 
 def weights_hash(model: nn.Module) -> str:
@@ -148,7 +142,7 @@ def reference_classifier(data: ImageData, *, epochs: int = 15, seed: int = 0, pr
     epochs where ``progress`` says so: see ``seqlab.progress``)."""
     key = hashlib.sha256(json.dumps({"data": data.sha256, "epochs": epochs, "seed": seed, "features": FEATURES,
                                      "arch": 1}, sort_keys=True).encode()).hexdigest()[:16]
-    path = _cache_root() / "classifiers" / f"{data.name.split()[0]}-{key}"
+    path = cache_root() / "classifiers" / f"{data.name.split()[0]}-{key}"
     config = {"channels": data.channels, "image_size": data.side,
               "classes": n_classes(data)}
     if (path / "config.json").exists():
