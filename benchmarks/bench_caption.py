@@ -83,15 +83,15 @@ def train_and_measure(label: str, args: dict, tmp: str) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--steps", type=int, default=7000)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--preset", default="cpu-small")
-    p.add_argument("--scenes", type=int, default=20000, help="training scenes")
+    p.add_argument("--scenes", type=int, default=0, help="training scenes (0: a stream of new scenes at every batch)")
     p.add_argument("--test", type=int, default=1000, help="held-out test scenes")
     p.add_argument("--seen", type=int, default=500, help="test scenes of seen pairs")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--guard", type=float, default=540.0, help="wall-clock cap of each training (seconds)")
+    p.add_argument("--guard", type=float, default=560.0, help="wall-clock cap of each training (seconds)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per training process")
     p.add_argument("--jobs", type=int, default=2, help="models trained at the same time (processes)")
     p.add_argument("--name", default="caption")
@@ -134,7 +134,9 @@ def markdown(out: dict) -> str:
         "",
         f"Both models: preset {s['preset']}, {s['steps']} planned steps of batch {s['batch_size']} (a wall-clock "
         f"guard of {s['guard']:.0f} s each), AdamW lr {s['lr']} (cosine to lr/10), seed {s['seed']}, "
-        f"{s['scenes']} generated training scenes (48 x 48 RGB, 2-3 objects). The anchor is the same encoder and "
+        + (f"{s['scenes']} generated training scenes" if s['scenes'] else
+           "a stream of generated training scenes (new ones at every batch)")
+        + " (48 x 48 RGB, 2-3 objects). The anchor is the same encoder and "
         "decoder with the mean-pooled feature map as its context at every step (no attention).",
         "",
         f"Held-out test: {s['test']} scenes, each holding at least one of the {len(HELD_OUT)} (colour, kind) pairs "
@@ -154,6 +156,10 @@ def markdown(out: dict) -> str:
             t = r[split]
             cells = ["n/a" if t.get(k) is None else f"{t[k]:.3f}" for k in COLUMNS]
             lines.append(f"| {name} | {label} | " + " | ".join(cells) + f" | {r['steps']} | {r['train_seconds']:.0f} |")
+    cut = [f"{name} at step {r['steps']} of {s['steps']}" for name, r in rows.items() if r["stopped"] != "max_steps"]
+    if cut:
+        lines += ["", "Stopped by the wall-clock guard before the planned steps: " + "; ".join(cut) + " (its "
+                  "learning rate had not quite reached the end of its cosine)."]
     ex = rows["attention"].get("example")
     lines += ["", "Columns: BLEU-4 (corpus, one reference each) and CIDEr-D from `pycocoevalcap` "
               "(`pycocoevalcap.bleu.bleu.Bleu`, `pycocoevalcap.cider.cider.Cider`, no tokenizer: the captions are "

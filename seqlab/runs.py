@@ -219,6 +219,13 @@ class Family:
         default that presets and options override (an RBM's chains: one per batch item)."""
         return {}
 
+    def train_config_for(self, data: Any, fields: Mapping[str, Any], train_config: TrainConfig) -> TrainConfig:
+        """The training settings of a new run, once its data are made: ``train_config``
+        unchanged, or a copy where the data decide a setting (a control run's length in
+        environment steps decides its number of updates). run.json records the result, so a
+        resume keeps it."""
+        return train_config
+
     def fields_fixed_by(self, data: Any) -> tuple[str, ...]:
         """The fields of ``config_from_data`` that this run's data decide, over presets and
         options: ``data_fields``, and for some data more (a fine-tune from a pretrained
@@ -458,6 +465,7 @@ def train(command: str, *, preset: str | None = None, out: PathLike | None = Non
     fields = {**family.config_defaults, **family.presets.get(preset or family.default_preset, {}), **fixed,
               **model_opts}
     data = family.make_data(make_options(family.data_class, data_opts, f"{command} data"), fields, cfg)
+    cfg = family.train_config_for(data, fields, cfg)
     derived = family.config_from_data(data, cfg)
     # the data decide its data_fields (and, for some data, more); anything else it returns is
     # a default the options override

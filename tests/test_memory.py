@@ -4,6 +4,7 @@ with the estimate; normal sizes pass; the estimate is exact and cheap."""
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -108,7 +109,9 @@ def test_the_estimate_never_touches_real_memory():
     Python fallbacks of some meta kernels need it, and model_size answers them itself)."""
     size = memory.model_size(lambda: CharLM(CharLMConfig(vocab_size=65, hidden_size=10_000_000)))
     assert size.parameters == 4 * (4 * 10**7 * (65 + 10**7 + 1) + 65 * (10**7 + 1))
-    code = ("import sys\nimport tests.test_memory as t\nimport seqlab.memory as m\n"
+    # this file by its folder, not as tests.test_memory: hershey-fonts installs a package named "tests"
+    code = (f"import sys\nsys.path.insert(0, {str(Path(__file__).parent)!r})\nimport test_memory as t\n"
+            "import seqlab.memory as m\n"
             "for make in t.REAL: m.model_size(make)\n"
             "print('torch._dynamo' in sys.modules)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -39,6 +39,10 @@ TINY = {
     "diffusion": dict(IMAGES, timesteps=20),
     "asr": dict(preset="cpu-tiny", utterances=8, val_utterances=2, test_utterances=2, batch_size=2, warmup_steps=1),
     "caption": dict(preset="cpu-tiny", batch_size=4, warmup_steps=1, scenes=64),
+    "control": dict(preset="cpu-tiny", env="cartpole-masked", batch_size=3),
+    "forecast": dict(preset="cpu-tiny", batch_size=4, warmup_steps=1),
+    "handwriting": dict(preset="cpu-tiny", words=24, val_words=4, test_words=4, writers=4, test_writers=2,
+                        batch_size=4, warmup_steps=1),
     "translate": dict(preset="cpu-tiny", high=199, batch_size=4, warmup_steps=2),
     "tts": dict(preset="cpu-tiny", utterances=8, val_utterances=2, test_utterances=2, batch_size=2, warmup_steps=1),
 }

@@ -31,8 +31,8 @@ INTERRUPTED = 130  # the exit status of a command stopped by Ctrl-C (128 + SIGIN
 
 # verb modules, in the order `seqlab --help` lists them
 VERBS = ("tour", "train", "finetune", "sample", "evaluate", "attention", "fill", "classify", "prompt", "rlhf",
-         "inject", "translate", "caption", "transcribe", "speak", "unfold", "bptt", "gradflow", "hopfield",
-         "boltzmann", "plot", "families")
+         "inject", "translate", "caption", "transcribe", "speak", "read", "write", "play", "forecast", "unfold", "bptt",
+         "gradflow", "hopfield", "boltzmann", "plot", "families")
 
 
 class Parser(argparse.ArgumentParser):

@@ -226,11 +226,19 @@ class ASRModel(nn.Module):
         """C_CTC = -ln p(l | x), divided by |l| and averaged over the batch."""
         x, x_lengths, y, y_lengths = batch
         log_probs, n = self(x, x_lengths)  # (B, T', V), (B,)
-        # torch's CTC takes (T', B, V)
-        loss = F.ctc_loss(log_probs.transpose(0, 1), y, n, y_lengths.cpu(), blank=self.config.blank,
-                          reduction="mean", zero_infinity=True)
-        short = int((n < y_lengths.cpu()).sum())
+        loss, short = ctc_loss(log_probs, n, y, y_lengths, self.config.blank)
         return loss, {"utterances": int(x.shape[0]), "too_short": short}
+
+
+def ctc_loss(log_probs: torch.Tensor, n: torch.Tensor, y: torch.Tensor, y_lengths: torch.Tensor,
+             blank: int) -> tuple[torch.Tensor, int]:
+    """C_CTC = -ln p(l | x) of log_probs (B, T', V) with n valid frames each and the targets y
+    (B, U) of y_lengths, divided by |l| and averaged over the batch (``F.ctc_loss``); and how many
+    targets are longer than their frames (their loss is zeroed: no path exists)."""
+    # torch's CTC takes (T', B, V)
+    loss = F.ctc_loss(log_probs.transpose(0, 1), y, n, y_lengths.cpu(), blank=blank, reduction="mean",
+                      zero_infinity=True)
+    return loss, int((n < y_lengths.cpu()).sum())
 
 
 # --------------------------------------------------------------------------- decoding

@@ -236,12 +236,35 @@ class CaptionModel(nn.Module):
         z = torch.bmm(alpha[:, None, :], a).squeeze(1)  # (B, D)
         return z, alpha
 
-    def step(self, a, wa, state, y_prev):
-        """One decoder step: (logits (B, V), alpha_t (B, L), state) from y_{t-1} (B,)."""
+    def stacked_gates(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """The LSTM's four gates stacked, for one matrix product per step instead of eight: the
+        same parameters (``torch.cat`` passes the gradients back to each), rows (i, f, g, o):
+        W (4H, E + D), U (4H, H), b (4H,). None for a GRU (its step is the layer's own)."""
+        if self.config.cell != "lstm":
+            return None
+        m = self.cell
+        return (torch.cat([m.w_i, m.w_f, m.w_g, m.w_o]), torch.cat([m.w_I, m.w_F, m.w_G, m.w_O]),
+                torch.cat([m.b_i, m.b_f, m.b_g, m.b_o]))
+
+    def step(self, a, wa, state, y_prev, stacked=None):
+        """One decoder step: (logits (B, V), alpha_t (B, L), state) from y_{t-1} (B,);
+        ``stacked``: ``stacked_gates()``, computed once per caption (else the layer's own step)."""
         ey = self.embed(y_prev)  # E y_{t-1}: (B, E)
         z, alpha = self.attend(a, wa, state[0])
+        x = torch.cat([ey, z], dim=-1)  # (B, E + D)
         # h_t, c_t = LSTM([E y_{t-1}; z_t], h_{t-1}, c_{t-1})
-        _, state = self.cell.reference(torch.cat([ey, z], dim=-1)[:, None, :], state, None)  # x: (B, 1, E + D)
+        if stacked is None:
+            _, state = self.cell.reference(x[:, None, :], state, None)  # x: (B, 1, E + D)
+        else:
+            w, u, b = stacked
+            h, c = state
+            # the lecture's LSTM (LSTMLayer.reference), its four products in one:
+            # a^(i,f,g,o)_t = w^(i,f,g,o) . x_t + w^(I,F,G,O) . a^(h)_{t-1} + b^(i,f,g,o)     (B, 4H)
+            i, f, g, o = (torch.addmm(b, x, w.T) + h @ u.T).chunk(4, dim=-1)
+            # a^(c)_t = a^(f)_t * a^(c)_{t-1} + a^(i)_t * a^(g)_t
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            # a^(h)_t = a^(o)_t * g(a^(c)_t)
+            state = (torch.sigmoid(o) * torch.tanh(c), c)
         h = state[0]  # (B, H)
         # p(y_t) = softmax(L_o (E y_{t-1} + L_h h_t + L_z z_t))
         logits = self.l_o(self.drop(ey + self.l_h(h) + self.l_z(z)))  # (B, V)
@@ -257,9 +280,10 @@ class CaptionModel(nn.Module):
         a = self.annotations(images)  # (B, L, D)
         wa = self.w_a(a) if self.config.attention else None  # W_a a_i: (B, L, A), the same at every step
         state = self.initial_state(a)
+        stacked = self.stacked_gates()
         logits, alphas = [], []
         for t in range(ids.shape[1]):
-            lg, alpha, state = self.step(a, wa, state, ids[:, t])
+            lg, alpha, state = self.step(a, wa, state, ids[:, t], stacked)
             logits.append(lg)
             alphas.append(alpha)
         return torch.stack(logits, 1), torch.stack(alphas, 1)  # (B, T, V), (B, T, L)
@@ -291,11 +315,12 @@ class CaptionModel(nn.Module):
         a = self.annotations(images)
         wa = self.w_a(a) if self.config.attention else None
         state = self.initial_state(a)
+        stacked = self.stacked_gates()
         y = torch.full((a.shape[0],), BOS_ID, dtype=torch.long, device=a.device)
         done = torch.zeros(a.shape[0], dtype=torch.bool, device=a.device)
         ids, alphas = [], []
         for _ in range(T):
-            logits, alpha, state = self.step(a, wa, state, y)
+            logits, alpha, state = self.step(a, wa, state, y, stacked)
             logits[:, list(NEVER_GENERATED)] = float("-inf")  # <pad>, <bos>, <unk> are never written
             y = logits.argmax(-1)  # (B,)
             y = torch.where(done, torch.full_like(y, PAD_ID), y)

@@ -1,6 +1,7 @@
-"""The tour's Applications section: the lecture's supervised sequence tasks, each a small
-version trained within the tour's time, under its own heading (``run_parts``); the
-benchmarks in ``benchmarks/`` measure the full versions against their anchors."""
+"""The tour's Applications sections: the lecture's supervised sequence tasks, and its
+sequential prediction and control problems, each a small version trained within the tour's
+time, under its own heading (``run_parts``); the benchmarks in ``benchmarks/`` measure the full
+versions against their anchors."""
 
 from __future__ import annotations
 
@@ -26,3 +27,25 @@ def applications(ctx: TourContext, sec: Section) -> str:
              "within the tour's time, and says so; the benchmarks train the full versions and measure them "
              "against their anchors.")
     return run_parts(ctx, sec, APPLICATIONS)
+
+
+PREDICTION_AND_CONTROL = (
+    ("Time series and stock prices: recurrent and Transformer forecasters against ARIMA",
+     "seqlab.tasks.forecast_tour:forecast"),
+    ("Online handwriting: pen positions to text with CTC, and text to pen positions with a mixture density network",
+     "seqlab.tasks.handwriting_tour:handwriting"),
+    ("Robot control: a recurrent actor-critic trained with PPO on partially observed tasks",
+     "seqlab.tasks.control_tour:control"),
+)
+
+
+def prediction_and_control(ctx: TourContext, sec: Section) -> str:
+    """"Handwriting recognition", "Time series prediction", "Robot control": each problem's
+    small version, under its own heading."""
+    sec.text("The lecture names \"other similar sequential control or prediction problems\": online handwriting "
+             "recognition (\"input is a sequence of pen positions, not an image\"), time series prediction (\"for "
+             "example, stock price prediction\") and robot control (\"and other dynamic control tasks\"). Each part "
+             "below trains a small version within the tour's time and says so; the benchmarks train the full "
+             "versions against their anchors (ARIMA and exponential smoothing, the random walk, a non-recurrent "
+             "network, sb3-contrib's RecurrentPPO).")
+    return run_parts(ctx, sec, PREDICTION_AND_CONTROL)

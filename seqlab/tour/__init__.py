@@ -54,6 +54,8 @@ SECTIONS: tuple[tuple[str, str, float], ...] = (
     # Applications
     ("Applications: machine translation, image captioning, speech recognition, text to speech",
      "seqlab.tasks.tour:applications", 90),
+    ("Applications: time series and stock prices, online handwriting, robot control",
+     "seqlab.tasks.tour:prediction_and_control", 45),
 )
 RUNS_MARK = ".seqlab-tour"
 

@@ -31,7 +31,7 @@ def test_families_are_listed_in_the_lectures_order(monkeypatch):
     seqlab_names = [n for n in names if type(runs.get_family(n)).__module__.startswith("seqlab.")]
     assert seqlab_names == ["charlm", "rbm", "diffusion", "gan", "vae", "bert", "bert-classifier", "gpt",
                             "gpt-finetune", "icl", "instruct", "reward-model", "dpo", "ppo", "asr", "caption",
-                            "translate", "tts"]
+                            "control", "forecast", "handwriting", "translate", "tts"]
     assert list(runs.commands())[:4] == ["gru", "lstm", "rnn", "rbm"]  # a family's commands: as registered
     assert runs.families_with("attention") == ["bert", "gpt", "gpt-finetune", "icl"]
     assert runs.families_with("evaluate")[:1] == ["rbm"] and "charlm" in runs.families_with("sample")

@@ -145,6 +145,28 @@ def test_attention_is_a_distribution_and_the_anchor_is_uniform(cell):
     assert torch.allclose(alphas, torch.full_like(alphas, 1 / 36))
 
 
+def test_the_stacked_lstm_step_is_the_layers_own_step():
+    """The decoder's LSTM step with the four gates in one product (``stacked_gates``) computes
+    what LSTMLayer.reference computes: the loss, every gradient and the greedy captions."""
+    torch.manual_seed(0)
+    s = make_scenes("val", 4)
+    images = s.images(range(4)).double()
+    ids = torch.tensor([Vocabulary.scenes().encode(c, 18) for c in s.captions])
+    m = tiny_model().double()
+    assert m.stacked_gates()[0].shape == (4 * m.config.hidden_size, m.config.embed_size + m.config.annotation_size)
+    results = []
+    for stacked in (True, False):
+        if not stacked:
+            m.stacked_gates = lambda: None  # the layer's own step
+        loss, _ = m.loss((images, ids))
+        results.append((loss, torch.autograd.grad(loss, list(m.parameters())), m.generate(images)))
+    (l1, g1, (y1, a1)), (l2, g2, (y2, a2)) = results
+    assert torch.allclose(l1, l2, rtol=0, atol=1e-12)
+    assert all(torch.allclose(x, y, rtol=0, atol=1e-12) for x, y in zip(g1, g2))
+    assert torch.equal(y1, y2) and torch.allclose(a1, a2, rtol=0, atol=1e-12)
+    assert tiny_model(cell="gru").stacked_gates() is None
+
+
 def test_the_factored_encoder_sees_shape_and_colour_apart():
     """Recolouring a scene changes only the colour part of each a_i (the convolutions read the
     ink max_c x_c), and the colour part is the brightest value of each channel under the cell."""
@@ -225,9 +247,29 @@ def test_run_saves_its_vocabulary_and_reloads(tiny_run):
     assert "BLEU-4" in result.table()
 
 
-def test_resume_is_exact(tmp_path):
-    whole = seqlab.train("caption", out=tmp_path / "whole", progress=False, **TINY)
-    part = seqlab.train("caption", out=tmp_path / "part", progress=False, max_seconds=1e-9, **TINY)
+def test_the_default_training_data_is_a_stream_of_new_scenes():
+    from seqlab.tasks.caption_family import CaptionData, Captions
+
+    data = Captions(CaptionData())
+    assert data.streaming and data.info()["scenes"] == 0
+    a = data.get_batch("train", 200, torch.Generator().manual_seed(1))
+    b = data.get_batch("train", 200, torch.Generator().manual_seed(1))
+    c = data.get_batch("train", 200, torch.Generator().manual_seed(2))
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])  # the step's generator decides the batch
+    assert not torch.equal(a[1], c[1])
+    assert a[0].shape == (200, 3, 48, 48) and a[1].shape == (200, data.max_len)
+    # the stream holds no held-out pair either, and its captions are the images' captions
+    caps = [data.vocab.decode(row.tolist()) for row in a[1]]
+    assert not any((o.colour, o.kind) in HELD_OUT for cap in caps for o in parse_caption(cap).objects)
+    fixed = Captions(CaptionData(scenes=50))
+    assert not fixed.streaming and fixed.size("train") == 50
+
+
+@pytest.mark.parametrize("scenes", [64, 0])  # a fixed set; the stream
+def test_resume_is_exact(tmp_path, scenes):
+    opts = {**TINY, "scenes": scenes}
+    whole = seqlab.train("caption", out=tmp_path / "whole", progress=False, **opts)
+    part = seqlab.train("caption", out=tmp_path / "part", progress=False, max_seconds=1e-9, **opts)
     assert part.steps < 4
     assert seqlab.resume(tmp_path / "part", progress=False).steps == 4
     a, _ = seqlab.load(tmp_path / "whole")
