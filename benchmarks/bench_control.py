@@ -240,7 +240,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--cartpole-steps", type=int, default=49152)
-    p.add_argument("--pendulum-steps", type=int, default=32768)
+    p.add_argument("--pendulum-steps", type=int, default=65536)
     p.add_argument("--eval-every", type=int, default=4096, help="environment steps between evaluations")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--envs", default="cartpole-masked,pendulum-masked")
