@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_recurrent_speed import machine as recurrent_machine  # noqa: E402
+from bench_recurrent_speed import machine_with_load as machine  # noqa: E402
 
 import seqlab  # noqa: E402
 from seqlab.data import speech  # noqa: E402
@@ -45,9 +45,6 @@ from seqlab.tasks.asr import error_rates  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 
-
-def machine(load) -> dict:
-    return {**recurrent_machine(), "load_average_at_start": list(load)}
 
 
 # --------------------------------------------------------------------------- PocketSphinx

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import os
 import sys
 import tempfile
 import time
@@ -33,16 +32,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_recurrent_speed import machine as recurrent_machine  # noqa: E402
+from bench_recurrent_speed import machine_with_load as machine  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 MODELS = {"attention": True, "mean-pooled (no attention)": False}
 COLUMNS = ("bleu4", "cider", "fully_correct", "size", "colour", "kind", "object", "relation", "count",
            "held_out_pair")
 
-
-def machine() -> dict:
-    return {**recurrent_machine(), "load_average_at_start": list(os.getloadavg())}
 
 
 def train_and_measure(label: str, args: dict, tmp: str) -> dict:

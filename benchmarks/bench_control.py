@@ -41,17 +41,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from bench_recurrent_speed import machine_with_load as machine  # noqa: E402
+
 RESULTS = ROOT / "benchmarks" / "results"
 TARGET = 475.0
 EVAL_SEEDS = list(range(1000, 1010))
 FINAL_SEEDS = list(range(100))
 AGENTS = ("ours-lstm", "ours-mlp", "RecurrentPPO")
 
-
-def machine(load) -> dict:
-    from bench_recurrent_speed import machine as recurrent_machine
-
-    return {**recurrent_machine(), "load_average_at_start": list(load)}
 
 
 # --------------------------------------------------------------------------- ours

@@ -77,6 +77,12 @@ def machine() -> dict:
             "python": platform.python_version(), "platform": platform.platform()}
 
 
+def machine_with_load(load=None) -> dict:
+    """``machine()`` and the load average at the start (``os.getloadavg()`` unless given): the
+    benchmarks that run on a shared machine record it beside their times."""
+    return {**machine(), "load_average_at_start": list(os.getloadavg() if load is None else load)}
+
+
 def _rss_kb() -> int:
     with open("/proc/self/statm") as fh:
         return int(fh.read().split()[1]) * (os.sysconf("SC_PAGE_SIZE") // 1024)

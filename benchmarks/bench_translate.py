@@ -21,7 +21,6 @@ import argparse
 import bisect
 import json
 import multiprocessing
-import os
 import sys
 import tempfile
 import time
@@ -34,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_recurrent_speed import machine as recurrent_machine  # noqa: E402
+from bench_recurrent_speed import machine_with_load as machine  # noqa: E402
 
 import seqlab  # noqa: E402
 
@@ -42,9 +41,6 @@ RESULTS = ROOT / "benchmarks" / "results"
 ARCHS = ("rnn", "transformer")
 EXAMPLES = ("three hundred and twelve", "seventy-one thousand, two hundred and ninety-one")
 
-
-def machine() -> dict:
-    return {**recurrent_machine(), "load_average_at_start": list(os.getloadavg())}
 
 
 def model_options(arch: str, args: dict) -> dict:

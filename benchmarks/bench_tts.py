@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_recurrent_speed import machine as recurrent_machine  # noqa: E402
+from bench_recurrent_speed import machine_with_load as machine  # noqa: E402
 
 import seqlab  # noqa: E402
 from seqlab.data import speech  # noqa: E402
@@ -50,9 +50,6 @@ from seqlab.tasks.tts_plot import plot_mel_pair  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 
-
-def machine(load) -> dict:
-    return {**recurrent_machine(), "load_average_at_start": list(load)}
 
 
 def pocketsphinx_templates(texts, waves: dict) -> dict:
