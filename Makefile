@@ -8,7 +8,7 @@ BIN     = $(VENV)/bin
 TORCH  ?= torch==2.13.0
 TORCH_INDEX ?=
 
-.PHONY: install tour tour-quick test test-slow bench clean
+.PHONY: install tour tour-quick test test-slow bench screenshots clean
 
 install: $(VENV)/.installed
 
@@ -46,6 +46,11 @@ bench: install
 	$(BIN)/python benchmarks/bench_bert_mlm.py
 	$(BIN)/python benchmarks/bench_hopfield.py
 	$(BIN)/python benchmarks/bench_rbm.py
+
+# the explorer's pictures in README.md and docs/explore.md, over the runs of `make tour`
+# (headless Chromium: apt-get install chromium, or SEQLAB_CHROMIUM=/path/to/chrome)
+screenshots: install
+	$(BIN)/python scripts/explore_screenshots.py tour/runs --out docs/img/explore
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -11,8 +11,9 @@ Agents, each for the same budget of environment steps and the same seeds:
   rewards, LSTM of 64 units, separate critic LSTM), on the same masked environments
   (``seqlab.tasks.control_env``).
 
-Every EVAL_EVERY environment steps, each agent plays 10 deterministic episodes (seeds
-1000..1009, the same for all); on CartPole the step at which this mean first reaches 475 is
+Every EVAL_EVERY environment steps, each agent plays 100 deterministic episodes (seeds
+1000..1099, the same for all: the target's measure, a mean over 100 episodes); on CartPole the
+step at which this mean first reaches 475 is
 recorded (ours: from the checkpoints the run saved every EVAL_EVERY steps). At the end, the
 final weights play 100 deterministic episodes (seeds 0..99: held out, no training or
 evaluation episode uses them unless a random seed draw hits one). The jobs run in 2 worker
@@ -27,6 +28,7 @@ Writes benchmarks/results/NAME.md, .json and .png.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import multiprocessing as mp
 import os
@@ -45,7 +47,7 @@ from bench_recurrent_speed import machine_with_load as machine  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 TARGET = 475.0
-EVAL_SEEDS = list(range(1000, 1010))
+EVAL_SEEDS = list(range(1000, 1100))  # 100 episodes at every checkpoint: the target's measure
 FINAL_SEEDS = list(range(100))
 AGENTS = ("ours-lstm", "ours-mlp", "RecurrentPPO")
 
@@ -69,16 +71,19 @@ def run_ours(env: str, policy: str, seed: int, steps: int, eval_every: int) -> d
                               progress=False)
         train_s = time.perf_counter() - t0
         curve = []
-        final = None
+        final = best = None
         for ckpt in sorted(p for p in (Path(tmp) / "run" / CHECKPOINTS_DIR).iterdir() if p.is_dir()):
             model, run = seqlab.load(ckpt)
             returns, _ = run_episodes(model, EVAL_SEEDS)
             curve.append((run.step * per_update, float(np.mean(returns))))
+            if best is None or curve[-1][1] > best[1]:
+                best = (curve[-1][0], curve[-1][1], model)
             if run.step == result.steps:
                 final = model
         final_returns, _ = run_episodes(final, FINAL_SEEDS)
-    return {"curve": curve, "final": final_returns, "train_seconds": train_s,
-            "env_steps": result.steps * per_update}
+        best_returns, _ = run_episodes(best[2], FINAL_SEEDS)
+    return {"curve": curve, "final": final_returns, "best": best_returns, "best_step": best[0],
+            "train_seconds": train_s, "env_steps": result.steps * per_update}
 
 
 # --------------------------------------------------------------------------- RecurrentPPO
@@ -146,22 +151,34 @@ def run_sb3(env: str, seed: int, steps: int, eval_every: int) -> dict:
         def _on_step(self) -> bool:
             return True
 
-        def _on_rollout_end(self) -> None:
+        def _on_rollout_start(self) -> None:
+            # the update of the last rollout is done: the policy has learned from num_timesteps steps
             if self.num_timesteps >= self.next:
-                venv.training = False
-                curve.append((self.num_timesteps, float(np.mean(sb3_episodes(self.model, venv, env, EVAL_SEEDS)))))
-                venv.training = True
+                evaluate_now()
                 while self.next <= self.num_timesteps:
                     self.next += eval_every
+
+    best: dict = {}
+
+    def evaluate_now() -> None:
+        venv.training = False
+        curve.append((model.num_timesteps, float(np.mean(sb3_episodes(model, venv, env, EVAL_SEEDS)))))
+        venv.training = True
+        if not best or curve[-1][1] > best["mean"]:  # the best evaluation's policy and observation statistics
+            best.update(step=curve[-1][0], mean=curve[-1][1], obs_rms=copy.deepcopy(venv.obs_rms),
+                        policy={k: v.clone() for k, v in model.policy.state_dict().items()})
 
     t0 = time.perf_counter()
     model.learn(steps, callback=Evaluate())
     train_s = time.perf_counter() - t0
-    venv.training = False
     if not curve or curve[-1][0] != model.num_timesteps:
-        curve.append((model.num_timesteps, float(np.mean(sb3_episodes(model, venv, env, EVAL_SEEDS)))))
-    return {"curve": curve, "final": sb3_episodes(model, venv, env, FINAL_SEEDS), "train_seconds": train_s,
-            "env_steps": int(model.num_timesteps)}
+        evaluate_now()
+    venv.training = False
+    final = sb3_episodes(model, venv, env, FINAL_SEEDS)
+    model.policy.load_state_dict(best["policy"])
+    venv.obs_rms = best["obs_rms"]
+    return {"curve": curve, "final": final, "best": sb3_episodes(model, venv, env, FINAL_SEEDS),
+            "best_step": best["step"], "train_seconds": train_s, "env_steps": int(model.num_timesteps)}
 
 
 # --------------------------------------------------------------------------- jobs
@@ -183,6 +200,7 @@ def job(spec: dict) -> dict:
     out["first_475"] = reached[0] if reached else None
     out["final_mean"] = float(np.mean(out["final"]))
     out["final_std"] = float(np.std(out["final"]))
+    out["best_mean"] = float(np.mean(out["best"]))
     print(f"  {spec['env']:16s} {spec['agent']:13s} seed {spec['seed']}: final {out['final_mean']:8.1f} "
           f"+- {out['final_std']:6.1f}, first >= 475 at {out['first_475']}, {out['seconds']:.0f} s", flush=True)
     return out
@@ -203,6 +221,8 @@ def summarise(results: list[dict], envs: list[str]) -> dict:
                 "env": env, "agent": agent, "seeds": [r["seed"] for r in rs],
                 "final_means": [r["final_mean"] for r in rs],
                 "final_mean": float(np.mean([r["final_mean"] for r in rs])),
+                "best_means": [r["best_mean"] for r in rs], "best_steps": [r["best_step"] for r in rs],
+                "best_mean": float(np.mean([r["best_mean"] for r in rs])),
                 "first_475": firsts, "median_first_475": None if median == float("inf") else median,
                 "seconds": [r["seconds"] for r in rs], "env_steps": rs[0]["env_steps"]}
     return table
@@ -226,7 +246,7 @@ def plot(results: list[dict], envs: list[str], path: Path) -> None:
             ax.axhline(TARGET, color="grey", ls="--", lw=0.8)
         ax.set_title(env)
         ax.set_xlabel("environment steps")
-        ax.set_ylabel("mean return, 10 deterministic episodes")
+        ax.set_ylabel("mean return, 100 deterministic episodes")
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -291,17 +311,22 @@ def report(out: dict, args) -> str:
              f"thread; load average at start {', '.join(f'{x:.2f}' for x in m['load_average_at_start'])} (other "
              f"work shared the machine, so times are slower than on an idle one). Wall time {out['wall_seconds']:.0f} s.",
              "", "Final: the last weights, 100 deterministic episodes (seeds 0..99, held out), mean over seeds. "
-             "First >= 475: the environment step at which the mean of 10 deterministic episodes (seeds 1000..1009), "
-             f"measured every {args.eval_every} steps, first reached 475 (\"-\": not within the budget).", "",
-             "| env | agent | env steps | seeds | final return per seed | final (mean) | first >= 475 per seed | median first >= 475 | train s per seed |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "First >= 475: the environment step at which the mean of 100 deterministic episodes (seeds 1000..1099), "
+             f"measured every {args.eval_every} steps, first reached 475 (\"-\": not within the budget). Best "
+             "checkpoint: the weights (and, for RecurrentPPO, the observation statistics) of the evaluation with the "
+             "highest mean on seeds 1000..1099, played on the held-out seeds 0..99 (the same rule for both agents; "
+             "`seqlab play` plays a run's best checkpoint, chosen by its own validation episodes).", "",
+             "| env | agent | env steps | seeds | final return per seed | final (mean) | best checkpoint per seed (at step) | best (mean) | first >= 475 per seed | median first >= 475 | train s per seed |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in out["summary"].values():
         firsts = ", ".join("-" if f is None else str(f) for f in row["first_475"])
         med = "-" if row["median_first_475"] is None else str(int(row["median_first_475"]))
         if not row["env"].startswith("cartpole"):
             firsts, med = "n/a", "n/a"
         lines.append(f"| {row['env']} | {row['agent']} | {row['env_steps']} | {len(row['seeds'])} | "
-                     f"{', '.join(f'{v:.1f}' for v in row['final_means'])} | {row['final_mean']:.1f} | {firsts} | {med} | "
+                     f"{', '.join(f'{v:.1f}' for v in row['final_means'])} | {row['final_mean']:.1f} | "
+                     + ", ".join(f"{v:.1f} ({k})" for v, k in zip(row["best_means"], row["best_steps"]))
+                     + f" | {row['best_mean']:.1f} | {firsts} | {med} | "
                      f"{', '.join(f'{s:.0f}' for s in row['seconds'])} |")
     lines += ["", "Learning curves: " + f"`benchmarks/results/{args.name}.png`.", ""]
     return "\n".join(lines) + "\n"

@@ -32,7 +32,7 @@ INTERRUPTED = 130  # the exit status of a command stopped by Ctrl-C (128 + SIGIN
 # verb modules, in the order `seqlab --help` lists them
 VERBS = ("tour", "train", "finetune", "sample", "evaluate", "attention", "fill", "classify", "prompt", "rlhf",
          "inject", "translate", "caption", "transcribe", "speak", "read", "write", "play", "forecast", "unfold", "bptt",
-         "gradflow", "hopfield", "boltzmann", "plot", "families")
+         "gradflow", "hopfield", "boltzmann", "plot", "explore", "families")
 
 
 class Parser(argparse.ArgumentParser):

@@ -16,6 +16,10 @@ Memory"; ``seqlab.recurrent.lstm``):
                                                                     action sent is clip(a, low, high)
     V(.)     = w^(V) . tanh(w^(z) . a^(h)_t + b^(z)) + b^(V)        critic
 
+With ``separate_critic`` the critic reads a recurrent layer of its own, b^(h)_t = LSTM(x_t, ...)
+with its own weights and state, instead of a^(h)_t (as RecurrentPPO's ``enable_critic_lstm``):
+the value loss then shapes no weight of the policy's memory.
+
 With ``policy="mlp"`` the recurrent layer is replaced by a two-layer perceptron of o_t alone,
 a^(h)_t = tanh(w_2 . tanh(w_1 . x_t + b_1) + b_2): the same agent without memory, which
 cannot tell a velocity from one observation. The Gaussian's log sigma is a parameter (it does
@@ -66,6 +70,7 @@ class ControlConfig:
         action_high: upper bound of a continuous action (set from the environment)
         n_envs: environments run together (set from the run's batch_size)
         policy: the policy's core: lstm or gru (seqlab's recurrent layers, with memory) or mlp (without)
+        separate_critic: the critic has a core (recurrent layer or MLP) of its own, with its own state (True or False)
         hidden_size: H, units of the recurrent layer (or of each MLP layer) and of the heads
         n_steps: T, steps each environment runs per rollout (one PPO update per rollout) (set per environment unless given)
         chunk_len: L, steps of each truncated-BPTT chunk (a divisor of n_steps) (set per environment unless given)
@@ -74,7 +79,8 @@ class ControlConfig:
         gamma: discount gamma (set per environment unless given)
         lam: lambda of the generalised advantage estimates (set per environment unless given)
         clip_eps: epsilon of the clipped ratio
-        vf_coef: c_V, weight of the value loss
+        clip_anneal: epsilon follows the learning rate's schedule, epsilon_k = epsilon lr_k / lr (True or False)
+        vf_coef: c_V, weight of the value loss L_V = mean (V - R)^2 / 2 (1 is stable-baselines3's 0.5 on mean (V - R)^2) (set per environment unless given)
         ent_coef: c_H, weight of the entropy bonus
         normalize_obs: normalise observations with their running mean and variance (True or False) (set per environment unless given)
         reward_scale: rewards are multiplied by this before GAE (Pendulum's are large) (set per environment unless given)
@@ -89,6 +95,7 @@ class ControlConfig:
     action_high: float = 0.0
     n_envs: int = 8
     policy: str = "lstm"
+    separate_critic: bool = False
     hidden_size: int = 64
     n_steps: int = 32
     chunk_len: int = 16
@@ -97,6 +104,7 @@ class ControlConfig:
     gamma: float = 0.98
     lam: float = 0.8
     clip_eps: float = 0.2
+    clip_anneal: bool = False
     vf_coef: float = 0.5
     ent_coef: float = 0.0
     normalize_obs: bool = False
@@ -111,7 +119,7 @@ class ControlConfig:
         check_int(self.obs_dim, "obs_dim", minimum=1)
         check_int(self.action_dim, "action_dim", minimum=1)
         check_int(self.n_envs, "n_envs", minimum=1, maximum=100000)
-        for name in ("discrete", "normalize_obs"):
+        for name in ("discrete", "normalize_obs", "clip_anneal", "separate_critic"):
             if not isinstance(getattr(self, name), bool):
                 fail(name, "True or False", repr(getattr(self, name)))
         check_int(self.hidden_size, "hidden_size", minimum=1, maximum=4096)
@@ -157,13 +165,8 @@ class ControlAgent(nn.Module):
             fail("config", "a ControlConfig", type(config).__name__)
         self.config = c = config
         H = c.hidden_size
-        if c.policy == "lstm":
-            self.core = LSTMLayer(c.obs_dim, H, forget_bias=1.0)
-        elif c.policy == "gru":
-            self.core = GRULayer(c.obs_dim, H, reset="after")
-        else:
-            self.core = nn.Sequential(_linear(c.obs_dim, H, math.sqrt(2)), nn.Tanh(), _linear(H, H, math.sqrt(2)),
-                                      nn.Tanh())
+        self.core = self._make_core()
+        self.critic_core = self._make_core() if c.separate_critic else None  # b^(h): the critic's own
         self.actor = nn.Sequential(_linear(H, H, math.sqrt(2)), nn.Tanh(), _linear(H, c.action_dim, 0.01))
         self.critic = nn.Sequential(_linear(H, H, math.sqrt(2)), nn.Tanh(), _linear(H, 1, 1.0))
         if not c.discrete:
@@ -184,12 +187,26 @@ class ControlAgent(nn.Module):
         self.register_buffer("roll_env", torch.zeros(N, SIM_SLOTS, dtype=torch.float64))  # VecEnv.get_state
         self.register_buffer("roll_counters", torch.zeros(3, dtype=torch.float64))  # env steps, recent return, has
         self.clip_norm: float | None = 0.5
+        self.base_lr: float | None = None  # the run's lr (make_optimizer): clip_anneal's reference
+
+    def _make_core(self) -> nn.Module:
+        c, H = self.config, self.config.hidden_size
+        if c.policy == "lstm":
+            return LSTMLayer(c.obs_dim, H, forget_bias=1.0)
+        if c.policy == "gru":
+            return GRULayer(c.obs_dim, H, reset="after")
+        return nn.Sequential(_linear(c.obs_dim, H, math.sqrt(2)), nn.Tanh(), _linear(H, H, math.sqrt(2)), nn.Tanh())
 
     # ---- observations and actions
 
     @property
-    def n_states(self) -> int:
+    def states_per_core(self) -> int:
         return {"lstm": 2, "gru": 1, "mlp": 0}[self.config.policy]
+
+    @property
+    def n_states(self) -> int:
+        """The state tensors the agent carries: the policy core's, then the critic core's."""
+        return self.states_per_core * (2 if self.config.separate_critic else 1)
 
     def initial_state(self, n: int) -> tuple[torch.Tensor, ...]:
         """a^(h)_0 (and a^(c)_0) = 0: (n, H) each; none for the MLP."""
@@ -223,19 +240,29 @@ class ControlAgent(nn.Module):
 
     # ---- the policy
 
-    def _core_step(self, x: torch.Tensor, state: tuple[torch.Tensor, ...], first: torch.Tensor):
-        """a^(h)_t from x_t (N, D) and the previous state, reset where ``first`` (N,) is 1."""
+    def _step(self, core: nn.Module, x: torch.Tensor, state: tuple[torch.Tensor, ...], first: torch.Tensor):
+        """One core's output (N, H) at x_t (N, D) and its new state, reset where ``first`` (N,) is 1."""
         if self.config.policy == "mlp":
-            return self.core(x), ()
+            return core(x), ()
         keep = (1.0 - first.float())[:, None]  # (N, 1)
         # a_(t-1) <- (1 - first_t) a_(t-1)
         state = tuple(s * keep for s in state)
-        out, new_state = self.core.reference(x[:, None], state, None)  # (N, 1, H)
+        out, new_state = core.reference(x[:, None], state, None)  # (N, 1, H)
         return out[:, 0], tuple(new_state)
 
-    def _heads(self, h: torch.Tensor):
-        out = self.actor(h)  # (..., A)
-        value = self.critic(h)[..., 0]  # (...,)
+    def _core_step(self, x: torch.Tensor, state: tuple[torch.Tensor, ...], first: torch.Tensor):
+        """(a^(h)_t, what the critic reads: a^(h)_t or b^(h)_t) and the new state."""
+        k = self.states_per_core
+        h, new_state = self._step(self.core, x, state[:k], first)
+        if self.critic_core is None:
+            return (h, h), new_state
+        hv, new_v = self._step(self.critic_core, x, state[k:], first)
+        return (h, hv), new_state + new_v
+
+    def _heads(self, h: tuple[torch.Tensor, torch.Tensor]):
+        """The policy's distribution and V from (the actor's input, the critic's input), (..., H) each."""
+        out = self.actor(h[0])  # (..., A)
+        value = self.critic(h[1])[..., 0]  # (...,)
         if self.config.discrete:
             # pi(a|.) = softmax(w^(pi) . u_t + b^(pi))
             return torch.distributions.Categorical(logits=out), value
@@ -252,13 +279,15 @@ class ControlAgent(nn.Module):
         """The policy over chunks: obs (B, L, D), first (B, L), state0 (B, H) each ->
         (distribution over (B, L) actions, V (B, L), final state)."""
         if self.config.policy == "mlp":
-            dist, value = self._heads(self.core(obs))
+            h = self.core(obs)
+            dist, value = self._heads((h, h if self.critic_core is None else self.critic_core(obs)))
             return dist, value, ()
-        hs, state = [], state0
+        hs, vs, state = [], [], state0
         for t in range(obs.shape[1]):
-            h, state = self._core_step(obs[:, t], state, first[:, t])
+            (h, hv), state = self._core_step(obs[:, t], state, first[:, t])
             hs.append(h)
-        dist, value = self._heads(torch.stack(hs, dim=1))  # (B, L, H) -> heads
+            vs.append(hv)
+        dist, value = self._heads((torch.stack(hs, dim=1), torch.stack(vs, dim=1)))  # (B, L, H) each -> heads
         return dist, value, state
 
     @torch.no_grad()
@@ -269,7 +298,7 @@ class ControlAgent(nn.Module):
     # ---- the trainer's hooks
 
     def make_optimizer(self, cfg) -> torch.optim.Optimizer:
-        self.clip_norm = cfg.clip_norm
+        self.clip_norm, self.base_lr = cfg.clip_norm, cfg.lr
         return torch.optim.Adam(self.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=1e-5)
 
     def train_step(self, batch, *, lr: float, optimizer: torch.optim.Optimizer, generator: torch.Generator,
@@ -282,8 +311,10 @@ class ControlAgent(nn.Module):
         self.eval()
         roll = ppo.collect(self, batch, c.n_steps, c.gamma, c.reward_scale, generator)
         self.train(was_training)
+        # epsilon_k = epsilon lr_k / lr with clip_anneal (the ratio's trust region shrinks as the steps do)
+        clip_eps = c.clip_eps * lr / self.base_lr if c.clip_anneal and self.base_lr else c.clip_eps
         out = ppo.ppo_update(self, roll, optimizer, epochs=c.epochs, minibatches=c.minibatches, chunk_len=c.chunk_len,
-                             gamma=c.gamma, lam=c.lam, clip_eps=c.clip_eps, vf_coef=c.vf_coef, ent_coef=c.ent_coef,
+                             gamma=c.gamma, lam=c.lam, clip_eps=max(clip_eps, 1e-8), vf_coef=c.vf_coef, ent_coef=c.ent_coef,
                              clip_norm=self.clip_norm, generator=generator)
         if roll.returns:
             batch.recent = roll.returns

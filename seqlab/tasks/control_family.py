@@ -43,7 +43,7 @@ VAL_SEED_BASE = 10**9
 # per environment: the PPO settings a run starts from (presets and options override them)
 ENV_DEFAULTS: dict[str, dict[str, Any]] = {
     "cartpole": dict(n_steps=32, chunk_len=16, epochs=20, minibatches=1, gamma=0.98, lam=0.8, reward_scale=0.1,
-                     normalize_obs=True),
+                     normalize_obs=True, vf_coef=1.0),
     "pendulum": dict(n_steps=64, chunk_len=16, epochs=10, minibatches=2, gamma=0.9, lam=0.95, reward_scale=0.1,
                      normalize_obs=True),
     "inverted-pendulum": dict(n_steps=32, chunk_len=16, epochs=10, minibatches=2, gamma=0.99, lam=0.9,
@@ -153,7 +153,7 @@ class ControlFamily(Family):
         "cpu-small": {"hidden_size": 64},
     }
     default_preset = "cpu-small"
-    train_defaults = {"max_steps": 400, "batch_size": 8, "lr": 1e-3, "warmup_steps": 0, "schedule": "cosine",
+    train_defaults = {"max_steps": 400, "batch_size": 8, "lr": 1e-3, "min_lr": 0.0, "warmup_steps": 0, "schedule": "cosine",
                       "beta2": 0.999, "clip_norm": 0.5, "eval_every": 20, "eval_batches": 1, "log_every": 5,
                       "diverge_factor": None, "keep_last": 1}
     data_fields = ("env", "obs_dim", "discrete", "action_dim", "action_low", "action_high", "n_envs")

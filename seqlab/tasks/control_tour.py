@@ -101,9 +101,11 @@ def control(ctx: TourContext, sec: Section) -> str:
         table = []
         for row in saved["summary"].values():
             med = row.get("median_first_475")
+            best = row.get("best_mean")
             table.append([row["env"], row["agent"], str(row["env_steps"]), f"{row['final_mean']:.1f}",
+                          "-" if best is None else f"{best:.1f}",
                           "n/a" if not row["env"].startswith("cartpole") else ("-" if med is None else str(int(med)))])
-        sec.table(["env", "agent", "env steps", "final return (100 episodes, mean over seeds)",
-                   "median step reaching 475"], table)
+        sec.table(["env", "agent", "env steps", "last weights (100 held-out episodes, mean over seeds)",
+                   "best checkpoint (same)", "median step where the 100-episode mean reaches 475"], table)
     return (f"control: masked CartPole, {episodes} held-out episodes, LSTM policy return {mean['lstm']:.1f}, MLP "
             f"{mean['mlp']:.1f} ({opts['env_steps']:,} environment steps each)")

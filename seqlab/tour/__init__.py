@@ -59,6 +59,43 @@ SECTIONS: tuple[tuple[str, str, float], ...] = (
 )
 RUNS_MARK = ".seqlab-tour"
 
+# The pages of `seqlab explore` that show a section interactively: "module:function" ->
+# ((link text, widget, query string), ...), the query being what the widget's mount() reads
+# (static/<widget>.js). run=NAME is a run the section trains into out/runs/NAME; a link to a
+# run the tour did not make (a section not run, or failed) is left out. The report links to
+# EXPLORE_URL, where `seqlab explore OUT/runs` listens by default.
+EXPLORE_URL = "http://127.0.0.1:8000"
+EXPLORE_HOW = "start `seqlab explore OUT/runs` (OUT: this report's folder), then follow the links"
+EXPLORE: dict[str, tuple[tuple[str, str, str], ...]] = {
+    "seqlab.recurrent.tour:elman": (("Unfold", "unfold", "T=5&output=last&wrt=w_x"),),
+    "seqlab.recurrent.tour:bptt": (("Unfold", "unfold", "T=3&output=last&wrt=w_a"),),
+    "seqlab.recurrent.tour:unfolding": (("Unfold: output per step", "unfold", "T=3&output=sequence&wrt=w_x"),
+                                        ("Unfold: one output at T", "unfold", "T=3&output=last&wrt=w_x")),
+    "seqlab.recurrent.tour:gradient_flow": (("Gradient flow: RNN", "gradflow", "cell=rnn&scale=1&T=200"),
+                                            ("Gradient flow: LSTM", "gradflow", "cell=lstm&scale=1&T=200"),
+                                            ("Gradient flow: clipping", "gradflow", "cell=rnn&scale=1.5&T=200&clip=1")),
+    "seqlab.recurrent.tour:gated": (("Sampling: RNN", "sampling", "run=rnn"),
+                                    ("Sampling: LSTM", "sampling", "run=lstm"),
+                                    ("Sampling: GRU", "sampling", "run=gru"),
+                                    ("Gradient flow: GRU", "gradflow", "cell=gru&scale=1&T=200"),
+                                    ("Runs", "runs", "run=lstm")),
+    "seqlab.energy.tour:hopfield": (("Hopfield: pseudo-inverse rule", "hopfield", "rule=pseudo-inverse&digit=3&seed=0"),
+                                    ("Hopfield: Hebbian rule", "hopfield", "rule=hebbian&digit=3&seed=0")),
+    "seqlab.energy.tour:rbm": (("Runs", "runs", "run=rbm"),),
+    "seqlab.generative.tour:generative": (("Diffusion", "generative", "run=diffusion"),
+                                          ("VAE", "generative", "run=vae"), ("GAN", "generative", "run=gan"),
+                                          ("Runs", "runs", "run=diffusion")),
+    "seqlab.transformer.tour:transformer_parts": (("Attention of the tour's GPT", "attention", "run=gpt"),),
+    "seqlab.llm.tour:gpt": (("Attention", "attention", "run=gpt"), ("Sampling", "sampling", "run=gpt"),
+                            ("Runs", "runs", "run=gpt")),
+    "seqlab.llm.tour:bert": (("Attention", "attention", "run=bert"), ("Runs", "runs", "run=bert")),
+    "seqlab.llm.tour:techniques": (("Sampling: LoRA", "sampling", "run=ft-lora"),
+                                   ("Sampling: PPO", "sampling", "run=rlhf-ppo"),
+                                   ("Sampling: DPO", "sampling", "run=rlhf-dpo"), ("Runs", "runs", "run=ft-lora")),
+    "seqlab.tasks.tour:applications": (("Runs", "runs", "run=translate-transformer"),),
+    "seqlab.tasks.tour:prediction_and_control": (("Runs", "runs", "run=forecast"),),
+}
+
 
 @dataclass
 class TourResult:
@@ -74,6 +111,20 @@ def section_function(target: str) -> Callable:
     """The function named by "package.module:function"."""
     module, _, name = target.partition(":")
     return getattr(importlib.import_module(module), name)
+
+
+def explore_links(target: str, runs: Path) -> list[tuple[str, str]]:
+    """(text, address) of the explorer's pages for the section ``target`` ("module:function"),
+    those naming a run kept only where ``runs/NAME`` is a run directory."""
+    from urllib.parse import parse_qs
+
+    links = []
+    for text, widget, query in EXPLORE.get(target, ()):
+        run = parse_qs(query).get("run")
+        if run and not (runs / run[0] / "run.json").is_file():
+            continue
+        links.append((text, f"{EXPLORE_URL}/w/{widget}" + (f"?{query}" if query else "")))
+    return links
 
 
 def _fresh_runs(runs: Path) -> None:
@@ -175,6 +226,8 @@ def run_tour(out: str | Path = "tour", *, quick: bool = False, progress: bool = 
                 sec.failed = True
                 sec.code(traceback.format_exc())
             sec.summary = line
+            for text, url in explore_links(target, out / "runs"):
+                sec.link(text, url)
             planned_done += planned
             line = f"{title}: {line}  [{time.perf_counter() - t:.0f} s]"
             if sec.warnings:
@@ -190,9 +243,10 @@ def run_tour(out: str | Path = "tour", *, quick: bool = False, progress: bool = 
                            + (", interrupted" if result.interrupted else "") + ")"),
             ("cut short", cut or "none: every run made its planned steps"),
             ("failed sections", str(result.failures)),
-        ]
+        ] + ([("explore", EXPLORE_HOW)] if any(s.links for s in report.sections) else [])
         result.report = report.write(out / "report.html")
     return result
 
 
-__all__ = ["SECTIONS", "CutShort", "TourContext", "TourResult", "machine_facts", "run_tour", "section_function"]
+__all__ = ["EXPLORE", "SECTIONS", "CutShort", "TourContext", "TourResult", "machine_facts", "explore_links", "run_tour",
+           "section_function"]

@@ -9,6 +9,10 @@ opened anywhere.
     sec.equation(r"a_{t+1} = g\\left(w^{(a)} \\cdot a_t + w^{(x)} \\cdot x_{t+1} + b^{(a)}\\right)")
     sec.figure("elman.png", "validation cost")
     sec.warn("cut short at 65 of 2,000 steps: numbers below are not representative")
+    sec.link("Unfold", "http://127.0.0.1:8000/w/unfold?T=3")  # "Explore interactively: Unfold"
+
+A section's links (``Section.link``) are plain links, shown under its summary; the report
+stays one file and works without them.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ STYLE = (
     ".eq{margin:.6em 0 .6em 1.5em}.eq img{vertical-align:middle}"
     ".summary{font-weight:600}.warn{background:#fff4d6;border-left:4px solid #e0a000;padding:.5em .8em}"
     ".failed{background:#fde2e1;border-left:4px solid #c0392b;padding:.5em .8em}"
+    ".explore{font-size:.95em}"
 )
 
 
@@ -51,14 +56,17 @@ def _slug(text: str, taken: set[str]) -> str:
 
 @dataclass
 class Section:
-    """One section of the report: a one-line summary, warnings shown at its top, and blocks
-    (``(kind, payload)``, kind one of ``BLOCKS``) rendered in the order they were added."""
+    """One section of the report: a one-line summary, warnings shown at its top, blocks
+    (``(kind, payload)``, kind one of ``BLOCKS``) rendered in the order they were added, and
+    ``links`` ((text, address): the pages of ``seqlab explore`` that show the section
+    interactively, in one line under the summary)."""
 
     title: str
     summary: str = ""
     blocks: list[tuple[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     failed: bool = False
+    links: list[tuple[str, str]] = field(default_factory=list)
 
     def heading(self, title: str) -> None:
         """A sub-heading: a section with several parts (the LLM techniques) titles each one."""
@@ -83,6 +91,12 @@ class Section:
 
     def warn(self, text: str) -> None:
         self.warnings.append(str(text))
+
+    def link(self, text: str, url: str) -> None:
+        """A link to an interactive page about this section ("Explore interactively: text")."""
+        if not re.match(r"https?://", str(url)):
+            fail(f"link of {self.title!r}", "an http:// or https:// address", repr(url))
+        self.links.append((str(text), str(url)))
 
     def kinds(self) -> list[str]:
         return [kind for kind, _ in self.blocks]
@@ -123,6 +137,9 @@ class Report:
             parts.extend(f"<p class='warn'>{esc(w)}</p>" for w in s.warnings)
             if s.summary:
                 parts.append(f"<p class='{'failed' if s.failed else 'summary'}'>{esc(s.summary)}</p>")
+            if s.links:
+                parts.append("<p class='explore'>Explore interactively: " + " &middot; ".join(
+                    f"<a href='{esc(url)}'>{esc(text)}</a>" for text, url in s.links) + "</p>")
             for kind, payload in s.blocks:
                 if kind == "heading":
                     parts.append(f"<h3>{esc(payload)}</h3>")

@@ -580,6 +580,14 @@ CASES += [
     (["tour", "--out", ""], ["--out", "empty"]),
     (["tour", "--quick", "--only", "zzzz", "--out", "{new}"], ["--only", "'zzzz'"]),
     (["tour", "--bogus"], ["--bogus"]),
+    # ------------------------------------------------------------------ explore (refused before it listens)
+    (["explore", "{missing}"], ["RUNS_DIR", "missing"]),
+    (["explore", "{file}"], ["RUNS_DIR", "file.txt"]),
+    (["explore", "{folder}", "--port", "0"], ["--port", "0"]),
+    (["explore", "{folder}", "--port", "65536"], ["--port", "65536"]),
+    (["explore", "{folder}", "--port", "http"], ["--port", "'http'"]),
+    (["explore", "{folder}", "--host", "no.such.host.invalid"], ["--host", "no.such.host.invalid"]),
+    (["explore", "{folder}", "--host", "203.0.113.7"], ["--host", "203.0.113.7"]),
 ]
 
 

@@ -16,6 +16,7 @@ from seqlab.tasks import control_ppo as ppo
 from seqlab.tasks.control import ControlAgent, ControlConfig, run_episodes
 from seqlab.tasks.control_env import VecEnv, env_spec, make_env
 from seqlab.testing import one_line_error
+from seqlab.training.config import TrainConfig
 
 TINY = dict(preset="cpu-tiny", env="cartpole-masked", env_steps=256, batch_size=4, eval_every=2, log_every=1)
 
@@ -121,9 +122,11 @@ def test_observation_normaliser_is_the_running_mean_and_variance():
 # --------------------------------------------------------------------------- recurrent state
 
 
+@pytest.mark.parametrize("separate", [False, True], ids=["shared", "separate-critic"])
 @pytest.mark.parametrize("policy", ["lstm", "gru"])
-def test_recurrent_state_is_reset_at_episode_starts(policy):
-    m = agent(policy=policy)
+def test_recurrent_state_is_reset_at_episode_starts(policy, separate):
+    m = agent(policy=policy, separate_critic=separate)
+    assert m.n_states == {"lstm": 2, "gru": 1}[policy] * (2 if separate else 1)
     x = torch.randn(3, 2)
     warm = tuple(torch.randn(3, 64) for _ in range(m.n_states))
     zero = m.initial_state(3)
@@ -136,6 +139,38 @@ def test_recurrent_state_is_reset_at_episode_starts(policy):
     # a mixed mask resets only its rows
     _, v_mixed, _ = m.act(x, warm, torch.tensor([1.0, 0.0, 1.0]))
     assert torch.equal(v_mixed[[0, 2]], v_zero[[0, 2]]) and torch.equal(v_mixed[1], v_keep[1])
+
+
+@pytest.mark.parametrize("policy", ["lstm", "mlp"])
+def test_separate_critic_keeps_the_value_loss_out_of_the_policy(policy):
+    m = agent(policy=policy, hidden_size=16, separate_critic=True)
+    obs, first = torch.randn(3, 5, 2), torch.zeros(3, 5)
+    dist, value, _ = m.unroll(obs, m.initial_state(3), first)
+    value.sum().backward()  # V depends on the critic's core and head only
+    assert all(p.grad is None for p in [*m.core.parameters(), *m.actor.parameters()])
+    assert all(p.grad is not None and p.grad.abs().max() > 0 for p in m.critic_core.parameters())
+    m.zero_grad(set_to_none=True)
+    dist, value, _ = m.unroll(obs, m.initial_state(3), first)
+    dist.logits.sum().backward()  # pi depends on the policy's core and head only
+    assert all(p.grad is None for p in [*m.critic_core.parameters(), *m.critic.parameters()])
+    assert any(p.grad.abs().max() > 0 for p in m.core.parameters())
+
+
+def test_clip_anneal_follows_the_learning_rate(monkeypatch):
+    m = agent(hidden_size=8, n_steps=8, chunk_len=8, n_envs=2, clip_anneal=True)
+    cfg = TrainConfig(lr=1e-3, max_steps=10)
+    opt = m.make_optimizer(cfg)
+    seen = []
+    monkeypatch.setattr(ppo, "ppo_update", lambda *a, **k: seen.append(k["clip_eps"]) or {"loss": 0.0})
+    runner = ppo.Runner("cartpole-masked", 2, seed=0)
+    for lr in (1e-3, 2.5e-4):
+        m.train_step(runner, lr=lr, optimizer=opt, generator=torch.Generator().manual_seed(0))
+    assert seen == pytest.approx([0.2, 0.05])
+    m2 = agent(hidden_size=8, n_steps=8, chunk_len=8, n_envs=2)  # off: epsilon stays
+    opt2 = m2.make_optimizer(cfg)
+    m2.train_step(ppo.Runner("cartpole-masked", 2, seed=0), lr=2.5e-4, optimizer=opt2,
+                  generator=torch.Generator().manual_seed(0))
+    assert seen[-1] == pytest.approx(0.2)
 
 
 def test_mlp_policy_has_no_state():
@@ -156,10 +191,10 @@ def test_to_chunks_layout():
         ppo.to_chunks(x, 3)
 
 
-@pytest.mark.parametrize("policy", ["lstm", "gru"])
-def test_bptt_chunks_reproduce_the_rollout_log_probs(policy):
+@pytest.mark.parametrize("policy, separate", [("lstm", False), ("gru", False), ("lstm", True)])
+def test_bptt_chunks_reproduce_the_rollout_log_probs(policy, separate):
     torch.manual_seed(1)
-    m = agent(policy=policy, hidden_size=16)
+    m = agent(policy=policy, hidden_size=16, separate_critic=separate)
     runner = ppo.Runner("cartpole-masked", 4, seed=0)
     ppo.collect(m, runner, 8, 0.98, 0.1)  # a rollout first: the next one starts mid-episode (a carried state)
     roll = ppo.collect(m, runner, 48, 0.98, 0.1)
