@@ -36,8 +36,11 @@ bench: install
 	$(BIN)/python benchmarks/bench_recurrent_speed.py
 	$(BIN)/python benchmarks/bench_charlm_quality.py
 	$(BIN)/python benchmarks/bench_transformer_speed.py
+	$(BIN)/python benchmarks/bench_compile.py
 	$(BIN)/python benchmarks/bench_gpt_quality.py nanogpt
 	$(BIN)/python benchmarks/bench_gpt_quality.py budget
+	$(BIN)/python benchmarks/bench_gpt_quality.py plus
+	$(BIN)/python benchmarks/bench_gpt_speed.py
 	$(BIN)/python benchmarks/bench_finetune.py gpt
 	$(BIN)/python benchmarks/bench_finetune.py bert
 	$(BIN)/python benchmarks/bench_prompting.py
@@ -46,6 +49,8 @@ bench: install
 	$(BIN)/python benchmarks/bench_bert_mlm.py
 	$(BIN)/python benchmarks/bench_hopfield.py
 	$(BIN)/python benchmarks/bench_rbm.py
+	$(BIN)/python benchmarks/bench_generative.py
+	$(BIN)/python benchmarks/bench_ddp.py
 
 # the explorer's pictures in README.md and docs/explore.md, over the runs of `make tour`
 # (headless Chromium: apt-get install chromium, or SEQLAB_CHROMIUM=/path/to/chrome)

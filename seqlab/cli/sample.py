@@ -125,6 +125,14 @@ def run(args: argparse.Namespace) -> int:
                          f", received a {record.family!r} run{hint}")
     options = runs.make_options(family.sample_class, opt.given(args, option_names(args)), f"{record.family} sample")
     check_outputs(family.sample_class, options)
+    prompts = getattr(options, "prompts", ())
+    if prompts:  # several prompts as one batch: the texts, each after its prompt, printed when all are done
+        texts = family.sample(model, record, options)
+        for i, (prompt, text) in enumerate(zip(prompts, texts)):
+            one = dataclasses.replace(options, prompt=prompt, prompts=())
+            print(f"--- prompt {i + 1} of {len(prompts)} (seed {options.seed + i})")
+            print(family.format_sample(text, one))
+        return 0
     if not _accepts(family.sample, "on_text"):
         result = family.sample(model, record, options)
         print(family.format_sample(result, options))

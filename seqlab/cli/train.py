@@ -148,6 +148,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         check_run_dir(args, command)
         result = runs.train(command, preset=preset, out=args.out, progress=progress, **options)
+    from seqlab.training import distributed
+
+    if not distributed.is_main():  # under torchrun, rank 0 alone reports (the others trained with it)
+        return 130 if result.stopped == "interrupted" else 0
     from seqlab.progress import enabled
 
     with enabled(progress):  # the report's evaluation (the RBM's, say) shows its progress too

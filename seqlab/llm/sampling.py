@@ -69,12 +69,13 @@ def sample_next(logits: torch.Tensor, *, temperature: float = 1.0, top_k: int | 
     if logits.numel() == 0:
         fail("logits", "at least one token", "an empty tensor")
     z = logits.detach().float().cpu()
-    if bool(torch.isnan(z).any()):
-        fail("logits", "no NaN", f"{int(torch.isnan(z).sum())} NaN value(s)")
-    if bool((z == float("inf")).any()):
-        fail("logits", "finite values or -inf", f"{int((z == float('inf')).sum())} value(s) +inf")
-    if bool((z == float("-inf")).all()):
-        fail("logits", "at least one token that is not -inf", "all -inf")
+    if not bool(torch.isfinite(z).all()):  # one test for the usual case, where none of these can fail
+        if bool(torch.isnan(z).any()):
+            fail("logits", "no NaN", f"{int(torch.isnan(z).sum())} NaN value(s)")
+        if bool((z == float("inf")).any()):
+            fail("logits", "finite values or -inf", f"{int((z == float('inf')).sum())} value(s) +inf")
+        if bool((z == float("-inf")).all()):
+            fail("logits", "at least one token that is not -inf", "all -inf")
     if temperature == 0:
         return int(z.argmax())
     # y = (z - max z) / tau, in float64: 0 for the largest logit, -inf (not NaN) where a tiny
@@ -119,6 +120,21 @@ def _cut_before(ids: list[int], text: str, position: int, decode: Callable[[list
     return []  # unreachable: decode([]) is "" for any sensible decoder
 
 
+def _check_stops(stop_ids, stop_strings, decode) -> tuple[set[int], list[str]]:
+    """The stop ids as a set and the stop strings as a list (a single string is one stop
+    string); stop strings need ``decode`` (ids -> text) to be recognised."""
+    stops = set(_check_ids(stop_ids, "stop_ids")) if stop_ids is not None else set()
+    if isinstance(stop_strings, str):
+        stop_strings = [stop_strings]
+    strings = list(stop_strings) if stop_strings is not None else []
+    bad = [s for s in strings if not isinstance(s, str) or not s]
+    if bad:
+        fail("stop_strings", "non-empty strings", ", ".join(repr(s) for s in bad))
+    if strings and not callable(decode):
+        fail("decode", "a callable ids -> text when stop_strings are given", type(decode).__name__)
+    return stops, strings
+
+
 def generate(next_logits: Callable[[list[int]], torch.Tensor], prompt_ids: Sequence[int] | torch.Tensor,
              max_new_tokens: int, *, temperature: float = 1.0, top_k: int | None = None,
              top_p: float | None = None, seed: int | None = None, generator: torch.Generator | None = None,
@@ -160,15 +176,7 @@ def generate(next_logits: Callable[[list[int]], torch.Tensor], prompt_ids: Seque
         check_int(seed, "seed", minimum=-(2**63), maximum=2**64 - 1)
         generator = torch.Generator().manual_seed(seed)
     _check_generator(generator)
-    stops = set(_check_ids(stop_ids, "stop_ids")) if stop_ids is not None else set()
-    if isinstance(stop_strings, str):
-        stop_strings = [stop_strings]
-    strings = list(stop_strings) if stop_strings is not None else []
-    bad = [s for s in strings if not isinstance(s, str) or not s]
-    if bad:
-        fail("stop_strings", "non-empty strings", ", ".join(repr(s) for s in bad))
-    if strings and not callable(decode):
-        fail("decode", "a callable ids -> text when stop_strings are given", type(decode).__name__)
+    stops, strings = _check_stops(stop_ids, stop_strings, decode)
     if on_token is not None and not callable(on_token):
         fail("on_token", "a callable token -> None", type(on_token).__name__)
 
@@ -199,6 +207,91 @@ def generate(next_logits: Callable[[list[int]], torch.Tensor], prompt_ids: Seque
         logits = next_logits([token])
 
 
+def generate_batch(decoder: Any, prompts: Sequence[Sequence[int] | torch.Tensor], max_new_tokens: int, *,
+                   temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+                   seeds: Sequence[int] | None = None, stop_ids: Iterable[int] | None = None,
+                   stop_strings: str | Iterable[str] | None = None,
+                   decode: Callable[[list[int]], str] | None = None) -> list[list[int]]:
+    """``generate`` for several prompts at once: one list of generated ids per prompt, each
+    equal to what ``generate`` gives for that prompt alone with ``seed=seeds[i]``.
+
+    decoder: ``decoder.feed(rows) -> (B, V)`` appends ``rows[b]`` (the same number of new ids
+    for every sequence) to sequence b and returns the logits of each one's next token;
+    ``decoder.keep(indices)`` drops the other sequences (a GPT's ``next_logits_fn()``).
+
+    The prompts may differ in length. All sequences move one position per step, in step: the
+    first ``min(len(prompt))`` tokens of every prompt are fed at once, then at each step a
+    sequence still inside its prompt is fed its next prompt token (its logits are not drawn
+    from), and one past its prompt draws its next token with its own generator, seeded with
+    ``seeds[i]``. A sequence that stops (``max_new_tokens``, a stop id or a stop string, as in
+    ``generate``) leaves the batch. So sequence i sees exactly its own tokens at the positions
+    it would have alone, and draws from its generator in the same order; only the rounding of
+    batched products differs (by ~1e-7, far below what moves a draw in practice).
+
+    seeds: one per prompt (None: every draw from torch's global generator, not reproducible
+    one prompt at a time)."""
+    if isinstance(prompts, (str, bytes)) or not isinstance(prompts, Sequence) or not prompts:
+        fail("prompts", "a non-empty list of prompts (lists of token ids)", type(prompts).__name__
+             if not isinstance(prompts, Sequence) or isinstance(prompts, (str, bytes)) else "an empty list")
+    rows = [_check_ids(p, f"prompts[{i}]") for i, p in enumerate(prompts)]
+    for i, p in enumerate(rows):
+        if not p:
+            fail(f"prompts[{i}]", "at least one token", "an empty prompt")
+    check_int(max_new_tokens, "max_new_tokens", minimum=0)
+    _check_sampling_args(temperature, top_k, top_p)
+    if not callable(getattr(decoder, "feed", None)) or not callable(getattr(decoder, "keep", None)):
+        fail("decoder", "an object with feed(rows) -> (B, V) and keep(indices)", type(decoder).__name__)
+    if seeds is None:
+        generators: list[torch.Generator | None] = [None] * len(rows)
+    else:
+        if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence) or len(seeds) != len(rows):
+            fail("seeds", f"one seed per prompt ({len(rows)})", repr(seeds))
+        for s in seeds:
+            check_int(s, "seeds", minimum=-(2**63), maximum=2**64 - 1)
+        generators = [torch.Generator().manual_seed(s) for s in seeds]
+    stops, strings = _check_stops(stop_ids, stop_strings, decode)
+
+    outs: list[list[int]] = [[] for _ in rows]
+    if max_new_tokens == 0:
+        return outs
+    active = list(range(len(rows)))  # the prompts whose sequences are in the decoder's batch, in its order
+    fed = min(len(p) for p in rows)  # positions fed so far (the same for every sequence)
+    logits = decoder.feed([rows[i][:fed] for i in active])  # (B, V)
+    while True:
+        check_tensor(logits, "decoder.feed(...)", ndim=2, dims="(batch, vocab)")
+        if logits.shape[0] != len(active):
+            fail("decoder.feed(...)", f"{len(active)} rows of logits", logits.shape[0])
+        next_tokens, still = [], []
+        for b, i in enumerate(active):
+            if fed < len(rows[i]):  # still inside its prompt: feed the next prompt token
+                next_tokens.append(rows[i][fed])
+                still.append(b)
+                continue
+            token = sample_next(logits[b], temperature=temperature, top_k=top_k, top_p=top_p,
+                                generator=generators[i])
+            if token in stops:
+                continue
+            out = outs[i]
+            out.append(token)
+            if strings:
+                text = decode(out)
+                hits = [j for j in (text.find(s) for s in strings) if j >= 0]
+                if hits:
+                    outs[i] = _cut_before(out, text, min(hits), decode)
+                    continue
+            if len(out) == max_new_tokens:
+                continue
+            next_tokens.append(token)
+            still.append(b)
+        if not still:
+            return outs
+        if len(still) < len(active):
+            decoder.keep(still)
+            active = [active[b] for b in still]
+        logits = decoder.feed([[t] for t in next_tokens])
+        fed += 1
+
+
 @dataclass(frozen=True)
 class SampleOptions:
     """Options of ``seqlab sample`` for a language model (``sample_text``).
@@ -210,7 +303,8 @@ class SampleOptions:
         top_k: sample among the k most likely tokens
         top_p: sample among the most likely tokens whose probability mass reaches p, 0 < p <= 1
         stop: stop before this text (repeat for several)
-        seed: seed of the draws
+        seed: seed of the draws (with --prompts, prompt i is drawn with seed + i)
+        prompts: sample after several prompts at once, as one batch (repeat for several; instead of --prompt); one text per prompt, the i-th the same as --prompt alone with seed + i
     """
 
     prompt: str | None = None
@@ -220,6 +314,7 @@ class SampleOptions:
     top_p: float | None = None
     stop: tuple[str, ...] = ()
     seed: int = 0
+    prompts: tuple[str, ...] = ()
 
 
 def default_prompt(tokenizer: Any) -> str:
@@ -290,9 +385,12 @@ class TextStream:
 
 
 def sample_text(model: Any, tokenizer: Any, options: SampleOptions, *,
-                on_text: Callable[[str], None] | None = None, **generate_options: Any) -> str:
+                on_text: Callable[[str], None] | None = None, **generate_options: Any) -> str | list[str]:
     """The text ``model.generate`` samples after ``options.prompt`` (not included), cut before
-    the first of the ``stop`` strings. ``model`` is any language model whose ``generate(ids,
+    the first of the ``stop`` strings. With ``options.prompts`` (several prompts): a list, one
+    text per prompt, prompt i drawn with seed ``options.seed + i`` (so entry i equals the text
+    of ``prompt=prompts[i], seed=seed + i``), generated as one batch where the model has
+    ``generate_batch``; ``on_text`` is not called then. ``model`` is any language model whose ``generate(ids,
     n, temperature=, top_k=, top_p=, seed=, stop_strings=, decode=)`` returns token ids;
     ``generate_options`` go to it too (a GPT's ``use_cache``).
 
@@ -301,6 +399,8 @@ def sample_text(model: Any, tokenizer: Any, options: SampleOptions, *,
     ``next_logits_fn(**generate_options)`` (as every seqlab language model has), which
     ``generate`` drives here directly, with the model in eval mode and without gradients, as
     ``model.generate`` does. ``options.length`` is at most ``MAX_SAMPLE_LENGTH``."""
+    if options.prompts:
+        return _sample_texts(model, tokenizer, options, **generate_options)
     prompt = default_prompt(tokenizer) if options.prompt is None else options.prompt
     if not isinstance(prompt, str) or prompt == "":
         fail("prompt", "at least one character (or none for the default)", repr(prompt))
@@ -338,5 +438,34 @@ def sample_text(model: Any, tokenizer: Any, options: SampleOptions, *,
     return tokenizer.decode(out)
 
 
-__all__ = ["MAX_SAMPLE_LENGTH", "SampleOptions", "TextStream", "default_prompt", "generate", "sample_next",
-           "sample_text"]
+def _sample_texts(model: Any, tokenizer: Any, options: SampleOptions, **generate_options: Any) -> list[str]:
+    """``sample_text`` with ``options.prompts``: one text per prompt, prompt i drawn with
+    ``options.seed + i``; in one batch where the model has ``generate_batch`` (a GPT),
+    else one prompt after the other (the same texts)."""
+    if options.prompt is not None:
+        fail("prompt, prompts", "one or the other (--prompt for one text, --prompts for several)",
+             f"prompt {options.prompt!r} and prompts {list(options.prompts)!r}")
+    prompts = options.prompts
+    if isinstance(prompts, str) or not isinstance(prompts, (list, tuple)):
+        fail("prompts", "a list of texts", type(prompts).__name__)
+    bad = [p for p in prompts if not isinstance(p, str) or p == ""]
+    if bad:
+        fail("prompts", "texts of at least one character", repr(bad[0]))
+    length = options.length
+    if isinstance(length, bool) or not isinstance(length, int) or not 0 <= length <= MAX_SAMPLE_LENGTH:
+        fail("length", f"an integer from 0 to {MAX_SAMPLE_LENGTH} (tokens to generate)", repr(length))
+    check_int(options.seed, "seed", minimum=-(2**63), maximum=2**64 - 1 - len(prompts))
+    ids = [tokenizer.encode(p, name=f"prompts[{i}]") for i, p in enumerate(prompts)]
+    seeds = [options.seed + i for i in range(len(prompts))]
+    stops = list(options.stop) or None
+    common = dict(temperature=options.temperature, top_k=options.top_k, top_p=options.top_p, stop_strings=stops,
+                  decode=tokenizer.decode, **generate_options)
+    if callable(getattr(model, "generate_batch", None)):
+        outs = model.generate_batch(ids, length, seeds=seeds, **common)
+    else:
+        outs = [model.generate(p, length, seed=s, **common) for p, s in zip(ids, seeds)]
+    return [tokenizer.decode(out) for out in outs]
+
+
+__all__ = ["MAX_SAMPLE_LENGTH", "SampleOptions", "TextStream", "default_prompt", "generate", "generate_batch",
+           "sample_next", "sample_text"]

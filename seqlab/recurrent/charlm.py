@@ -121,7 +121,9 @@ class CharLM(nn.Module):
                  f"shape {shape_str(y)}" if isinstance(y, torch.Tensor) else type(y).__name__)
         y = check_token_ids(y, "y", self.config.vocab_size, what="character ids")
         # C = -1/(B T) sum log o_t[x_{t+1}]
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1))
+        # in at least float32 (bf16 logits under autocast), in float64 for a float64 model
+        logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
         # the trainer records the loss itself; metrics add bits per character and the token count
         return loss, {"bpc": loss.item() / LN2, "tokens": y.numel()}
 

@@ -384,6 +384,17 @@ class TTSData:
         return (chars, torch.tensor([len(r[0]) for r in rows]), durs, y,
                 torch.tensor([r[2].shape[0] for r in rows]))
 
+    @staticmethod
+    def shard_batch(batch, rank: int, world_size: int):
+        """Rank ``rank``'s share of a collated batch under torchrun (seqlab.training.distributed):
+        its rows, re-padded to the share's own longest text and mel (what ``collate`` of those
+        rows gives: the model expects the padding of the batch it is given)."""
+        chars, lengths, durs, y, frames = batch
+        share = chars.shape[0] // world_size
+        rows = slice(rank * share, (rank + 1) * share)
+        U, T = int(lengths[rows].max()), int(frames[rows].max())
+        return chars[rows, :U], lengths[rows], durs[rows, :U], y[rows, :T], frames[rows]
+
 
 def mel_stats(mels: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """mu, sigma per band of the floored log-mel frames of ``mels``."""

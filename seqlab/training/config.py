@@ -63,6 +63,9 @@ class TrainConfig:
         tensorboard: write the curves to RUN_DIR/tensorboard (default: on where installed). On
             where the tensorboard package is installed (``pip install seqlab[tensorboard]``);
             asking for it without the package is an error.
+        compile: compile the model's forward with torch.compile, in place. Checkpoints keep their weight
+            names, so they load, sample and resume without it. A model that cannot be compiled runs
+            uncompiled, and ``seqlab train`` says why in one line.
     """
 
     max_steps: int = 1000
@@ -88,6 +91,7 @@ class TrainConfig:
     log_every: int = 10
     diverge_factor: float | None = 100.0
     tensorboard: bool | None = None
+    compile: bool = False
 
     def __post_init__(self) -> None:
         check_int(self.max_steps, "max_steps", minimum=1)
@@ -124,6 +128,8 @@ class TrainConfig:
             _check_positive_finite(self.diverge_factor, "diverge_factor")
         if self.tensorboard is not None and not isinstance(self.tensorboard, bool):
             fail("tensorboard", "True, False or None (on where the package is installed)", repr(self.tensorboard))
+        if not isinstance(self.compile, bool):
+            fail("compile", "True or False", repr(self.compile))
 
     @property
     def final_lr(self) -> float:

@@ -55,6 +55,14 @@ the time left capped by ``max_seconds``), after a first line naming the run dire
 ``tensorboard`` package is installed (``TrainConfig.tensorboard``), every metrics.jsonl record
 also goes to RUN_DIR/tensorboard (train/loss, train/lr, train/tokens_per_s, val/loss, ...);
 a resumed run purges the events after its step, so none is repeated.
+
+Under ``torchrun`` (``seqlab.training.distributed``; nothing of it runs without torchrun's
+environment) rank r of N takes rows r B/N .. (r+1) B/N - 1 of the step's batch, ``model.loss``
+runs inside DistributedDataParallel (the gradients averaged over the ranks), the logged loss,
+metrics and validation loss are the ranks' mean (so, for a loss that is a mean over equal items,
+the single process's numbers), the ranks agree after every step whether to stop (a Ctrl-C or
+``max_seconds`` on any of them), and rank 0 alone writes the run directory while the others wait
+at a barrier. A model with its own ``train_step`` is refused there.
 """
 
 from __future__ import annotations
@@ -62,6 +70,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import signal
 import sys
 import threading
@@ -74,6 +83,7 @@ import torch
 from torch import nn
 
 from seqlab.progress import Progress
+from seqlab.training import distributed
 from seqlab.training.checkpoint import load_checkpoint, load_model_state, model_state, save_checkpoint
 from seqlab.training.config import TrainConfig, lr_at
 from seqlab.training.device import autocast_context, resolve_device, resolve_precision
@@ -89,6 +99,7 @@ from seqlab.training.rundir import (
     json_normal,
     latest_checkpoint,
     prune_checkpoints,
+    read_metrics,
     read_run_json,
     resume_differences,
     truncate_metrics,
@@ -229,7 +240,10 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
     no_decay = [p for p in params if p.dim() < 2]
     groups = [g for g in ({"params": decay, "weight_decay": cfg.weight_decay},
                           {"params": no_decay, "weight_decay": 0.0}) if g["params"]]
-    return torch.optim.AdamW(groups, lr=lr_at(1, cfg), betas=(cfg.beta1, cfg.beta2))
+    # issue 17: PyTorch's fused AdamW (the same update in one kernel per step; on the CPU the
+    # default is a Python loop over the tensors, ~5% of a small GPT's step) where it exists
+    fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params) or None
+    return torch.optim.AdamW(groups, lr=lr_at(1, cfg), betas=(cfg.beta1, cfg.beta2), fused=fused)
 
 
 def _to_device(batch: Any, device: torch.device) -> Any:
@@ -275,7 +289,7 @@ class _InterruptGuard:
     def _handle(self, signum: int, frame: object) -> None:
         if self.requested and self._critical == 0:
             raise KeyboardInterrupt
-        if not self.requested:
+        if not self.requested and distributed.is_main():  # under torchrun, rank 0 says it once
             print("\nCtrl-C: finishing this step, then saving a checkpoint (press again to stop now)",
                   file=sys.stderr, flush=True)
         self.requested = True
@@ -400,8 +414,13 @@ class _Run:
     """One invocation of ``train``: set-up (new or resumed), the steps, evaluations, saves."""
 
     def __init__(self, model, data, cfg, run_dir, family, model_config, files, progress, data_info, on_eval=None,
-                 upgrade=None):
+                 upgrade=None, group=None):
         self.model: nn.Module = model
+        # torchrun (seqlab.training.distributed): this process's rank; None in a plain run
+        self.group: distributed.Group | None = group
+        self.main = group is None or group.main  # the process that writes the run directory
+        self.ddp: nn.Module | None = None  # DistributedDataParallel around model.loss, under torchrun
+        self.hard_stop = False  # a second Ctrl-C: no collective may follow
         self.on_eval = on_eval
         self.upgrade = upgrade
         self.data = data
@@ -410,9 +429,9 @@ class _Run:
         self.family = family
         self.model_config = model_config
         self.files = files
-        self.progress = progress
+        self.progress = progress and self.main
         self.data_info = data_info
-        self.device = resolve_device(cfg.device)
+        self.device = resolve_device(cfg.device) if group is None else group.device
         self.precision = resolve_precision(self.device, cfg.precision)
         self.step = 0
         self.best_val: float | None = None
@@ -447,23 +466,40 @@ class _Run:
             self.optimizer = make(cfg) if callable(make) else None
         else:
             self.optimizer = make_optimizer(self.model, cfg)
+        if cfg.compile:  # --compile: in place, so the state dict keeps its names (seqlab.transformer.compile)
+            from seqlab.transformer.compile import compile_in_place
+
+            say = (lambda line: print(f"seqlab: {line}", file=sys.stderr, flush=True)) if self.main else None
+            compile_in_place(self.model, on_fallback=say)
+        if self.group is not None:  # torchrun: the gradients of model.loss averaged across the ranks
+            self.ddp = self.group.wrap(self.model)
         seed_everything(cfg.seed)
         self.eval_seed = eval_seed(cfg.seed)
-        self.tensorboard = _use_tensorboard(cfg)
+        self.tensorboard = _use_tensorboard(cfg) and self.main
         created = None
         self.resumed = resume
         # what a kill left behind: half-deleted or half-written checkpoint directories
-        clean_checkpoints(self.run_dir)
+        if self.main:
+            clean_checkpoints(self.run_dir)
+        if self.group is not None:
+            self.group.barrier()  # the other ranks read the run directory once rank 0 has cleaned it
         if resume:
             created = read_run_json(self.run_dir).get("created")
             ckpt = load_checkpoint(latest_checkpoint(self.run_dir), family=self.family, map_location=self.device)
             self._restore(ckpt if self.upgrade is None else self.upgrade(ckpt))
-            self.history = truncate_metrics(self.run_dir, self.step)
-        mkdir_synced(self.run_dir)
-        write_run_json(self.run_dir, family=self.family, model_config=self.model_config, train_config=cfg,
-                       data=self.data_info, created=created)
-        if not resume:
-            atomic_write_text(self.run_dir / METRICS_FILE, "")
+            if self.main:
+                self.history = truncate_metrics(self.run_dir, self.step)
+        if self.main:
+            mkdir_synced(self.run_dir)
+            write_run_json(self.run_dir, family=self.family, model_config=self.model_config, train_config=cfg,
+                           data=self.data_info, created=created)
+            if not resume:
+                atomic_write_text(self.run_dir / METRICS_FILE, "")
+        if self.group is not None:
+            self.group.barrier()
+            if resume and not self.main:
+                self.history = [rec for _, rec in read_metrics(self.run_dir)
+                                if isinstance(rec.get("step"), int) and rec["step"] <= self.step]
         self.rng_snapshot = capture_rng_state()
 
     def _restore(self, ckpt) -> None:
@@ -543,15 +579,20 @@ class _Run:
         lr = lr_at(s, cfg)
         generator = torch.Generator().manual_seed(batch_seed(cfg.seed, s))
         batch = _to_device(self.data.get_batch("train", cfg.batch_size, generator), self.device)
+        if self.group is not None:
+            batch = self.group.shard(batch, cfg.batch_size, self.data)  # rank r's B/N items of the step's batch
         if self.own_step:
             self._own_step(s, lr, batch)
             return
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         with autocast_context(self.device, self.precision):
-            out = self.model.loss(batch)
+            out = self.model.loss(batch) if self.ddp is None else self.ddp(batch)
         loss, metrics = self._check_output(out, training=True)
         value = float(loss.detach().float())
+        if self.group is not None:  # the whole batch's loss and metrics, the same on every rank
+            (mean,), metrics = self.group.mean_of([float(loss.detach().double())], metrics)
+            value = distributed.rounded(mean)
         if not math.isfinite(value):
             raise NonFiniteLossError("training loss", s, value, self._last_good())
         self._check_divergence("training loss", s, value)
@@ -653,18 +694,24 @@ class _Run:
         generator = torch.Generator().manual_seed(self.eval_seed)
         was_training = self.model.training
         self.model.eval()
-        total, sums = 0.0, {}
+        total, sums, shares = 0.0, {}, []
         try:
             with torch.no_grad():
                 for _ in range(cfg.eval_batches):
                     batch = _to_device(self.data.get_batch("val", cfg.batch_size, generator), self.device)
+                    if self.group is not None:
+                        batch = self.group.shard(batch, cfg.batch_size, self.data)
                     with autocast_context(self.device, self.precision):
                         loss, metrics = self._check_output(self.model.loss(batch), training=False)
                     total += float(loss.detach().float())
+                    shares.append(float(loss.detach().double()))
                     for k, v in metrics.items():
                         sums[k] = sums.get(k, 0.0) + v
         finally:
             self.model.train(was_training)
+        if self.group is not None:  # the ranks' shares averaged: one process's numbers
+            means, sums = self.group.mean_of(shares, sums)
+            total = sum(distributed.rounded(v) for v in means)
         val = total / cfg.eval_batches
         self._check_divergence("validation loss", self.step, val)
         improved = math.isfinite(val) and (self.best_val is None or val < self.best_val)
@@ -707,14 +754,17 @@ class _Run:
             if not bool(finite):
                 raise NonFiniteLossError("model parameters", self.step, float("nan"), self._last_good())
             path = self.run_dir / CHECKPOINTS_DIR / checkpoint_name(self.step)
-            save_checkpoint(path, family=self.family, config=self.model_config, state_dict=model_state(self.model),
-                            trainer_state=self.trainer_state(),
-                            optimizer_state=None if self.optimizer is None else self.optimizer.state_dict(),
-                            files=self.files)
-            if improved:
-                write_pointer(self.run_dir, BEST_FILE, step=self.step, path=path, val_loss=self.best_val)
-            write_pointer(self.run_dir, LATEST_FILE, step=self.step, path=path, val_loss=self.last_val)
-            prune_checkpoints(self.run_dir, self.cfg.keep_last, keep=[path])
+            if self.main:  # under torchrun rank 0 writes, the others wait for it
+                save_checkpoint(path, family=self.family, config=self.model_config,
+                                state_dict=model_state(self.model), trainer_state=self.trainer_state(),
+                                optimizer_state=None if self.optimizer is None else self.optimizer.state_dict(),
+                                files=self.files)
+                if improved:
+                    write_pointer(self.run_dir, BEST_FILE, step=self.step, path=path, val_loss=self.best_val)
+                write_pointer(self.run_dir, LATEST_FILE, step=self.step, path=path, val_loss=self.last_val)
+                prune_checkpoints(self.run_dir, self.cfg.keep_last, keep=[path])
+            if self.group is not None and not self.hard_stop:
+                self.group.barrier()
             self.last_saved_step, self.last_checkpoint = self.step, path
             return path
 
@@ -735,16 +785,20 @@ class _Run:
             return "early_stop"
         if self.step >= cfg.max_steps:
             return "max_steps"
-        if self.guard.requested:
+        requested = self.guard.requested
+        over = budget and cfg.max_seconds is not None and time.perf_counter() - self.t0 >= cfg.max_seconds
+        if self.group is not None:  # a Ctrl-C or the clock on any rank stops them all after this step
+            requested, over = self.group.any(requested, over)
+        if requested:
             return "interrupted"
-        if budget and cfg.max_seconds is not None and time.perf_counter() - self.t0 >= cfg.max_seconds:
+        if over:
             return "max_seconds"
         return None
 
     def _evaluate_and_hook(self, *, scheduled: bool = True) -> bool:
         """``evaluate``, then the ``on_eval(step)`` hook with the model in eval mode."""
         improved = self.evaluate(scheduled=scheduled)
-        if self.on_eval is not None:
+        if self.on_eval is not None and self.main:
             was_training = self.model.training
             self.model.eval()
             try:
@@ -806,7 +860,7 @@ class _Run:
         stopped: str | None = None
         self.bar = Progress(cfg.max_steps, initial=self.step, desc=self.family, unit="step",
                             time_limit=cfg.max_seconds, enabled=self.progress)
-        self.metrics_file = open(self.run_dir / METRICS_FILE, "a", encoding="utf-8")
+        self.metrics_file = open(self.run_dir / METRICS_FILE if self.main else os.devnull, "a", encoding="utf-8")
         try:
             self._open_tensorboard()
             with self.guard:
@@ -820,8 +874,10 @@ class _Run:
                 except KeyboardInterrupt:
                     stopped = "interrupted"
                     self.model.train()
+                    # torchrun: the ranks may now be at different places; rank 0 saves alone
+                    self.hard_stop = self.group is not None
                 # every run ends with an evaluation of its last step, then a checkpoint
-                evaluated, improved = self.final_evaluation()
+                evaluated, improved = (False, False) if self.hard_stop else self.final_evaluation()
                 with self.guard.critical():
                     if evaluated or self.last_saved_step != self.step:
                         self.save(improved)
@@ -893,6 +949,10 @@ def train(
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         fail("run_dir", "a directory", f"{str(run_dir)!r} (a file)")
+    # torchrun's environment: one process of N (seqlab.training.distributed); None: the only one
+    group = distributed.join(cfg.device, batch_size=cfg.batch_size, model=model, family=family)
+    if group is not None:
+        run_dir = group.same_path(run_dir)  # rank 0's (a default name holds the time of day)
 
     existing = latest_checkpoint(run_dir)
     if not resume and existing is not None:
@@ -911,6 +971,7 @@ def train(
         fail("on_eval", "a function of the step, or None", type(on_eval).__name__)
     if upgrade is not None and not callable(upgrade):
         fail("upgrade", "a function checkpoint -> checkpoint, or None", type(upgrade).__name__)
-    run = _Run(model, data, cfg, run_dir, family, model_config, files, progress, data_info, on_eval, upgrade)
+    run = _Run(model, data, cfg, run_dir, family, model_config, files, progress, data_info, on_eval, upgrade,
+               group=group)
     run.setup(resume)
     return run.run()

@@ -43,7 +43,7 @@ CHECKPOINTS_DIR = "checkpoints"
 LATEST_FILE = "latest.json"
 BEST_FILE = "best.json"
 # Train settings that do not change a run's trajectory: they may differ when resuming.
-RESUMABLE_CHANGES = ("device", "precision", "log_every", "max_seconds", "tensorboard")
+RESUMABLE_CHANGES = ("device", "precision", "log_every", "max_seconds", "tensorboard", "compile")
 # Keys of the data description that say *which* data a run trains on; the others (source
 # path, name, kind, counts) only describe it, and may differ when resuming (a moved copy of
 # the same file has the same sha256).

@@ -13,6 +13,16 @@ to every position, followed by an output layer back to width D:
     a^(h)_t = g(w^(1) . x_t + b^(1))        (d_ff,)    g = gelu (u * Phi(u)) or relu
     y_t     = w^(2) . a^(h)_t + b^(2)       (D,)
 
+Two more choices of the MLP (``activation``), from the record-setting changes of the
+public GPT-2 speedrun (modded-nanogpt) and from Shazeer 2020, "GLU Variants Improve
+Transformer":
+
+    relu2:   a^(h)_t = relu(w^(1) . x_t + b^(1))^2                       squared ReLU (So et al. 2021, Primer)
+    swiglu:  a^(h)_t = silu(w^(1) . x_t + b^(1)) * (w^(3) . x_t + b^(3))  silu(u) = u sigma(u); a gate w^(3) (d_ff, D)
+
+(SwiGLU has three matrices instead of two: with d_ff = 8D/3 it has the parameters of a
+4D GELU MLP.)
+
 Dropout, while training, sits where nn.TransformerEncoderLayer has it: on the attention
 weights, after each sublayer F, and on a^(h)_t.
 
@@ -22,7 +32,7 @@ output). An encoder block with ``causal=True`` is a GPT block.
 
 Code names: ``self_attn``, ``cross_attn`` (:class:`MultiHeadAttention`), ``norm_self``,
 ``norm_cross``, ``norm_mlp`` (:class:`LayerNorm`), ``w_1`` (d_ff, D), ``b_1`` (d_ff,),
-``w_2`` (D, d_ff), ``b_2`` (D,). PyTorch's names: ``self_attn``, ``multihead_attn``,
+``w_2`` (D, d_ff), ``b_2`` (D,), ``w_3`` (d_ff, D), ``b_3`` (d_ff,) (SwiGLU's gate). PyTorch's names: ``self_attn``, ``multihead_attn``,
 ``norm1``, ``norm2`` (``norm3``), ``linear1``, ``linear2``.
 """
 
@@ -40,17 +50,20 @@ from seqlab.transformer.layernorm import LayerNorm
 from seqlab.transformer.multihead import KVCache, MultiHeadAttention, MultiHeadAttentionConfig, linear
 from seqlab.validation import check_choice, check_float, check_int, fail, resolve_config
 
-ACTIVATIONS = ("gelu", "relu")
+ACTIVATIONS = ("gelu", "relu", "relu2", "swiglu")
 
 
 @dataclass(frozen=True)
 class BlockConfig:
     """d_model: width D; num_heads: h (D a multiple of h); d_ff: width of the MLP's
-    hidden layer; dropout: see the module docstring; activation: "gelu" or "relu";
+    hidden layer; dropout: see the module docstring; activation: "gelu", "relu",
+    "relu2" or "swiglu" (the module docstring);
     norm_first: pre-norm (True) or post-norm; causal: causal self-attention;
     cross_attention: add cross-attention to a memory (decoder block); layer_norm_eps:
     eps of every LayerNorm; bias: biases in the projections, the MLP and the norms;
-    fused: ``F.scaled_dot_product_attention`` for the attention."""
+    fused: ``F.scaled_dot_product_attention`` for the attention, one product for the
+    self-attention's q, k, v, and ``F.layer_norm`` for the norms; rotary, rope_base, qk_norm:
+    of the self-attention (``MultiHeadAttentionConfig``)."""
 
     d_model: int
     num_heads: int
@@ -63,6 +76,9 @@ class BlockConfig:
     layer_norm_eps: float = 1e-5
     bias: bool = True
     fused: bool = False
+    rotary: bool = False
+    rope_base: float = 10000.0
+    qk_norm: bool = False
 
     def __post_init__(self) -> None:
         check_int(self.d_ff, "d_ff", minimum=1)
@@ -71,11 +87,13 @@ class BlockConfig:
         for name in ("norm_first", "causal", "cross_attention"):
             if not isinstance(getattr(self, name), bool):
                 fail(name, "True or False", repr(getattr(self, name)))
-        self.attention_config()  # checks d_model, num_heads, dropout, bias, fused
+        self.attention_config(self_attention=True)  # checks d_model, num_heads, dropout, bias, fused, rotary, ...
 
-    def attention_config(self) -> MultiHeadAttentionConfig:
+    def attention_config(self, self_attention: bool = False) -> MultiHeadAttentionConfig:
+        """The attention's settings; rotary and qk_norm only for the self-attention."""
+        extra = dict(rotary=self.rotary, rope_base=self.rope_base, qk_norm=self.qk_norm) if self_attention else {}
         return MultiHeadAttentionConfig(d_model=self.d_model, num_heads=self.num_heads, bias=self.bias,
-                                        dropout=self.dropout, fused=self.fused)
+                                        dropout=self.dropout, fused=self.fused, **extra)
 
 
 class TransformerBlock(nn.Module):
@@ -87,17 +105,22 @@ class TransformerBlock(nn.Module):
         config = resolve_config(config, kwargs, BlockConfig, type(self).__name__)
         self.config = c = config
         D, eps = c.d_model, c.layer_norm_eps
-        self.norm_self = LayerNorm(D, eps=eps, bias=c.bias)
-        self.self_attn = MultiHeadAttention(c.attention_config())
+        self.norm_self = LayerNorm(D, eps=eps, bias=c.bias, fused=c.fused)
+        self.self_attn = MultiHeadAttention(c.attention_config(self_attention=True))
         if c.cross_attention:
-            self.norm_cross = LayerNorm(D, eps=eps, bias=c.bias)
+            self.norm_cross = LayerNorm(D, eps=eps, bias=c.bias, fused=c.fused)
             self.cross_attn = MultiHeadAttention(c.attention_config())
-        self.norm_mlp = LayerNorm(D, eps=eps, bias=c.bias)
+        self.norm_mlp = LayerNorm(D, eps=eps, bias=c.bias, fused=c.fused)
         self.w_1 = nn.Parameter(torch.empty(c.d_ff, D))  # w^(1): (d_ff, D)
         self.w_2 = nn.Parameter(torch.empty(D, c.d_ff))  # w^(2): (D, d_ff)
         self.b_1 = nn.Parameter(torch.empty(c.d_ff)) if c.bias else None  # b^(1): (d_ff,)
         self.b_2 = nn.Parameter(torch.empty(D)) if c.bias else None  # b^(2): (D,)
-        for w, b in ((self.w_1, self.b_1), (self.w_2, self.b_2)):
+        pairs = [(self.w_1, self.b_1), (self.w_2, self.b_2)]
+        if c.activation == "swiglu":
+            self.w_3 = nn.Parameter(torch.empty(c.d_ff, D))  # w^(3): (d_ff, D), the gate
+            self.b_3 = nn.Parameter(torch.empty(c.d_ff)) if c.bias else None  # b^(3): (d_ff,)
+            pairs.append((self.w_3, self.b_3))
+        for w, b in pairs:
             # nn.Linear's initialisation: U(-1/sqrt(fan_in), 1/sqrt(fan_in))
             bound = 1.0 / math.sqrt(w.shape[1])
             nn.init.uniform_(w, -bound, bound)
@@ -175,7 +198,15 @@ class TransformerBlock(nn.Module):
         c = self.config
         # a^(h)_t = g(w^(1) . x_t + b^(1))
         u = linear(x, self.w_1, self.b_1)  # (B, S, d_ff)
-        a = F.gelu(u) if c.activation == "gelu" else torch.relu(u)  # (B, S, d_ff)
+        if c.activation == "gelu":
+            a = F.gelu(u)  # (B, S, d_ff)
+        elif c.activation == "relu":
+            a = torch.relu(u)
+        elif c.activation == "relu2":
+            a = torch.relu(u).square()  # relu(u)^2
+        else:
+            # swiglu: silu(u) * (w^(3) . x_t + b^(3))
+            a = F.silu(u) * linear(x, self.w_3, self.b_3)  # (B, S, d_ff)
         p = c.dropout if self.training else 0.0
         a = F.dropout(a, p, training=p > 0)
         # y_t = w^(2) . a^(h)_t + b^(2)
@@ -251,6 +282,9 @@ class TransformerBlock(nn.Module):
         cross-attention), batch_first=True, weights copied. PyTorch's layer does not
         apply ``causal`` by itself: pass it a causal mask."""
         c = self.config
+        if c.activation not in ("gelu", "relu") or c.rotary or c.qk_norm:
+            fail("to_torch", "a block with gelu or relu and without rotary or qk_norm (PyTorch's layers have "
+                 "no others)", f"activation={c.activation!r}, rotary={c.rotary}, qk_norm={c.qk_norm}")
         cls = nn.TransformerDecoderLayer if c.cross_attention else nn.TransformerEncoderLayer
         module = cls(c.d_model, c.num_heads, dim_feedforward=c.d_ff, dropout=c.dropout, activation=c.activation,
                      layer_norm_eps=c.layer_norm_eps, batch_first=True, norm_first=c.norm_first, bias=c.bias)
@@ -293,7 +327,8 @@ class _Stack(nn.Module):
             fail("final_norm", "True or False", repr(final_norm))
         self.config = config
         self.blocks = nn.ModuleList(TransformerBlock(config) for _ in range(num_layers))
-        self.norm = LayerNorm(config.d_model, eps=config.layer_norm_eps, bias=config.bias) if final_norm else None
+        self.norm = LayerNorm(config.d_model, eps=config.layer_norm_eps, bias=config.bias,
+                              fused=config.fused) if final_norm else None
 
     @property
     def num_layers(self) -> int:
@@ -317,6 +352,13 @@ class _Stack(nn.Module):
         self._check_cache(cache)
         first = None if cache is None else cache[0]
         masks = self.blocks[0].check_inputs(x, attn_mask, key_padding_mask, memory, memory_key_padding_mask, first)
+        return self.run_unchecked(x, *masks, memory=memory, cache=cache, need_weights=need_weights)
+
+    def run_unchecked(self, x, attn_mask=None, key_padding_mask=None, memory_key_padding_mask=None, *,
+                      memory=None, cache=None, need_weights=False):
+        """``forward`` without the input checks: for a caller that made x itself (a GPT's
+        embeddings of checked ids) and checked the cache and the masks."""
+        masks = (attn_mask, key_padding_mask, memory_key_padding_mask)
         all_weights = []
         for l, block in enumerate(self.blocks):
             out = block.forward_unchecked(x, *masks, memory=memory, cache=None if cache is None else cache[l],
@@ -337,15 +379,20 @@ class Encoder(_Stack):
     blocks, whose output is not normalised). With ``config.causal`` it is a GPT-style
     decoder-only stack and takes a cache.
 
-    ``forward(x, *, attn_mask=None, key_padding_mask=None, cache=None, need_weights=False)``
-    returns x (B, S, D), or (x, [per-block weight dicts]) when ``need_weights``."""
+    ``forward(x, *, attn_mask=None, key_padding_mask=None, cache=None, need_weights=False,
+    unchecked=False)`` returns x (B, S, D), or (x, [per-block weight dicts]) when
+    ``need_weights``; ``unchecked=True`` skips the input checks (for a caller that made x and
+    checked the cache itself, as a GPT does)."""
 
     def __init__(self, *, num_layers: int, config: BlockConfig, final_norm: bool = True) -> None:
         if isinstance(config, BlockConfig) and config.cross_attention:
             fail("config", "cross_attention=False in an Encoder (use a Decoder)", "cross_attention=True")
         super().__init__(num_layers=num_layers, config=config, final_norm=final_norm)
 
-    def forward(self, x, *, attn_mask=None, key_padding_mask=None, cache=None, need_weights=False):
+    def forward(self, x, *, attn_mask=None, key_padding_mask=None, cache=None, need_weights=False,
+                unchecked=False):
+        if unchecked:  # a caller that made x itself and checked the cache (a GPT): run_unchecked, hooks kept
+            return self.run_unchecked(x, attn_mask, key_padding_mask, cache=cache, need_weights=need_weights)
         return self._run(x, attn_mask, key_padding_mask, None, None, cache, need_weights)
 
 

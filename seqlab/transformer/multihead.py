@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from seqlab.transformer.attention import attend, check_mask, combine_masks
+from seqlab.transformer.rotary import apply_rotary, rms_normalise
 from seqlab.validation import check_float, check_int, check_tensor, fail, resolve_config, shape_str
 
 
@@ -47,7 +48,11 @@ class MultiHeadAttentionConfig:
     dropout: on the attention weights while training; kdim, vdim: widths of the key and
     value inputs (D if None; for cross-attention to a memory of another width);
     fused: use ``F.scaled_dot_product_attention`` (falls back to the explicit path for a
-    call that asks for the weights)."""
+    call that asks for the weights) and, for self-attention, one (3D, D) product for the
+    query, key and value projections; rotary: rotate each head's queries and keys by
+    their positions (``rotary.py``; self-attention only, even head width); rope_base: the
+    base of the rotary frequencies; qk_norm: RMS-normalise each head's queries and keys,
+    with learned gains ``g_q``, ``g_k`` (m,) (``rotary.py``)."""
 
     d_model: int
     num_heads: int
@@ -56,17 +61,24 @@ class MultiHeadAttentionConfig:
     kdim: int | None = None
     vdim: int | None = None
     fused: bool = False
+    rotary: bool = False
+    rope_base: float = 10000.0
+    qk_norm: bool = False
 
     def __post_init__(self) -> None:
         check_int(self.d_model, "d_model", minimum=1)
         check_int(self.num_heads, "num_heads", minimum=1)
         if self.d_model % self.num_heads:
             fail("d_model", f"a multiple of num_heads = {self.num_heads}", f"d_model = {self.d_model}")
+        check_float(self.rope_base, "rope_base", minimum=1.0, open_min=True, finite=True)
+        if self.rotary is True and self.head_dim % 2:
+            fail("rotary", "an even head width d_model / num_heads (rotations act on pairs of units)",
+                 f"head width {self.head_dim}")
         for name in ("kdim", "vdim"):
             if getattr(self, name) is not None:
                 check_int(getattr(self, name), name, minimum=1)
         check_float(self.dropout, "dropout", minimum=0.0, maximum=1.0, open_max=True)
-        for name in ("bias", "fused"):
+        for name in ("bias", "fused", "rotary", "qk_norm"):
             if not isinstance(getattr(self, name), bool):
                 fail(name, "True or False", repr(getattr(self, name)))
 
@@ -142,6 +154,9 @@ class MultiHeadAttention(nn.Module):
             self.b_q, self.b_k, self.b_v, self.b_o = (nn.Parameter(torch.empty(D)) for _ in range(4))
         else:
             self.b_q = self.b_k = self.b_v = self.b_o = None
+        if c.qk_norm:
+            self.g_q = nn.Parameter(torch.ones(c.head_dim))  # g^(q): (m,)
+            self.g_k = nn.Parameter(torch.ones(c.head_dim))  # g^(k): (m,)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -151,6 +166,9 @@ class MultiHeadAttention(nn.Module):
         if self.config.bias:
             for b in (self.b_q, self.b_k, self.b_v, self.b_o):
                 nn.init.zeros_(b)
+        if self.config.qk_norm:
+            nn.init.ones_(self.g_q)
+            nn.init.ones_(self.g_k)
 
     # -- input checks --------------------------------------------------------------------
     def check_inputs(self, query, key, value, attn_mask, key_padding_mask, cache, *,
@@ -172,6 +190,8 @@ class MultiHeadAttention(nn.Module):
         if (key is None) != (value is None):
             fail(f"{n_k}, {n_v}", "both or neither (neither = self-attention)",
                  f"{n_k}={'a tensor' if key is not None else None}, {n_v}={'a tensor' if value is not None else None}")
+        if cross and (c.rotary or c.qk_norm):
+            fail(n_k, "None: rotary and qk_norm are for self-attention", "a tensor")
         if cross:
             for name, x, width, wname in ((n_k, key, c.key_dim, "kdim"), (n_v, value, c.value_dim, "vdim")):
                 check_tensor(x, name, ndim=3, dims=dims, floating=True, finite=True)
@@ -257,13 +277,27 @@ class MultiHeadAttention(nn.Module):
         T_new = key.shape[1]
 
         # a^(q)_s = w^(q) . a^(h)_s + b^(q);  a^(k)_t = w^(k) . a^(h)_t + b^(k);  a^(v)_t = w^(v) . a^(h)_t + b^(v)
-        q = linear(query, self.w_q, self.b_q)  # (B, S, D)
-        k = linear(key, self.w_k, self.b_k)  # (B, T, D)
-        v = linear(value, self.w_v, self.b_v)  # (B, T, D)
+        if c.fused and key is query and value is query and S > 1:
+            # self-attention, fast path: the three projections as one product with [w^(q); w^(k); w^(v)] (3D, D)
+            # (not for one new position, where copying the weights would cost as much as the products)
+            w = torch.cat([self.w_q, self.w_k, self.w_v])  # (3D, D)
+            b = None if self.b_q is None else torch.cat([self.b_q, self.b_k, self.b_v])  # (3D,)
+            q, k, v = linear(query, w, b).split(D, dim=-1)  # (B, S, 3D) -> 3 x (B, S, D)
+        else:
+            q = linear(query, self.w_q, self.b_q)  # (B, S, D)
+            k = linear(key, self.w_k, self.b_k)  # (B, T, D)
+            v = linear(value, self.w_v, self.b_v)  # (B, T, D)
         # split the width into h heads of width m
         q = q.view(B, S, h, m).transpose(1, 2)  # (B, h, S, m)
         k = k.view(B, T_new, h, m).transpose(1, 2)  # (B, h, T, m)
         v = v.view(B, T_new, h, m).transpose(1, 2)  # (B, h, T, m)
+        if c.qk_norm:
+            # a^(q) <- g^(q) * a^(q) / RMS(a^(q)), the same for the keys (rotary.py)
+            q, k = rms_normalise(q, self.g_q), rms_normalise(k, self.g_k)  # (B, h, S, m), (B, h, T, m)
+        if c.rotary:
+            # R_p a^(q)_p and R_p a^(k)_p at the positions p after the cached ones (rotary.py)
+            past = 0 if cache is None else cache.length
+            q, k = apply_rotary(q, past, c.rope_base), apply_rotary(k, past, c.rope_base)  # (B, h, S, m)
         if cache is not None:
             k, v = cache.append(k, v)  # (B, h, T, m) with T = T_past + S
 
@@ -342,6 +376,9 @@ class MultiHeadAttention(nn.Module):
     def to_torch(self) -> nn.MultiheadAttention:
         """The equivalent nn.MultiheadAttention (batch_first=True), weights copied."""
         c = self.config
+        if c.rotary or c.qk_norm:
+            fail("to_torch", "an attention without rotary or qk_norm (nn.MultiheadAttention has neither)",
+                 f"rotary={c.rotary}, qk_norm={c.qk_norm}")
         module = nn.MultiheadAttention(c.d_model, c.num_heads, dropout=c.dropout, bias=c.bias, kdim=c.kdim,
                                        vdim=c.vdim, batch_first=True)
         module = module.to(device=self.w_q.device, dtype=self.w_q.dtype)

@@ -97,3 +97,24 @@ class LearnedPositionalEncoding(_PositionalEncoding):
 
     def table(self) -> torch.Tensor:
         return self.p
+
+
+class NoPositionalEncoding(nn.Module):
+    """No table, x_t unchanged: for a model whose attention sees the positions itself (rotary
+    queries and keys, ``rotary.py``). ``forward(x, offset)`` checks as the others do and
+    returns x."""
+
+    def __init__(self, *, max_len: int, d_model: int) -> None:
+        super().__init__()
+        self.d_model = check_int(d_model, "d_model", minimum=1)
+        self.max_len = check_int(max_len, "max_len", minimum=1)
+
+    def forward(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        _PositionalEncoding._check(self, x, offset)
+        return x
+
+    def forward_unchecked(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        return x
+
+    def extra_repr(self) -> str:
+        return f"d_model={self.d_model}, max_len={self.max_len}"

@@ -137,7 +137,7 @@ def test_bad_inputs_name_expected_and_received():
     with pytest.raises(ValueError, match=r"d_model: expected a multiple of num_heads = 3, received d_model = 16"):
         GPTConfig(**{**TINY, "num_heads": 3})
     with pytest.raises(ValueError, match=r"position: expected one of"):
-        GPTConfig(**TINY, position="rotary")
+        GPTConfig(**TINY, position="alibi")
     model = tiny()
     with pytest.raises(ValueError, match=r"ids: expected token ids in \[0, 10\], received values in \[0, 11\]"):
         model(torch.tensor([[0, 11]]))

@@ -126,6 +126,21 @@ def test_tiny_learning():
     assert abs(pred.shape[0] - mels[0].shape[0]) <= 0.3 * mels[0].shape[0]
 
 
+def test_a_rank_share_of_a_batch_is_the_batch_of_its_rows():
+    """Under torchrun each rank takes its rows of the one-process batch; TTSData.shard_batch
+    re-pads them to the share's own longest text and mel, exactly as collate of those rows."""
+    rng = np.random.default_rng(0)
+    items = [([1 + i % 5] * n, [2] * n, rng.normal(size=(f, 4)).astype(np.float32), "x")
+             for i, (n, f) in enumerate([(3, 7), (9, 20), (4, 6), (2, 5)])]
+    data = TTSData({"train": items, "val": items[:1]}, np.zeros(4, np.float32), np.ones(4, np.float32))
+    batch = data.collate(items)
+    for rank in (0, 1):
+        share = TTSData.shard_batch(batch, rank, 2)
+        expected = data.collate(items[2 * rank: 2 * rank + 2])
+        assert all(torch.equal(a, b) for a, b in zip(share, expected))
+    assert TTSData.shard_batch(batch, 1, 2)[0].shape == (2, 4)  # re-padded: 4 characters, not 9
+
+
 def test_config_and_model_checks():
     for kw, match in [(dict(kernel_size=4), "odd"), (dict(channels=0), "channels"), (dict(dropout=1.0), "dropout")]:
         with pytest.raises(ValueError, match=match):

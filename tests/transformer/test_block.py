@@ -198,7 +198,7 @@ def test_block_bad_inputs():
         decoder_block(x, memory=_rand(B, T_M, D, seed=14), memory_key_padding_mask=torch.ones(B, 5, dtype=torch.bool))
     with pytest.raises(ValueError, match=r"d_model: expected a multiple of num_heads = 3, received d_model = 8"):
         BlockConfig(d_model=8, num_heads=3, d_ff=16)
-    with pytest.raises(ValueError, match=r"activation: expected one of 'gelu', 'relu', received 'tanh'"):
+    with pytest.raises(ValueError, match=r"activation: expected one of 'gelu', 'relu', 'relu2', 'swiglu', received 'tanh'"):
         BlockConfig(d_model=8, num_heads=2, d_ff=16, activation="tanh")
 
 
