@@ -25,7 +25,7 @@ import torch
 from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 
-from seqlab.explore.common import BadRequest, family_of, list_run_dirs, models, run_name, run_path, runs_dir
+from seqlab.explore.common import BadRequest, family_of, models, run_path, runs_of
 
 router = APIRouter()
 
@@ -43,15 +43,8 @@ def attention_families() -> list[str]:
 @router.get("/runs")
 def list_runs(request: Request) -> dict:
     """The runs below RUNS_DIR whose family draws attention maps (GPT, BERT ...)."""
-    wanted = set(attention_families())
-    out = []
-    for path in list_run_dirs(runs_dir(request)):
-        try:
-            family = family_of(request, path)
-        except BadRequest:
-            continue  # an unreadable run.json: not listed
-        if family in wanted:
-            out.append({"name": run_name(request, path), "family": family})
+    wanted = attention_families()
+    out = [{"name": name, "family": meta["family"]} for _, name, meta in runs_of(request, wanted)]
     return {"runs": out, "families": sorted(wanted)}
 
 

@@ -127,15 +127,34 @@ def models(request: Request) -> ModelCache:
     return request.app.state.models
 
 
-def family_of(request: Request, path: Path) -> str:
-    """The family name of the run at ``path`` (from run.json, without loading the model)."""
-    import json
+def run_json(request: Request, path: Path) -> dict:
+    """The run.json of the run at ``path`` (``seqlab.training.rundir.read_run_json``: a seqlab
+    run file), with a string ``family``; anything else is a 400 with one line."""
+    from seqlab.training.rundir import read_run_json
 
     try:
-        meta = json.loads((path / "run.json").read_text())
-    except (OSError, ValueError) as e:
+        meta = read_run_json(path)
+    except ValueError as e:
         raise BadRequest(f"run: cannot read {run_name(request, path)}/run.json ({e})") from None
-    family = meta.get("family") if isinstance(meta, dict) else None
-    if not isinstance(family, str):
-        raise BadRequest(f"run: expected a 'family' in {run_name(request, path)}/run.json, got {family!r}")
-    return family
+    if not isinstance(meta.get("family"), str):
+        raise BadRequest(f"run: expected a 'family' in {run_name(request, path)}/run.json, got {meta.get('family')!r}")
+    return meta
+
+
+def family_of(request: Request, path: Path) -> str:
+    """The family name of the run at ``path`` (from run.json, without loading the model)."""
+    return run_json(request, path)["family"]
+
+
+def runs_of(request: Request, families) -> list[tuple[Path, str, dict]]:
+    """(path, name, run.json) of the runs below RUNS_DIR whose family is in ``families``; runs
+    whose run.json cannot be read are left out (the runs widget says why)."""
+    wanted, out = set(families), []
+    for path in list_run_dirs(runs_dir(request)):
+        try:
+            meta = run_json(request, path)
+        except BadRequest:
+            continue
+        if meta["family"] in wanted:
+            out.append((path, run_name(request, path), meta))
+    return out

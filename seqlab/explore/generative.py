@@ -20,12 +20,11 @@ size is capped (images, steps, grid points) so that a request stays within a few
 
 from __future__ import annotations
 
-import json
 
 import torch
 from fastapi import APIRouter, Query, Request
 
-from seqlab.explore.common import BadRequest, family_of, list_run_dirs, models, run_name, run_path, runs_dir
+from seqlab.explore.common import BadRequest, family_of, models, run_name, run_path, runs_of
 
 router = APIRouter()
 
@@ -74,18 +73,11 @@ def generative_runs(request: Request) -> dict:
     """The diffusion, VAE and GAN runs under RUNS_DIR, each with its family and the sizes the
     page needs (from run.json, without loading the model)."""
     out = []
-    for path in list_run_dirs(runs_dir(request)):
-        try:
-            family = family_of(request, path)
-        except BadRequest:
-            continue  # unreadable run.json: the runs widget says why
-        if family in FAMILIES:
-            try:
-                config = json.loads((path / "run.json").read_text(encoding="utf-8")).get("model_config") or {}
-            except (OSError, ValueError, AttributeError):
-                config = {}
-            sizes = {k: config.get(k) for k in SIZES if isinstance(config, dict) and isinstance(config.get(k), int)}
-            out.append({"name": run_name(request, path), "family": family, **sizes})
+    for _, name, meta in runs_of(request, FAMILIES):
+        config = meta.get("model_config")
+        config = config if isinstance(config, dict) else {}
+        sizes = {k: config[k] for k in SIZES if isinstance(config.get(k), int)}
+        out.append({"name": name, "family": meta["family"], **sizes})
     return {"runs": out}
 
 

@@ -34,7 +34,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from seqlab.explore.common import BadRequest, family_of, list_run_dirs, models, run_name, run_path, runs_dir
+from seqlab.explore.common import BadRequest, family_of, models, run_path, runs_of
 
 router = APIRouter()
 
@@ -76,15 +76,8 @@ def text_families() -> list[str]:
 @router.get("/runs")
 def list_runs(request: Request) -> dict:
     """The runs below RUNS_DIR whose family samples text."""
-    wanted = set(text_families())
-    out = []
-    for path in list_run_dirs(runs_dir(request)):
-        try:
-            family = family_of(request, path)
-        except BadRequest:
-            continue
-        if family in wanted:
-            out.append({"name": run_name(request, path), "family": family})
+    wanted = text_families()
+    out = [{"name": name, "family": meta["family"]} for _, name, meta in runs_of(request, wanted)]
     return {"runs": out, "families": sorted(wanted), "max_length": MAX_LENGTH, "max_prompt": MAX_PROMPT}
 
 

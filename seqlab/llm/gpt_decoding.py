@@ -19,12 +19,15 @@ synchronisation than it saves (several times more on a machine whose other cores
 ``benchmarks/bench_transformer_speed.py`` section 4 measures both settings), so on the CPU the
 cached steps of at most ``SMALL_STEP`` positions per sequence run with one thread
 (``seqlab.training.device.cpu_threads``); the prompt and the uncached steps keep the thread
-count that was set. ``threads=None`` leaves the setting alone everywhere.
+count that was set. ``threads=None`` leaves the setting alone everywhere. The setting is
+process-wide, so it is changed only from the main thread: a generation running in another
+thread (the explorer serves several at once) keeps the process's count.
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 
 import torch
 from torch import nn
@@ -101,7 +104,10 @@ class GPTDecoder:
     def _run(self, ids: list[list[int]], cache: list[KVBuffer] | None) -> torch.Tensor:
         device = self.model.w_x.device
         x = torch.tensor(ids, device=device)  # (B, S)
-        small = cache is not None and cache[0].length > 0 and x.shape[1] <= SMALL_STEP and device.type == "cpu"
+        # only on the main thread: the thread count is process-wide, and threads that narrow and
+        # restore it at once (generations served side by side) could leave the process on one
+        small = (cache is not None and cache[0].length > 0 and x.shape[1] <= SMALL_STEP and device.type == "cpu"
+                 and threading.current_thread() is threading.main_thread())
         with cpu_threads(self.threads) if small else contextlib.nullcontext():
             return self.model(x, cache=cache)[:, -1]  # (B, V): the logits after the last position
 

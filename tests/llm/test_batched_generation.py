@@ -162,3 +162,20 @@ def test_a_model_without_generate_batch_samples_the_prompts_one_after_the_other(
                        max_steps=2, eval_every=2, eval_batches=1, batch_size=4).run_dir
     texts = seqlab.sample(run, prompts=["ab", "c"], length=8, seed=5)
     assert texts == [seqlab.sample(run, prompt=p, length=8, seed=5 + i) for i, p in enumerate(["ab", "c"])]
+
+
+def test_cached_steps_narrow_the_threads_only_from_the_main_thread(gpt, monkeypatch):
+    """The thread count is process-wide: the cached steps set it to one only in the main
+    thread; a generation in another thread (the explorer serves several) leaves it alone."""
+    import threading
+
+    calls = []
+    real = torch.set_num_threads
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: (calls.append(n), real(n)))
+    gpt.generate([1, 2, 3], 5, seed=0)
+    assert 1 in calls  # main thread: narrowed (and restored)
+    calls.clear()
+    worker = threading.Thread(target=lambda: gpt.generate([1, 2, 3], 5, seed=0))
+    worker.start()
+    worker.join()
+    assert calls == []
