@@ -8,7 +8,7 @@ BIN     = $(VENV)/bin
 TORCH  ?= torch==2.13.0
 TORCH_INDEX ?=
 
-.PHONY: install tour tour-quick test test-slow bench screenshots clean
+.PHONY: install tour tour-quick test test-slow bench bench-speed screenshots clean
 
 install: $(VENV)/.installed
 
@@ -32,15 +32,23 @@ test-slow: install
 	$(BIN)/python -m pytest -q -m slow
 	HYPOTHESIS_PROFILE=slow $(BIN)/python -m pytest -q -p no:xdist tests/test_properties.py
 
-bench: install
+# issue 17's table (benchmarks/results/speed_table.md), every row measured in this one run
+# (about 15 minutes on 2 idle cores; run it on an otherwise idle machine)
+bench-speed: install
 	$(BIN)/python benchmarks/bench_recurrent_speed.py
+	$(BIN)/python benchmarks/bench_charlm_loop.py
+	$(BIN)/python benchmarks/bench_gpt_speed.py
+	$(BIN)/python benchmarks/bench_gpt_quality.py nanogpt
+	$(BIN)/python benchmarks/bench_gpt_quality.py plus
+	$(BIN)/python benchmarks/bench_transformer_speed.py --only generate
+	$(BIN)/python benchmarks/bench_compile.py
+	$(BIN)/python benchmarks/bench_ddp.py
+	$(BIN)/python benchmarks/speed_table.py
+
+bench: bench-speed
 	$(BIN)/python benchmarks/bench_charlm_quality.py
 	$(BIN)/python benchmarks/bench_transformer_speed.py
-	$(BIN)/python benchmarks/bench_compile.py
-	$(BIN)/python benchmarks/bench_gpt_quality.py nanogpt
 	$(BIN)/python benchmarks/bench_gpt_quality.py budget
-	$(BIN)/python benchmarks/bench_gpt_quality.py plus
-	$(BIN)/python benchmarks/bench_gpt_speed.py
 	$(BIN)/python benchmarks/bench_finetune.py gpt
 	$(BIN)/python benchmarks/bench_finetune.py bert
 	$(BIN)/python benchmarks/bench_prompting.py
@@ -50,7 +58,6 @@ bench: install
 	$(BIN)/python benchmarks/bench_hopfield.py
 	$(BIN)/python benchmarks/bench_rbm.py
 	$(BIN)/python benchmarks/bench_generative.py
-	$(BIN)/python benchmarks/bench_ddp.py
 
 # the explorer's pictures in README.md and docs/explore.md, over the runs of `make tour`
 # (headless Chromium: apt-get install chromium, or SEQLAB_CHROMIUM=/path/to/chrome)

@@ -105,7 +105,8 @@ def main(argv=None) -> int:
              "ratio_to_baseline": statistics.median(v) / base} for name, v in rates.items()]
     wall = time.perf_counter() - started
     reproduce = "python benchmarks/bench_ddp.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    result = {"benchmark": "ddp_cpu", "command": reproduce.strip(), "machine": machine, "steps": args.steps,
+    result = {"benchmark": "ddp_cpu", "command": reproduce.strip(), "date": time.strftime("%Y-%m-%d %H:%M"),
+              "machine": machine, "steps": args.steps,
               "rounds": args.rounds, "global_batch": 12, "baseline": BASELINE, "wall_seconds": round(wall, 1),
               "results": rows}
     lines = ["# Data-parallel training on the CPU (gloo): GPT throughput", "",

@@ -13,7 +13,7 @@ def add_parser(sub, argv: list[str]) -> None:
                        description="The main job: every section of the lecture that seqlab implements, on "
                        "embedded data; one line of result per step and an HTML report with the plots. "
                        "The runs are planned by steps (a time guard stops only a much slower machine, and the report flags "
-                       "what it cut short); about 9 minutes on 2 idle CPU cores; --quick takes well under a minute.")
+                       "what it cut short); about 12 minutes on 2 idle CPU cores; --quick takes well under a minute.")
     p.add_argument("--out", default="tour", help="output folder (default ./tour)")
     p.add_argument("--quick", action="store_true", help="tiny settings (for tests and a first look)")
     p.add_argument("--only", nargs="+", metavar="WORD", help="run only the steps whose title contains WORD")

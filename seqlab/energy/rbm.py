@@ -254,20 +254,27 @@ class RBM(nn.Module):
         estimate scikit-learn's ``BernoulliRBM.score_samples`` returns)."""
         v = check_binary(v, "v", self.config.visible_size).to(self.W)
         B, D = v.shape
+        if stochastic:
+            i = torch.randint(D, (B,), generator=generator, device=v.device)  # one bit per row
+            return self._pl_bits(v, i)
         x = torch.addmm(self.c, v, self.W.t())  # (B, H): c + W v
         f = -(v @ self.b) - F.softplus(x).sum(-1)  # (B,) F(v)
         s = 1.0 - 2.0 * v  # (B, D): +1 where bit i would turn on, -1 where it would turn off
-        if stochastic:
-            i = torch.randint(D, (B,), generator=generator, device=v.device)  # one bit per row
-            rows = torch.arange(B, device=v.device)
-            si = s[rows, i]  # (B,)
-            # flipping bit i adds s_i W[:, i] to c + W v and s_i b_i to b.v
-            x_flip = x + si[:, None] * self.W.t()[i]  # (B, H)
-            f_flip = -(v @ self.b + si * self.b[i]) - F.softplus(x_flip).sum(-1)
-            return D * F.logsigmoid(f_flip - f)
         x_flip = x[:, None, :] + s[:, :, None] * self.W.t()[None]  # (B, D, H): c + W v~i for every i
         f_flip = -(v @ self.b)[:, None] - s * self.b - F.softplus(x_flip).sum(-1)  # (B, D)
         return F.logsigmoid(f_flip - f[:, None]).sum(-1)
+
+    def _pl_bits(self, v: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
+        """D log sigmoid(F(v~i) - F(v)) per row, for the bit i (B,) of each row of v (B, D)."""
+        B, D = v.shape
+        x = torch.addmm(self.c, v, self.W.t())  # (B, H): c + W v
+        f = -(v @ self.b) - F.softplus(x).sum(-1)  # (B,) F(v)
+        rows = torch.arange(B, device=v.device)
+        si = 1.0 - 2.0 * v[rows, i]  # (B,): +1 where bit i would turn on, -1 where it would turn off
+        # flipping bit i adds s_i W[:, i] to c + W v and s_i b_i to b.v
+        x_flip = x + si[:, None] * self.W.t()[i]  # (B, H)
+        f_flip = -(v @ self.b + si * self.b[i]) - F.softplus(x_flip).sum(-1)
+        return D * F.logsigmoid(f_flip - f)
 
     def log_partition(self) -> torch.Tensor:
         """log Z, exactly, by enumerating the smaller layer (at most 2^20 states).
@@ -300,18 +307,80 @@ class RBM(nn.Module):
 
     @torch.no_grad()
     def train_step(self, v0: torch.Tensor, *, lr: float, weight_decay: float = 0.0,
-                   generator: torch.Generator | None = None) -> tuple[float, dict[str, float]]:
+                   generator: torch.Generator | None = None, group=None) -> tuple[float, dict[str, float]]:
         """One CD-k / PCD-k update on the batch ``v0`` (B, D) (see the module docstring).
 
         Returns (the stochastic estimate of the mean negative log pseudo-likelihood of the
         batch before the update, {}), which the trainer logs as the training loss. When that
-        is not finite (the weights hold NaN or inf) nothing is updated, and the trainer stops."""
+        is not finite (the weights hold NaN or inf) nothing is updated, and the trainer stops.
+
+        ``group`` (``seqlab.training.distributed.Group``, under torchrun): ``v0`` is this rank's
+        share of a global batch of N B rows; see ``_train_step_split``."""
         v0 = check_binary(v0, "batch", self.config.visible_size).to(self.W)
+        if group is not None:
+            return self._train_step_split(v0, lr, weight_decay, generator, group)
         nll = -float(self.pseudo_likelihood(v0, stochastic=True, generator=generator).mean())
         if math.isfinite(nll):
             u_v, u_h, u_start = self.uniforms(1, v0.shape[0], generator)
             self._update(v0, lr, weight_decay, u_v[0].unbind(0), u_h[0].unbind(0),
                          None if u_start is None else u_start[0])
+        return nll, {}
+
+    def _train_step_split(self, v0: torch.Tensor, lr: float, weight_decay: float,
+                          generator: torch.Generator | None, group) -> tuple[float, dict[str, float]]:
+        """``train_step`` on rank r of N, whose ``v0`` holds rows r B .. (r+1) B - 1 of the
+        step's global batch of N B rows: the one-process update, split by rows.
+
+        - Random numbers: every rank draws them for the whole batch, from the step's generator
+          (the same on every rank, in the one-process order: the pseudo-likelihood's bits, then
+          ``uniforms``), and keeps its rows; so each row gets the numbers it gets in one process.
+        - Chains: CD's chains are the batch's rows, so rank r runs its B. PCD's M persistent
+          chains (``h_chain``, M a multiple of N) are split the same way: rank r runs chains
+          r M/N .. (r+1) M/N - 1, and the new states of all M are summed back (each rank adds
+          its rows to zeros), so every rank holds all M and a checkpoint saves them whole.
+        - Statistics: each rank's sums over its rows, divided by the global counts,
+
+              S_W = sum_rows p(h|v0) v0^T / (N B) - sum_chains p(h|v_k) v_k^T / M    (H, D)
+              S_b = sum_rows v0 / (N B) - sum_chains v_k / M                         (D,)
+              S_c = sum_rows p(h|v0) / (N B) - sum_chains p(h|v_k) / M               (H,)
+
+          are summed over the ranks in one all_reduce (with the chains and each rank's loss),
+          so every rank applies W <- W (1 - lr wd) + lr S_W, b <- b + lr S_b, c <- c + lr S_c:
+          the one-process update, up to the order of the floating-point sums."""
+        cfg = self.config
+        B, N = v0.shape[0], group.world_size
+        M = cfg.n_chains if cfg.persistent else N * B
+        if M % N:
+            fail("n_chains under torchrun", f"a multiple of the number of processes ({N}), each running an equal "
+                 "share of the persistent chains", str(M))
+        rows, chains = group.rows(B), group.rows(M // N)
+        W, b, c = self.W.data, self.b.data, self.c.data
+        # the pseudo-likelihood's random bit of each row of the global batch; this rank keeps its rows
+        bits = torch.randint(cfg.visible_size, (N * B,), generator=generator, device=v0.device)[rows]
+        nll = -float(self._pl_bits(v0, bits).mean())
+        u_v, u_h, u_start = self.uniforms(1, N * B, generator)  # (1, k, M, D), (1, k, M, H), (1, N B, H)
+        ph0 = torch.sigmoid(torch.addmm(c, v0, W.t()))  # (B, H) p(h | v0)
+        h = self.h_chain[chains] if cfg.persistent else (u_start[0, rows] < ph0).to(W.dtype)  # (M/N, H)
+        for t in range(cfg.k):
+            v = (u_v[0, t, chains] < torch.sigmoid(torch.addmm(b, h, W))).to(W.dtype)  # (M/N, D) v ~ p(v | h)
+            ph = torch.sigmoid(torch.addmm(c, v, W.t()))  # (M/N, H) p(h | v)
+            h = (u_h[0, t, chains] < ph).to(W.dtype)  # (M/N, H) h ~ p(h | v)
+        S_W = torch.mm(ph0.t(), v0).div_(N * B).sub_(torch.mm(ph.t(), v).div_(M))  # (H, D)
+        S_b = v0.sum(0).div_(N * B).sub_(v.sum(0).div_(M))  # (D,)
+        S_c = ph0.sum(0).div_(N * B).sub_(ph.sum(0).div_(M))  # (H,)
+        h_all = torch.zeros_like(self.h_chain)  # (M, H) for PCD: this rank's chains, zeros elsewhere
+        if cfg.persistent:
+            h_all[chains] = h
+        loss = torch.tensor([nll], dtype=W.dtype, device=W.device)
+        group.sum_([S_W, S_b, S_c, h_all, loss])
+        if math.isfinite(float(loss)):  # the same decision on every rank
+            if cfg.persistent:
+                self.h_chain.copy_(h_all)
+            if weight_decay:
+                W.mul_(1.0 - lr * weight_decay)
+            W.add_(S_W, alpha=lr)
+            b.add_(S_b, alpha=lr)
+            c.add_(S_c, alpha=lr)
         return nll, {}
 
     def uniforms(self, n: int, batch: int, generator: torch.Generator | None = None

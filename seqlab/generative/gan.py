@@ -58,6 +58,7 @@ from torch import nn
 
 from seqlab.generative.common import check_image_config, check_images, check_network_input, from_signed, to_signed
 from seqlab.memory import check_batch_fits
+from seqlab.training import distributed
 from seqlab.validation import check_choice, check_float, check_int, fail, fields_from_dict, resolve_config
 
 LOSSES = ("non-saturating", "minimax")
@@ -268,9 +269,15 @@ class GAN(nn.Module):
     def loss(self, x: torch.Tensor, *, generator: torch.Generator | None = None
              ) -> tuple[torch.Tensor, dict[str, float]]:
         """Evaluation, no update: L_D on the real batch x and as many fresh fakes, with metrics
-        g_loss (L_G on those fakes), d_real (mean D(x)) and d_fake (mean D(G(z)))."""
+        g_loss (L_G on those fakes), d_real (mean D(x)) and d_fake (mean D(G(z))). Under torchrun
+        (``distributed.current()``) x is the rank's share of the batch and its noise is its rows
+        of the whole batch's, so the ranks' mean is the one-process figure."""
         x = to_signed(self._images(x, "x"))  # (B, C, H, W) in [-1, 1]
-        x_fake = self.generator(self.noise(x.shape[0], generator=generator))  # (B, C, H, W)
+        B, group = x.shape[0], distributed.current()
+        # under torchrun x is this rank's share: its rows of noise drawn for the whole batch
+        z = (self.noise(B, generator=generator) if group is None
+             else self.noise(group.world_size * B, generator=generator)[group.rows(B)])
+        x_fake = self.generator(z)  # (B, C, H, W)
         l_real, l_fake = self.discriminator(x), self.discriminator(x_fake)  # (B,), (B,)
         d_loss = d_loss_from_logits(l_real, l_fake)
         with torch.no_grad():
@@ -293,7 +300,7 @@ class GAN(nn.Module):
 
     def train_step(self, x: torch.Tensor, *, lr: float, weight_decay: float = 0.0,
                    generator: torch.Generator | None = None,
-                   optimizer: torch.optim.Optimizer | None = None) -> tuple[float, dict[str, float]]:
+                   optimizer: torch.optim.Optimizer | None = None, group=None) -> tuple[float, dict[str, float]]:
         """One round of the game on the real batch x (B, C, H, W) in [0, 1]: ``d_steps`` updates of
         D (each on x and B fakes from fresh noise, detached), then one update of G (B fresh fakes).
 
@@ -301,45 +308,66 @@ class GAN(nn.Module):
         (as the trainer does) and its weight decay to ``weight_decay``. All noise is drawn with
         ``generator``. Returns (L_D of the last D update, measured before it, metrics d_loss,
         g_loss, d_real = mean D(x), d_fake = mean D(G(z)) of that D update). A non-finite loss
-        skips its update and is returned as the loss, so the trainer stops."""
+        skips its update and is returned as the loss, so the trainer stops.
+
+        ``group`` (``seqlab.training.distributed.Group``, under torchrun): x is rank r's share,
+        rows r B .. (r+1) B - 1 of the step's global batch of N B images. Each noise draw is
+        made for the whole batch (N B rows, from the step's generator, the same on every rank)
+        and rank r keeps its rows; after each backward pass the network's gradients are
+        averaged over the ranks (``Group.mean_grads_``), with the loss, so every rank applies the
+        one-process update and takes the same decision on a non-finite loss. G's BatchNorm
+        normalises with its rank's share's statistics, not the whole batch's (PyTorch's
+        SyncBatchNorm runs on GPUs only): with it the run is close to, not equal to, the
+        one-process run; at the end of the step its running means and variances are averaged
+        over the ranks, so every rank holds the same buffers."""
         x = to_signed(self._images(x, "batch"))  # (B, C, H, W) in [-1, 1]
         lr = check_float(lr, "lr", minimum=0.0)
         weight_decay = check_float(weight_decay, "weight_decay", minimum=0.0)
         if not isinstance(optimizer, torch.optim.Optimizer):
             fail("optimizer", "the optimizer of model.make_optimizer(cfg)", type(optimizer).__name__)
-        for group in optimizer.param_groups:
-            group["lr"] = lr * group.get("lr_scale", 1.0)
-            group["weight_decay"] = weight_decay
+        for g in optimizer.param_groups:
+            g["lr"] = lr * g.get("lr_scale", 1.0)
+            g["weight_decay"] = weight_decay
         B, d_params, g_params = x.shape[0], list(self.discriminator.parameters()), list(self.generator.parameters())
+
+        def noise() -> torch.Tensor:  # z (B, Z): this rank's rows of the whole batch's noise
+            if group is None:
+                return self.noise(B, generator=generator)
+            return self.noise(group.world_size * B, generator=generator)[group.rows(B)]
+
+        def average(params: list, value: float) -> float:  # the ranks' mean gradients and loss
+            return value if group is None else group.mean_grads_(params, value)[0]
 
         for _ in range(self.config.d_steps):
             # D ascends V: fakes from fresh noise, detached so that G does not move
             with torch.no_grad():
-                x_fake = self.generator(self.noise(B, generator=generator))  # (B, C, H, W)
+                x_fake = self.generator(noise())  # (B, C, H, W)
             l_real, l_fake = self.discriminator(x), self.discriminator(x_fake)  # (B,), (B,)
             # L_D = -[mean log D(x) + mean log(1 - D(G(z)))]
             d_loss = d_loss_from_logits(l_real, l_fake)
-            if not math.isfinite(value := float(d_loss.detach())):
-                return value, {"d_loss": value}
             optimizer.zero_grad(set_to_none=True)
             d_loss.backward()  # grads on D only (x_fake carries no graph)
+            if not math.isfinite(average(d_params, value := float(d_loss.detach()))):
+                return value, {"d_loss": value}
             optimizer.step()
 
         # G descends L_G on fresh noise; D's gradients are dropped so that D does not move
-        l_fake_g = self.discriminator(self.generator(self.noise(B, generator=generator)))  # (B,)
+        l_fake_g = self.discriminator(self.generator(noise()))  # (B,)
         g_loss = g_loss_from_logits(l_fake_g, self.config.loss)  # minimax or non-saturating L_G
         with torch.no_grad():
             metrics = {"d_loss": float(d_loss), "g_loss": float(g_loss),
                        "d_real": float(torch.sigmoid(l_real).mean()), "d_fake": float(torch.sigmoid(l_fake).mean())}
-        if not math.isfinite(metrics["g_loss"]):
-            return metrics["g_loss"], metrics
         optimizer.zero_grad(set_to_none=True)
         g_loss.backward()
         for p in d_params:
             p.grad = None
+        if not math.isfinite(average(g_params, metrics["g_loss"])):
+            return metrics["g_loss"], metrics
         assert all(p.grad is not None for p in g_params if p.requires_grad)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        if group is not None:  # BatchNorm's running statistics: the ranks' mean on every rank
+            group.mean_([t for t in self.generator.buffers() if t.is_floating_point()])
         return metrics["d_loss"], metrics
 
 

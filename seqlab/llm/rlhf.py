@@ -220,6 +220,11 @@ def gpt_states(gpt: GPT, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
     return logits, h
 
 
+def at_least_float32(x: torch.Tensor) -> torch.Tensor:
+    """x in float32 where it is narrower (bfloat16, float16), else as it is (float32, float64)."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
 def completion_positions(prompt_lengths: torch.Tensor, n: int) -> torch.Tensor:
     """(B, n) positions whose logits predict the n completion tokens: P_i - 1 + t."""
     return (prompt_lengths.long() - 1)[:, None] + torch.arange(n, device=prompt_lengths.device)[None, :]
@@ -232,8 +237,9 @@ def gather_completion(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
 
 
 def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """log softmax(z / tau)[token], logits (B, n, V), tokens (B, n) -> (B, n)."""
-    logp = F.log_softmax(logits.float() / temperature, dim=-1)
+    """log softmax(z / tau)[token], logits (B, n, V), tokens (B, n) -> (B, n), in float32 or
+    the logits' wider type (float64 stays float64)."""
+    logp = F.log_softmax(at_least_float32(logits) / temperature, dim=-1)
     return logp.gather(-1, tokens[..., None].long())[..., 0]
 
 
@@ -258,6 +264,6 @@ def sequence_logprob(gpt: GPT, ids: torch.Tensor, lengths: torch.Tensor, prompt_
     return (logp * mask).sum(dim=1)
 
 
-__all__ = ["AdaptiveKLController", "bradley_terry_loss", "completion_positions", "dpo_loss", "gae", "gather_completion",
-           "gpt_states", "kl_per_token", "pad_sequences", "ppo_clip_loss", "sequence_logprob", "token_logprobs",
-           "token_rewards", "whiten"]
+__all__ = ["AdaptiveKLController", "at_least_float32", "bradley_terry_loss", "completion_positions", "dpo_loss", "gae",
+           "gather_completion", "gpt_states", "kl_per_token", "pad_sequences", "ppo_clip_loss", "sequence_logprob",
+           "token_logprobs", "token_rewards", "whiten"]

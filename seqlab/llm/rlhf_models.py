@@ -32,10 +32,16 @@ Code names: ``w_r``, ``b_r`` the reward head w^(r), b^(r); ``w_v``, ``b_v`` the 
 on the policy's own states; ``kl_coef`` beta (a buffer: it is saved with the weights, so a
 resumed run goes on with the adapted value); the frozen reference (and PPO's reward model)
 are kept out of the module's state and reloaded from the run paths recorded in the config.
+
+Under torchrun PPO splits its own step (``train_step(..., group=)``): each process samples and
+scores its rows of the batch's prompts with the one-process random numbers, the rollout is
+gathered, and each minibatch's gradient is averaged over the processes (``PPOModel.train_step``,
+docs/scaling.md). The reward model and DPO are plain losses, which DDP averages.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple, Sequence
@@ -45,9 +51,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from seqlab.llm.gpt import GPT, GPTConfig
-from seqlab.llm.rlhf import (AdaptiveKLController, bradley_terry_loss, completion_positions, dpo_loss, gae,
-                             gather_completion, gpt_states, pad_sequences, ppo_clip_loss, sequence_logprob,
-                             token_logprobs, token_rewards, whiten)
+from seqlab.llm.rlhf import (AdaptiveKLController, at_least_float32, bradley_terry_loss, completion_positions,
+                             dpo_loss, gae, gather_completion, gpt_states, pad_sequences, ppo_clip_loss,
+                             sequence_logprob, token_logprobs, token_rewards, whiten)
 from seqlab.validation import check_float, check_int, fail, fields_from_dict
 
 # --------------------------------------------------------------------------- sampling and preference pairs
@@ -55,19 +61,29 @@ from seqlab.validation import check_float, check_int, fail, fields_from_dict
 
 @torch.no_grad()
 def sample_completions(gpt: GPT, prompts: Sequence[Sequence[int]], n: int, *, temperature: float = 1.0,
-                       generator: torch.Generator | Sequence[torch.Generator] | None = None) -> torch.Tensor:
+                       generator: torch.Generator | Sequence[torch.Generator] | None = None,
+                       keep: slice | None = None) -> torch.Tensor:
     """n tokens sampled from softmax(z / tau) after each prompt, (B, n): prompts of one length
     are decoded together with the KV cache. Each prompt plus n must fit in the context.
 
     ``generator``: one for the whole batch, or one per prompt (a list): each row then draws
     with its own generator by the Gumbel-max rule, y = argmax_i (z_i / tau + G_i) with
     G_i = -log(-log u_i), u_i ~ U(0, 1), which samples softmax(z / tau) exactly, so a row's
-    tokens do not depend on the other rows of its batch."""
+    tokens do not depend on the other rows of its batch.
+
+    With one generator, each step of a group of b prompts of one length draws y by the
+    exponential race, y = argmax_i p_i / q_i with q_i ~ Exp(1) drawn for all b rows (b, V):
+    exactly the numbers and the token ``torch.multinomial(p, 1)`` draws.
+
+    ``keep`` (a slice of the B prompts, a rank's rows under torchrun: ``Group.rows``): decode
+    only those rows, (len(keep), n). The random numbers are still drawn for every row of the
+    batch, in the same order, so each kept prompt gets the tokens it gets in one process."""
     check_int(n, "n", minimum=1)
     check_float(temperature, "temperature", minimum=0.0, open_min=True)
     per_row = isinstance(generator, (list, tuple))
     if per_row and len(generator) != len(prompts):
         fail("generator", f"one generator per prompt ({len(prompts)})", f"{len(generator)}")
+    kept = range(len(prompts))[keep] if keep is not None else range(len(prompts))
     device = gpt.w_x.device
     out = torch.zeros(len(prompts), n, dtype=torch.long, device=device)
     groups: dict[int, list[int]] = {}
@@ -80,25 +96,40 @@ def sample_completions(gpt: GPT, prompts: Sequence[Sequence[int]], n: int, *, te
     gpt.eval()
     try:
         for _, rows in sorted(groups.items()):
-            ids = torch.tensor([list(prompts[i]) for i in rows], dtype=torch.long, device=device)  # (b, P)
-            cache = gpt.new_cache()
-            z = gpt(ids, cache=cache)[:, -1]  # (b, V)
+            # mine: the positions (in the group) of the kept rows
+            mine = [k for k, i in enumerate(rows) if i in kept]
+            decoded = [rows[k] for k in mine]
+            if per_row:  # a row's draws are its own generator's: nothing to draw for the rows not kept
+                if not decoded:
+                    continue
+                rows, mine = decoded, list(range(len(decoded)))
+            if decoded:
+                ids = torch.tensor([list(prompts[i]) for i in decoded], dtype=torch.long, device=device)  # (b, P)
+                cache = gpt.new_cache()
+                z = gpt(ids, cache=cache)[:, -1]  # (b, V)
+            V = gpt.config.vocab_size
             for t in range(n):
                 if per_row:
-                    u = torch.stack([torch.rand(z.shape[-1], generator=generator[i], device=generator[i].device)
+                    u = torch.stack([torch.rand(V, generator=generator[i], device=generator[i].device)
                                      for i in rows]).to(device)  # (b, V)
                     # y = argmax_i (z_i / tau - log(-log u_i))
                     g = -torch.log(-torch.log(u.clamp(1e-20, 1.0 - 1e-7)))
                     y = (z.float() / temperature + g).argmax(dim=-1, keepdim=True)  # (b, 1)
                 else:
+                    # q ~ Exp(1) for every row of the group, (b_all, V): torch.multinomial's draw
+                    q = torch.empty(len(rows), V, dtype=torch.float32, device=device).exponential_(
+                        generator=generator)
+                    if not decoded:
+                        continue
                     p = torch.softmax(z.float() / temperature, dim=-1)  # (b, V)
-                    y = torch.multinomial(p, 1, generator=generator)  # (b, 1)
-                out[rows, t] = y[:, 0]
+                    # y = argmax_i p_i / q_i   (the exponential race: a sample of p)
+                    y = (p / q[mine]).argmax(dim=-1, keepdim=True)  # (b, 1)
+                out[decoded, t] = y[:, 0]
                 if t + 1 < n:
                     z = gpt(y, cache=cache)[:, -1]
     finally:
         gpt.train(was_training)
-    return out
+    return out[list(kept)] if keep is not None else out
 
 
 class PairBatch(NamedTuple):
@@ -190,8 +221,8 @@ class RewardModel(nn.Module):
         if lengths.shape != (B,) or int(lengths.min()) < 1 or int(lengths.max()) > T:
             fail("lengths", f"{B} lengths in [1, {T}]", f"{lengths.tolist()}")
         last = h[torch.arange(B, device=ids.device), lengths.long() - 1]  # a^(L)_T: (B, D)
-        # r(x, y) = w^(r) . a^(L)_T + b^(r)
-        return last.float() @ self.w_r.float() + self.b_r.float()
+        # r(x, y) = w^(r) . a^(L)_T + b^(r)       (float32 at least: float64 stays float64)
+        return at_least_float32(last) @ at_least_float32(self.w_r) + at_least_float32(self.b_r)
 
     def loss(self, batch) -> tuple[torch.Tensor, dict]:
         b = _check_pair_batch(batch, self.config.gpt.vocab_size)
@@ -411,12 +442,22 @@ class Rollout:
         """sum_t k_t per sequence, (B,)."""
         return (self.logp - self.logp_ref).sum(dim=1)
 
+    def gathered(self, group) -> "Rollout":
+        """Every rank's rows, in rank order (one all_gather per field): the whole batch's
+        rollout on every rank, when each rank holds its rows ``group.rows(B / N)`` of it."""
+        return Rollout(*(None if t is None else group.gather(t)
+                         for t in (getattr(self, f.name) for f in dataclasses.fields(self))))
 
-def unpad_prompts(batch) -> list[list[int]]:
-    """(ids (B, P) right-padded, lengths (B,)) -> token lists."""
+
+def unpad_prompts(batch, group=None) -> list[list[int]]:
+    """(ids (B, P) right-padded, lengths (B,)) -> token lists. Under torchrun (``group``: the
+    batch is rank r's share of the step's batch, every share padded to the same P) every
+    rank's share is gathered first: the whole batch's prompts, in order, on every rank."""
     if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
         fail("batch", "(prompt ids (B, P), lengths (B,))", type(batch).__name__)
     ids, lengths = batch
+    if group is not None:
+        ids, lengths = group.gather(ids), group.gather(lengths)  # (B, P), (B,)
     return [ids[i, :int(lengths[i])].tolist() for i in range(ids.shape[0])]
 
 
@@ -470,23 +511,40 @@ class PPOModel(_WithFrozen):
         logits, h = gpt_states(self.policy, ids)  # (B, T, V), (B, T, D)
         logp = token_logprobs(gather_completion(logits, positions), tokens, self.config.temperature)  # (B, N)
         # V(s_t) = w^(v) . a^(L)_t + b^(v)
-        values = gather_completion(h, positions).float() @ self.w_v.float() + self.b_v.float()  # (B, N)
+        values = (at_least_float32(gather_completion(h, positions)) @ at_least_float32(self.w_v)
+                  + at_least_float32(self.b_v))  # (B, N)
         return logp, values
 
     @torch.no_grad()
-    def rollout(self, prompts: Sequence[Sequence[int]], generator: torch.Generator | None = None) -> Rollout:
-        """Sample N tokens after each prompt and score them: log pi_old, log pi_ref, V_old, R."""
+    def rollout(self, prompts: Sequence[Sequence[int]], generator: torch.Generator | None = None,
+                group=None) -> Rollout:
+        """Sample N tokens after each prompt and score them: log pi_old, log pi_ref, V_old, R.
+
+        Under torchrun (``group``: ``prompts`` are the whole batch's B, a multiple of the N
+        processes) rank r samples and scores its rows ``group.rows(B / N)`` only: the sampler's
+        random numbers are drawn for all B and each rank keeps its rows (``sample_completions``'s
+        ``keep``), the sequences are padded to the whole batch's longest, and the rollout is
+        gathered, so every rank returns the one-process rollout of all B prompts."""
         c = self.config
         device = self.policy.w_x.device
+        B = len(prompts)
+        keep = None
+        if group is not None:
+            if B % group.world_size:
+                fail("prompts under torchrun", f"a multiple of the number of processes ({group.world_size})", B)
+            keep = group.rows(B // group.world_size)
+        mine = list(prompts) if keep is None else list(prompts)[keep]  # this rank's prompts: (B_r,)
         was_training = self.training
         self.eval()
         try:
             tokens = sample_completions(self.policy, prompts, c.new_tokens, temperature=c.temperature,
-                                        generator=generator)  # (B, N)
-            seqs = [list(p) + tokens[i].tolist() for i, p in enumerate(prompts)]
-            ids, lengths = pad_sequences(seqs, device)  # (B, T), (B,)
-            prompt_lengths = torch.tensor([len(p) for p in prompts], device=device)
-            positions = completion_positions(prompt_lengths, c.new_tokens)  # (B, N)
+                                        generator=generator, keep=keep)  # (B_r, N)
+            seqs = [list(p) + tokens[i].tolist() for i, p in enumerate(mine)]
+            ids, lengths = pad_sequences(seqs, device)  # (B_r, T_r), (B_r,)
+            T = max(len(p) for p in prompts) + c.new_tokens  # the whole batch's longest
+            ids = F.pad(ids, (0, T - ids.shape[1]))  # (B_r, T)
+            prompt_lengths = torch.tensor([len(p) for p in mine], device=device)
+            positions = completion_positions(prompt_lengths, c.new_tokens)  # (B_r, N)
             logp, values = self.states(ids, positions, tokens)
             ref_logits = gpt_states(self.frozen("reference"), ids)[0]
             logp_ref = token_logprobs(gather_completion(ref_logits, positions), tokens, c.temperature)
@@ -494,12 +552,13 @@ class PPOModel(_WithFrozen):
             if c.judge is not None:
                 decode = self.frozen("tokenizer").decode
                 judge = self.frozen("judge")
-                score = torch.tensor([judge.score(decode(t)) for t in tokens.tolist()], dtype=torch.float32,
+                score = torch.tensor([judge.score(decode(t)) for t in tokens.tolist()], dtype=values.dtype,
                                      device=device)
             reward = self.frozen("reward_model")(ids, lengths) if c.reward is not None else score
         finally:
             self.train(was_training)
-        return Rollout(ids, lengths, positions, tokens, logp, logp_ref, values, reward.float(), score)
+        roll = Rollout(ids, lengths, positions, tokens, logp, logp_ref, values, reward.to(values.dtype), score)
+        return roll if group is None else roll.gathered(group)
 
     # ---- the trainer's hooks
 
@@ -510,11 +569,20 @@ class PPOModel(_WithFrozen):
         return make_optimizer(self, cfg)
 
     def train_step(self, batch, *, lr: float, optimizer: torch.optim.Optimizer, generator: torch.Generator,
-                   weight_decay: float = 0.0) -> tuple[float, dict]:
+                   weight_decay: float = 0.0, group=None) -> tuple[float, dict]:
+        """One PPO step on the prompts of ``batch``: a rollout, GAE, ``ppo_epochs`` passes of
+        ``minibatches`` clipped-ratio updates, then the KL controller.
+
+        Under torchrun (``group``, ``seqlab.training.distributed.Group``; ``batch`` rank r's
+        share of the step's prompts) the step is the one-process step on the whole batch: the
+        prompts are gathered, each rank samples and scores its rows and the rollout is gathered
+        (``rollout``), so every rank holds all of it, whitens the advantages over all of it and
+        draws the same minibatches; each minibatch is split by ``group.part`` and its gradient
+        averaged over the ranks (``_split_minibatch``); beta moves with the whole batch's KL."""
         c = self.config
-        prompts = unpad_prompts(batch)
+        prompts = unpad_prompts(batch, group)  # the whole batch's B prompts (gathered under torchrun)
         sample_gen = generator if generator.device.type == self.policy.w_x.device.type else None
-        roll = self.rollout(prompts, sample_gen)
+        roll = self.rollout(prompts, sample_gen, group)
         beta = float(self.kl_coef)
         # r_t = -beta k_t + [t = N] R
         rewards = token_rewards(roll.reward, roll.logp, roll.logp_ref, beta)
@@ -528,40 +596,84 @@ class PPOModel(_WithFrozen):
         for _ in range(c.ppo_epochs):
             order = torch.randperm(B, generator=order_gen).to(roll.ids.device)
             for mb in order.chunk(min(c.minibatches, B)):
-                logp, values = self.states(roll.ids[mb], roll.positions[mb], roll.tokens[mb])
-                pg, clip_frac = ppo_clip_loss(logp, roll.logp[mb], adv[mb], c.clip_eps)
-                # L_V = (V(s_t) - (A_t + V_old(s_t)))^2 / 2
-                v_loss = 0.5 * ((values - returns[mb]) ** 2).mean()
-                # C_PPO = -L_clip + c_V L_V
-                loss = pg + c.vf_coef * v_loss
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                if group is None:
+                    optimizer.zero_grad(set_to_none=True)
+                    pg, v_loss, clip_frac = self._minibatch_loss(roll, adv, returns, mb)
+                    # C_PPO = -L_clip + c_V L_V
+                    (pg + c.vf_coef * v_loss).backward()
+                    pg, v_loss, clip_frac = float(pg.detach()), float(v_loss.detach()), float(clip_frac)
+                else:
+                    pg, v_loss, clip_frac = self._split_minibatch(roll, adv, returns, mb, optimizer, group)
                 if self.clip_norm is not None:
                     torch.nn.utils.clip_grad_norm_([p for p in self.parameters() if p.grad is not None],
                                                    self.clip_norm)
                 optimizer.step()
-                pg_losses.append(float(pg.detach()))
-                v_losses.append(float(v_loss.detach()))
-                clip_fracs.append(float(clip_frac))
+                pg_losses.append(pg)
+                v_losses.append(v_loss)
+                clip_fracs.append(clip_frac)
         kl = float(roll.kl.mean())
         controller = AdaptiveKLController(beta, c.kl_target, c.kl_horizon)
         self.kl_coef.fill_(controller.update(kl, B))
+        # tokens: this rank's share (the trainer sums the ranks' counts); the rest: the whole batch's
+        share = B if group is None else B // group.world_size
         metrics = {"reward": float(roll.reward.mean()), "kl": kl, "beta": beta,
                    "objective": float(roll.reward.mean()) - beta * kl, "pg_loss": sum(pg_losses) / len(pg_losses),
                    "value_loss": sum(v_losses) / len(v_losses), "clip_frac": sum(clip_fracs) / len(clip_fracs),
-                   "tokens": float(B * c.new_tokens)}
+                   "tokens": float(share * c.new_tokens)}
         if roll.score is not None:
             metrics["score"] = float(roll.score.mean())
         return metrics["pg_loss"] + c.vf_coef * metrics["value_loss"], metrics
 
+    def _minibatch_loss(self, roll: Rollout, adv: torch.Tensor, returns: torch.Tensor, mb: torch.Tensor
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(-L_clip, L_V, clip fraction) of the rollout's rows ``mb`` (means over their tokens)."""
+        logp, values = self.states(roll.ids[mb], roll.positions[mb], roll.tokens[mb])
+        pg, clip_frac = ppo_clip_loss(logp, roll.logp[mb], adv[mb], self.config.clip_eps)
+        # L_V = (V(s_t) - (A_t + V_old(s_t)))^2 / 2
+        v_loss = 0.5 * ((values - returns[mb]) ** 2).mean()
+        return pg, v_loss, clip_frac
+
+    def _split_minibatch(self, roll: Rollout, adv: torch.Tensor, returns: torch.Tensor, mb: torch.Tensor,
+                         optimizer: torch.optim.Optimizer, group) -> tuple[float, float, float]:
+        """Rank r's part of the minibatch ``mb`` (M rows of the gathered rollout): its M_r rows
+        ``group.part(M)``, whose C_PPO (a mean over their M_r N equal-weight tokens) is weighted
+        by w_r = n_proc M_r / M, so that the ranks' mean gradient (``group.mean_grads_``) is the
+        gradient of the whole minibatch's C_PPO; a rank with no rows (M < n_proc) adds zeros.
+        Returns the whole minibatch's (-L_clip, L_V, clip fraction), the same on every rank."""
+        M = len(mb)
+        mine = mb[group.part(M)]  # (M_r,)
+        w = group.world_size * len(mine) / M
+        optimizer.zero_grad(set_to_none=True)
+        if len(mine):
+            pg, v_loss, clip_frac = self._minibatch_loss(roll, adv, returns, mine)
+            # w_r C_PPO(rank r's rows),  C_PPO = -L_clip + c_V L_V
+            (w * (pg + self.config.vf_coef * v_loss)).backward()
+            here = [w * float(pg.detach()), w * float(v_loss.detach()), w * float(clip_frac)]
+        else:
+            here = [0.0, 0.0, 0.0]
+        params = [p for p in self.parameters() if p.requires_grad]
+        for p in params:  # every rank reduces the same list of gradients
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        pg, v_loss, clip_frac = group.mean_grads_(params, *here)
+        return pg, v_loss, clip_frac
+
     def loss(self, batch) -> tuple[torch.Tensor, dict]:
         """The validation figure: -(mean R - beta_0 mean KL) on the prompts of ``batch``, sampled
         with a generator seeded from the prompts (the same draws for the same weights), beta_0
-        the initial ``kl_coef`` (so that evaluations compare across steps)."""
-        prompts = unpad_prompts(batch)
+        the initial ``kl_coef`` (so that evaluations compare across steps).
+
+        Under torchrun (``distributed.current()``: the trainer calls this without a group, with
+        rank r's share of the validation batch) the prompts are gathered (the seed is the whole
+        batch's), each rank samples its rows and the rollout is gathered, so every rank returns
+        the one-process figure of the whole batch."""
+        from seqlab.training import distributed
+
+        group = distributed.current()
+        prompts = unpad_prompts(batch, group)
         seed = sum((i + 1) * t for p in prompts for i, t in enumerate(p)) % (2**31 - 1)
         gen = torch.Generator(device=self.policy.w_x.device).manual_seed(seed)
-        roll = self.rollout(prompts, gen)
+        roll = self.rollout(prompts, gen, group)
         kl = roll.kl.mean()
         objective = roll.reward.mean() - self.config.kl_coef * kl
         metrics = {"reward": float(roll.reward.mean()), "kl": float(kl)}

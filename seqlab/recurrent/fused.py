@@ -16,16 +16,23 @@ fixed cost of several microseconds, comparable to its arithmetic at these sizes)
    (and the LSTM's dC/da^(c)_t), accumulating W^T . dC/dz_t in place into the buffer of
    the incoming output gradients; the weight gradients, sums over t, become single
    matrix products after the loop. Activation-derivative factors that do not depend on
-   the incoming gradient are computed for all t at once before the loop where that
-   saves per-step operations (Elman, GRU); the LSTM forms them inside the loop in small
-   scratch buffers that are reused every step (measured faster on a CPU than its
-   several large temporaries, which cost memory traffic and page faults).
+   the incoming gradient are computed for many steps at once where that saves per-step
+   operations: all T for the Elman RNN, blocks of ``GRU_BLOCK`` steps for the GRU, whose
+   backward pass also sums its weight gradients block by block, so that its buffers do
+   not grow with T (its peak of allocated memory is about nn.GRU's); the LSTM forms them inside the
+   loop in small scratch buffers that are reused every step (measured faster on a CPU).
+4. On a CPU in float32 the LSTM's products go through PyTorch's oneDNN matrix product
+   (``_Linear``, with the recurrent weights packed once per pass), which on the project's
+   AMD CPU runs at about twice the speed of torch.mm (MKL) at these sizes; and
+   tanh(z) = 2 sigmoid(2 z) - 1 replaces PyTorch's CPU tanh, which costs about 8 times its
+   sigmoid there.
 
-Layout. The feature axis comes before the batch: a state is ``(H, B)``. Per-step
-buffers are ``(T, features, B)`` (gates, cells), so a step's gates are a contiguous block
-of rows (one ``sigmoid_`` covers every sigmoid gate); hidden states and the
-pre-activation gradients D are ``(features, T, B)``, so that ``(features, T*B)`` is a view
-and each sum over t is one matrix product without a copy.
+Layout. The Elman RNN and the GRU put the feature axis before the batch: a state is
+``(H, B)``. Per-step buffers are ``(T, features, B)`` (gates, cells), so a step's gates are
+a contiguous block of rows (one ``sigmoid_`` covers every sigmoid gate); hidden states and
+the pre-activation gradients D are ``(features, T, B)``, so that ``(features, T*B)`` is a
+view and each sum over t is one matrix product without a copy. The LSTM keeps the batch
+first, ``(B, features)``, the layout of oneDNN's products (see ``LSTMFunction``).
 
 Variable lengths use a shrinking batch, as ``nn.utils.rnn.pack_padded_sequence`` does:
 items are sorted by length t_i (longest first) and step t updates only the first
@@ -41,6 +48,8 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
+
+from seqlab.recurrent import native
 
 try:  # torch >= 2.4
     _custom_fwd = torch.amp.custom_fwd(device_type="cuda", cast_inputs=torch.float32)
@@ -140,35 +149,75 @@ def _recurrent_grad(dh: torch.Tensor, dO: torch.Tensor, wT: torch.Tensor, d: tor
     return out
 
 
-def _weight_grads(ctx, D: torch.Tensor, x: torch.Tensor, w_x: torch.Tensor, d_state, rec,
-                  x_rows: slice = slice(None)) -> tuple:
-    """dC/dx, dC/dw_x, dC/dw_a..., dC/db, dC/da_0 from the per-step pre-activation
-    gradients D (G, T, B); each sum over t is one matrix product.
+class _WeightGrads:
+    """dC/dx, dC/dw_x, dC/dw_a..., dC/db accumulated from blocks of time steps of the
+    pre-activation gradients D (G, k, B) (steps t0..t1-1); each sum over t is one matrix
+    product per block. A backward pass may give every step at once (one block), or blocks of
+    a few steps as it goes, so that it never holds D for all T steps (the GRU does).
 
     rec: [(rows of D for this recurrent matrix, its right operand (H_in, T, B))];
     x_rows: the rows of D that belong to the input side (w_x and b)."""
-    G, T, B = D.shape
-    need = ctx.needs_input_grad
-    Dx = D[x_rows].reshape(-1, T * B)  # (G_x, T*B), columns ordered (t, b)
-    dx = dw_x = db = None
-    if need[0]:
-        # dC/dx_t = w_x^T . dC/dz_t, as (T*B, I) rows (t, b) -> (B, T, I)
-        dx = torch.mm(Dx.t(), w_x).view(T, B, -1).transpose(0, 1)
-    if need[1]:
-        # dC/dw_x = sum_t dC/dz_t . x_t^T
-        dw_x = torch.mm(Dx, _inputs_by_time(x))
-    rec_grads = []
-    for k, (rows, right) in enumerate(rec):
-        if need[2 + k]:
-            # dC/dw_a = sum_t dC/dz_t . a_{t-1}^T
-            rec_grads.append(torch.mm(D[rows].reshape(-1, T * B), right.reshape(right.shape[0], T * B).t()))
-        else:
-            rec_grads.append(None)
-    if need[2 + len(rec)]:
-        db = Dx.sum(1)  # dC/db = sum_t dC/dz_t
-    states = d_state if isinstance(d_state, tuple) else (d_state,)
-    # dC/da_0: what is left of the backward recursion, back to (B, H)
-    return (dx, dw_x, *rec_grads, db) + tuple(s.t() for s in states)
+
+    def __init__(self, ctx, x: torch.Tensor, w_x: torch.Tensor, rec, x_rows: slice = slice(None)) -> None:
+        self.need, self.x, self.w_x, self.rec, self.x_rows = ctx.needs_input_grad, x, w_x, rec, x_rows
+        self.dx = self.dw_x = self.db = None
+        self.rec_grads: list = [None] * len(rec)
+
+    @staticmethod
+    def _acc(total, part):
+        return part if total is None else total.add_(part)
+
+    def add(self, D: torch.Tensor, t0: int, t1: int) -> None:
+        G, k, B = D.shape
+        T = self.x.shape[1]
+        need = self.need
+        Dx = D[self.x_rows].reshape(-1, k * B)  # (G_x, k*B), columns ordered (t, b)
+        if need[0]:
+            # dC/dx_t = w_x^T . dC/dz_t, as (k*B, I) rows (t, b)
+            part = torch.mm(Dx.t(), self.w_x)
+            if k == T:
+                self.dx = part.view(T, B, -1)
+            else:
+                if self.dx is None:
+                    self.dx = part.new_empty(T, B, part.shape[1])
+                self.dx[t0:t1] = part.view(k, B, -1)
+        if need[1]:
+            # dC/dw_x = sum_t dC/dz_t . x_t^T
+            self.dw_x = self._acc(self.dw_x, torch.mm(Dx, _inputs_by_time(self.x[:, t0:t1])))
+        for j, (rows, right) in enumerate(self.rec):
+            if need[2 + j]:
+                # dC/dw_a = sum_t dC/dz_t . a_{t-1}^T
+                r = right[:, t0:t1]
+                self.rec_grads[j] = self._acc(self.rec_grads[j],
+                                              torch.mm(D[rows].reshape(-1, k * B), r.reshape(r.shape[0], k * B).t()))
+        if need[2 + len(self.rec)]:
+            self.db = self._acc(self.db, Dx.sum(1))  # dC/db = sum_t dC/dz_t
+
+    def result(self, d_state) -> tuple:
+        """(dx (B, T, I), dw_x, dw_a..., db, dC/da_0 (B, H)...): what is left of the backward
+        recursion is dC/da_0."""
+        dx = None if self.dx is None else self.dx.transpose(0, 1)
+        states = d_state if isinstance(d_state, tuple) else (d_state,)
+        return (dx, self.dw_x, *self.rec_grads, self.db) + tuple(s.t() for s in states)
+
+
+def _weight_grads(ctx, D: torch.Tensor, x: torch.Tensor, w_x: torch.Tensor, d_state, rec,
+                  x_rows: slice = slice(None)) -> tuple:
+    """The weight gradients from the pre-activation gradients of every step, D (G, T, B)."""
+    grads = _WeightGrads(ctx, x, w_x, rec, x_rows)
+    grads.add(D, 0, D.shape[1])
+    return grads.result(d_state)
+
+
+def _blocks(T: int, k: int):
+    """Blocks of time steps (t0, t1) from the last to the first, k steps each (the first
+    block may be shorter): the order of a backward pass."""
+    for t1 in range(T, 0, -k):
+        yield max(0, t1 - k), t1
+
+
+# steps per block of the GRU's backward pass: its buffers hold this many steps, not T
+GRU_BLOCK = 32
 
 
 # ----------------------------------------------------------------------------- Elman RNN
@@ -221,6 +270,114 @@ class ElmanFunction(torch.autograd.Function):
 
 
 # ----------------------------------------------------------------------------- LSTM
+_ONEDNN: bool | None = None  # whether PyTorch's oneDNN linear runs here: decided once, on first use
+
+
+def _onednn_usable() -> bool:
+    """PyTorch's oneDNN (mkldnn) matrix product, ``torch.ops.mkldnn._linear_pointwise``, on an
+    x86-64 CPU, checked once against ``torch.mm``; ``SEQLAB_ONEDNN=0`` turns it off."""
+    global _ONEDNN
+    if _ONEDNN is None:
+        import os
+        import platform
+
+        ok = (os.environ.get("SEQLAB_ONEDNN", "1") != "0" and torch.backends.mkldnn.is_available()
+              and platform.machine().lower() in ("x86_64", "amd64") and hasattr(torch.ops.mkldnn, "_linear_pointwise"))
+        if ok:
+            try:
+                g = torch.Generator().manual_seed(0)
+                a, w, c = (torch.randn(*s, generator=g) for s in ((5, 7), (3, 7), (5, 3)))
+                packed = torch.ops.mkldnn._reorder_linear_weight(w, 5)
+                y = torch.ops.mkldnn._linear_pointwise.binary(a, c, packed, None, "add")
+                ok = bool(torch.allclose(y, torch.addmm(c, a, w.t()), atol=1e-5))
+            except Exception:  # an op missing or refused in this build: the plain products
+                ok = False
+        _ONEDNN = ok
+    return _ONEDNN
+
+
+class _Linear:
+    """y = a . w^T (+ add): the recurrent products of the LSTM's loop. A float32 CPU tensor
+    goes through PyTorch's oneDNN kernel with ``w`` packed once per pass: torch.mm runs MKL,
+    which on the project's AMD CPU reaches about half of oneDNN's speed at these sizes
+    (``benchmarks/bench_recurrent_speed.py``); anything else (float64, CUDA) uses torch.mm."""
+
+    # below this many weights (4H x H with H < 128) a oneDNN call's fixed cost (tens of
+    # microseconds) exceeds what it saves on the product: torch.mm is faster there
+    MIN_WEIGHTS = 4 * 128 * 128
+
+    def __init__(self, w: torch.Tensor, rows: int) -> None:
+        self.w = w
+        self.packed = None
+        if w.numel() >= self.MIN_WEIGHTS and _fast_cpu_float(w):
+            self.packed = torch.ops.mkldnn._reorder_linear_weight(w.contiguous(), rows)
+
+    def __call__(self, a: torch.Tensor, add: torch.Tensor | None = None) -> torch.Tensor:
+        if self.packed is not None:
+            if add is None:
+                return torch.ops.mkldnn._linear_pointwise(a, self.packed, None, "none", [], "")
+            return torch.ops.mkldnn._linear_pointwise.binary(a, add, self.packed, None, "add")
+        return torch.mm(a, self.w.t()) if add is None else torch.addmm(add, a, self.w.t())
+
+
+# products smaller than this many multiply-adds stay with torch.mm (oneDNN's fixed cost)
+MM_MIN_MACS = 2**21
+
+
+def _fast_cpu_float(t: torch.Tensor) -> bool:
+    return t.device.type == "cpu" and t.dtype == torch.float32 and _onednn_usable()
+
+
+def _mm_nt(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a . b^T for one large product (contiguous a (M, K), b (N, K)), through oneDNN where
+    :class:`_Linear` would use it (and the product is not tiny)."""
+    if a.shape[0] * b.shape[0] * a.shape[1] >= MM_MIN_MACS and _fast_cpu_float(a):
+        return torch.ops.mkldnn._linear_pointwise(a, b, None, "none", [], "")
+    return torch.mm(a, b.t())
+
+
+def _lstm_cell_forward(g, c_prev, c, tc, h, H: int) -> None:
+    """A step's element-wise work after the gate product, with PyTorch operations (what
+    ``native.lstm_cell_forward`` does in one pass). g: (n, 4H) pre-activations, rows
+    (o, i, f, g), the g block doubled, turned in place into a^(o), a^(i), a^(f), a^(g);
+    writes a^(c)_t into c, tanh(a^(c)_t) into tc and a^(h)_t into h, each (n, H)."""
+    g.sigmoid_()  # a^(o), a^(i), a^(f); sigmoid(2 z_g)
+    o, i, f, gg = g[:, :H], g[:, H : 2 * H], g[:, 2 * H : 3 * H], g[:, 3 * H :]
+    gg.mul_(2).sub_(1)  # a^(g) = tanh(z_g) = 2 sigmoid(2 z_g) - 1
+    # a^(c)_t = a^(f)_t * a^(c)_{t-1} + a^(i)_t * a^(g)_t
+    torch.mul(f, c_prev, out=c)
+    c.addcmul_(i, gg)
+    # a^(h)_t = a^(o)_t * tanh(a^(c)_t)
+    torch.mul(c, 2, out=tc).sigmoid_().mul_(2).sub_(1)
+    torch.mul(o, tc, out=h)
+
+
+def _lstm_cell_backward(g, tc, c_prev, dh, dc, d, u, S, H: int) -> None:
+    """One step back through the element-wise work, with PyTorch operations (what
+    ``native.lstm_cell_backward`` does in one pass): from the activations g (n, 4H),
+    tanh(a^(c)_t) and a^(c)_{t-1} (n, H), dC/da^(h)_t (dh) and dC/da^(c)_t (dc, in place ->
+    dC/da^(c)_{t-1}), writes dC/dz_t (n, 4H) into d; u (n, H) and S (n, 3H) are scratch."""
+    o, i, f, gg = g[:, :H], g[:, H : 2 * H], g[:, 2 * H : 3 * H], g[:, 3 * H :]
+    # dC/da^(c)_t += dC/da^(h)_t * a^(o)_t * (1 - tanh^2(a^(c)_t))
+    torch.mul(tc, tc, out=u)
+    torch.addcmul(o, o, u, value=-1, out=u)
+    dc.addcmul_(dh, u)
+    # gradients of the gates after their activation ...
+    torch.mul(dh, tc, out=d[:, :H])  # dC/da^(o) = dC/da^(h) * tanh(a^(c))
+    torch.mul(dc, gg, out=d[:, H : 2 * H])  # dC/da^(i) = dC/da^(c) * a^(g)
+    torch.mul(dc, c_prev, out=d[:, 2 * H : 3 * H])  # dC/da^(f) = dC/da^(c) * a^(c)_{t-1}
+    # ... and before it: sigmoid' = s (1 - s)
+    s3 = g[:, : 3 * H]
+    torch.addcmul(s3, s3, s3, value=-1, out=S)
+    d[:, : 3 * H].mul_(S)
+    # dC/dz_g = dC/da^(c) * a^(i) * (1 - a^(g)^2)
+    torch.mul(gg, gg, out=u)
+    torch.addcmul(i, i, u, value=-1, out=u)
+    torch.mul(dc, u, out=d[:, 3 * H :])
+    # dC/da^(c)_{t-1} = dC/da^(c)_t * a^(f)_t (items that ended carry theirs unchanged)
+    dc.mul_(f)
+
+
 class LSTMFunction(torch.autograd.Function):
     """The lecture's LSTM; stacked gate rows in the order (o, i, f, g):
 
@@ -229,94 +386,134 @@ class LSTMFunction(torch.autograd.Function):
         a^(c)_t = a^(f)_t * a^(c)_{t-1} + a^(i)_t * a^(g)_t
         a^(h)_t = a^(o)_t * tanh(a^(c)_t)
 
-    (o, i, f, g) puts the three sigmoid gates next to each other.
+    (o, i, f, g) puts the three sigmoid gates next to each other. Unlike the other cells
+    here, the LSTM keeps the batch first, (B, features): a step's gates are one product
+    a^(h)_{t-1} . W^T + (w . x_t + b), (B, 4H), that oneDNN computes with the add fused
+    (see :class:`_Linear`), and the items still running at step t are the first rows. The
+    rest of a step, element-wise, is ``_lstm_cell_forward`` / ``_lstm_cell_backward``, or the
+    same equations as one compiled loop each where ``seqlab.recurrent.native`` is available.
     """
 
     @staticmethod
     @_custom_fwd
     def forward(ctx, x, w_x, w_a, b, h0, c0, batch_sizes):
-        B, T, _ = x.shape
+        B, T, I = x.shape
         H = w_a.shape[1]
-        Gs = _input_projection(x, w_x, b)  # (T, 4H, B): w . x_t + b, then the gates in place
-        hs = x.new_empty(H, T + 1, B)  # a^(h)_0 .. a^(h)_T
-        cs = x.new_empty(T + 1, H, B)  # a^(c)_0 .. a^(c)_T
-        tc = x.new_empty(T, H, B)  # tanh(a^(c)_t)
-        hs[:, 0] = h0.t()
-        cs[0] = c0.t()
-        G_, S_, g_ = _steps(Gs), _steps(Gs, slice(0, 3 * H)), _steps(Gs, slice(3 * H, None))
-        o_, i_, f_ = _steps(Gs, slice(0, H)), _steps(Gs, slice(H, 2 * H)), _steps(Gs, slice(2 * H, 3 * H))
-        h_, c_, tc_ = hs.unbind(1), cs.unbind(0), tc.unbind(0)
+        X = x.transpose(0, 1).reshape(T * B, I)  # x_t stacked by time: rows (t, b)
+        # w . x_t + b for every t at once: (T, B, 4H); the g rows doubled, see below
+        Xp = _mm_nt(X, w_x.contiguous()).add_(b).view(T, B, 4 * H)
+        Xp[:, :, 3 * H :].mul_(2)
+        # tanh(z) = 2 sigmoid(2 z) - 1: PyTorch's CPU tanh costs about 8 times its sigmoid
+        # here, so the g gate goes through the one sigmoid of all four gates, with its
+        # pre-activation doubled (its rows of W and of w . x_t + b), and is mapped back
+        W = _Linear(torch.cat([w_a[: 3 * H], 2 * w_a[3 * H :]]), B)
+        hs = x.new_empty(T + 1, B, H)  # a^(h)_0 .. a^(h)_T
+        cs = x.new_empty(T + 1, B, H)  # a^(c)_0 .. a^(c)_T
+        tc = x.new_empty(T, B, H)  # tanh(a^(c)_t)
+        hs[0], cs[0] = h0, c0
+        gates = []  # a^(o), a^(i), a^(f), a^(g) of each step: (n_t, 4H)
+        cell = native.ops() if native.usable(x) else None  # the step's element-wise work compiled
+        h_, c_, tc_, xp_ = hs.unbind(0), cs.unbind(0), tc.unbind(0), Xp.unbind(0)  # per-step views, made once
         for t in range(T):
             n = B if batch_sizes is None else batch_sizes[t]
+            views = (h_[t], c_[t], c_[t + 1], tc_[t], h_[t + 1], xp_[t])
+            h, c_prev, c, tct, h_next, xp = views if n == B else tuple(v[:n] for v in views)
+            g = W(h, xp)  # w . x_t + b + W . a^(h)_{t-1} (g rows doubled)
+            if cell is not None:  # _lstm_cell_forward's equations in one pass (seqlab.recurrent.native)
+                cell.lstm_cell_forward(g, c_prev, c, tct, h_next)
+            else:
+                _lstm_cell_forward(g, c_prev, c, tct, h_next, H)
             if n < B:  # items that ended keep their state
-                hs[:, t + 1, n:] = hs[:, t, n:]
-                cs[t + 1, :, n:] = cs[t, :, n:]
-            col = lambda v: _cols(v, n, B)  # noqa: E731
-            c, tct = col(c_[t + 1]), col(tc_[t])
-            g = col(G_[t])
-            torch.addmm(g, w_a, col(h_[t]), out=g)  # + W . a^(h)_{t-1}
-            col(S_[t]).sigmoid_()  # a^(o), a^(i), a^(f)
-            col(g_[t]).tanh_()  # a^(g)
-            # a^(c)_t = a^(f)_t * a^(c)_{t-1} + a^(i)_t * a^(g)_t
-            torch.mul(col(f_[t]), col(c_[t]), out=c)
-            c.addcmul_(col(i_[t]), col(g_[t]))
-            # a^(h)_t = a^(o)_t * tanh(a^(c)_t)
-            torch.tanh(c, out=tct)
-            torch.mul(col(o_[t]), tct, out=col(h_[t + 1]))
+                hs[t + 1, n:] = hs[t, n:]
+                cs[t + 1, n:] = cs[t, n:]
+            gates.append(g)
+        ctx.gates = gates  # intermediate results: kept on ctx (this Function has no double backward)
         ctx.batch_sizes = batch_sizes
-        ctx.save_for_backward(x, w_x, w_a, Gs, hs, cs, tc)
-        return _outputs(hs, batch_sizes), hs[:, T].t().contiguous(), cs[T].t().contiguous()
+        ctx.save_for_backward(x, w_x, w_a, hs, cs, tc)
+        out = hs[1:].transpose(0, 1).contiguous()  # (B, T, H)
+        if batch_sizes is not None:
+            for t, n in enumerate(batch_sizes):
+                if n < B:
+                    out[n:, t] = 0
+        return out, hs[T].clone(), cs[T].clone()
 
     @staticmethod
     @_custom_bwd
     def backward(ctx, d_out, d_hT, d_cT):
-        x, w_x, w_a, Gs, hs, cs, tc = ctx.saved_tensors
-        H, T1, B = hs.shape
+        x, w_x, w_a, hs, cs, tc = ctx.saved_tensors
+        gates, bs = ctx.gates, ctx.batch_sizes
+        T1, B, H = hs.shape
         T = T1 - 1
-        bs = ctx.batch_sizes
-        dO = _grad_outputs(d_out, T, H, B, hs, bs)
-        dh = _grad_state(d_hT, H, B, hs)  # dC/da^(h)_t
-        dc = _grad_state(d_cT, H, B, hs)  # dC/da^(c)_t
+        need = ctx.needs_input_grad
+        # dC/d(output_t): (T, B, H), zero at padded positions (their outputs are the constant 0)
+        dO = hs.new_zeros(T, B, H) if d_out is None else d_out.transpose(0, 1).contiguous()
+        if bs is not None and d_out is not None:
+            for t, n in enumerate(bs):
+                if n < B:
+                    dO[t, n:] = 0
+        keep = torch.contiguous_format
+        dh = hs.new_zeros(B, H) if d_hT is None else d_hT.clone(memory_format=keep)  # dC/da^(h)_t
+        dc = hs.new_zeros(B, H) if d_cT is None else d_cT.clone(memory_format=keep)  # dC/da^(c)_t
         dh.add_(dO[T - 1])
-        D = hs.new_zeros(4 * H, T, B) if bs is not None else hs.new_empty(4 * H, T, B)  # dC/dz_t
-        S = hs.new_empty(3 * H, B)  # sigmoid'(z) of o, i, f
-        u = hs.new_empty(H, B)
-        wT = w_a.t()
-        S_, o_, i_, f_, g_ = (_steps(Gs, r) for r in (slice(0, 3 * H), slice(0, H), slice(H, 2 * H),
-                                                         slice(2 * H, 3 * H), slice(3 * H, None)))
-        tc_, c_ = tc.unbind(0), cs.unbind(0)
-        d_, do_, di_, df_, dg_ = (D[r].unbind(1) for r in (slice(None), slice(0, H), slice(H, 2 * H),
-                                                           slice(2 * H, 3 * H), slice(3 * H, None)))
-        dS_ = D[: 3 * H].unbind(1)
+        D = hs.new_zeros(T, B, 4 * H) if bs is not None else hs.new_empty(T, B, 4 * H)  # dC/dz_t
+        cell = native.ops() if native.usable(hs) else None  # the step's element-wise work compiled
+        # D^T (4H, T*B), columns (t, b): each sum over t below is one product; the compiled step
+        # writes it as it goes (else it is D's transpose, copied after the loop)
+        DT = (hs.new_zeros if bs is not None else hs.new_empty)(4 * H, T * B) if cell is not None else None
+        u, S = hs.new_empty(B, H), hs.new_empty(B, 3 * H)
+        W_T = _Linear(w_a.t().contiguous(), B)  # dC/da^(h)_{t-1} = dC/dz_t . W
+        c_, tc_, d_, dO_ = cs.unbind(0), tc.unbind(0), D.unbind(0), dO.unbind(0)  # per-step views, made once
         for t in range(T - 1, -1, -1):
             n = B if bs is None else bs[t]
-            col = lambda v: _cols(v, n, B)  # noqa: E731
-            dh_n, dc_n, u_n, S_n = col(dh), col(dc), col(u), col(S)
-            o, i, f, gg, tct = col(o_[t]), col(i_[t]), col(f_[t]), col(g_[t]), col(tc_[t])
-            # dC/da^(c)_t += dC/da^(h)_t * a^(o)_t * (1 - tanh^2(a^(c)_t))
-            torch.mul(tct, tct, out=u_n)
-            torch.addcmul(o, o, u_n, value=-1, out=u_n)
-            dc_n.addcmul_(dh_n, u_n)
-            # gradients of the gates after their activation ...
-            torch.mul(dh_n, tct, out=col(do_[t]))  # dC/da^(o) = dC/da^(h) * tanh(a^(c))
-            torch.mul(dc_n, gg, out=col(di_[t]))  # dC/da^(i) = dC/da^(c) * a^(g)
-            torch.mul(dc_n, col(c_[t]), out=col(df_[t]))  # dC/da^(f) = dC/da^(c) * a^(c)_{t-1}
-            # ... and before it: sigmoid' = s (1 - s)
-            s3 = col(S_[t])
-            torch.addcmul(s3, s3, s3, value=-1, out=S_n)
-            col(dS_[t]).mul_(S_n)
-            # dC/dz_g = dC/da^(c) * a^(i) * (1 - a^(g)^2)
-            torch.mul(gg, gg, out=u_n)
-            torch.addcmul(i, i, u_n, value=-1, out=u_n)
-            torch.mul(dc_n, u_n, out=col(dg_[t]))
-            # dC/da^(c)_{t-1} = dC/da^(c)_t * a^(f)_t
-            dc_n.mul_(f)
-            # dC/da^(h)_{t-1} = W^T . dC/dz_t (+ dC/d output_{t-1})
-            dh = _recurrent_grad(dh, dO, wT, col(d_[t]), t, n, B)
-        return _weight_grads(ctx, D, x, w_x, (dh, dc), rec=[(slice(None), hs[:, :T])]) + (None,)
+            tct, c_prev, d, dh_n, dc_n = ((tc_[t], c_[t], d_[t], dh, dc) if n == B else
+                                          (tc_[t][:n], c_[t][:n], d_[t][:n], dh[:n], dc[:n]))
+            # dC/dz_t of the four gates, and dC/da^(c)_{t-1} in place of dC/da^(c)_t
+            if cell is not None:  # _lstm_cell_backward's equations in one pass (seqlab.recurrent.native)
+                cell.lstm_cell_backward(gates[t], tct, c_prev, dh_n, dc_n, d, DT, t * B)
+            else:
+                _lstm_cell_backward(gates[t], tct, c_prev, dh_n, dc_n, d, u[:n], S[:n], H)
+            # dC/da^(h)_{t-1} = dC/dz_t . W (+ dC/d output_{t-1})
+            back = W_T(d) if t == 0 else W_T(d, dO_[t - 1] if n == B else dO_[t - 1][:n])
+            if n == B:
+                dh = back
+            else:
+                rest = dh[n:] if t == 0 else dh[n:] + dO[t - 1, n:]
+                dh = torch.cat([back, rest])
+        Dm = D.view(T * B, 4 * H)  # rows (t, b)
+        dx = dw_x = dw_a = db = None
+        if need[0]:  # dC/dx_t = dC/dz_t . w_x
+            dx = _mm_nt(Dm, w_x.t().contiguous()).view(T, B, -1).transpose(0, 1)
+        if need[1] or need[2]:
+            if DT is None:
+                DT = Dm.t().contiguous()  # (4H, T*B)
+            if need[1]:  # dC/dw_x = sum_t dC/dz_t^T . x_t
+                dw_x = _mm_nt(DT, x.permute(2, 1, 0).reshape(x.shape[2], T * B))
+            if need[2]:  # dC/dw_a = sum_t dC/dz_t^T . a^(h)_{t-1}
+                dw_a = _mm_nt(DT, hs[:T].permute(2, 0, 1).reshape(H, T * B))
+        if need[3]:
+            db = Dm.sum(0)  # dC/db = sum_t dC/dz_t
+        return dx, dw_x, dw_a, db, dh, dc, None
 
 
 # ----------------------------------------------------------------------------- GRU
+def _gru_block_factors(Gs, hs, t0: int, t1: int, P_g, P_z, keep):
+    """The factors both GRU forms share, for the steps t0..t1-1 of a backward block
+    (a^(h)_t = a_{t-1} + a^(z) (a^(g) - a_{t-1})), each (k, H, B):
+
+        P_g = a^(z) (1 - a^(g)^2)              dC/dz_g = dC/da_t * P_g
+        P_z = (a^(g) - a_{t-1}) sigmoid'(z_z)  dC/dz_z = dC/da_t * P_z
+        keep = 1 - a^(z)                       da_t/da_{t-1}, directly
+
+    Returns the block's a^(r) and a_{t-1} for the factors that differ."""
+    H = hs.shape[0]
+    gg, z, r = Gs[t0:t1, :H], Gs[t0:t1, H : 2 * H], Gs[t0:t1, 2 * H :]  # (k, H, B)
+    h_prev = hs[:, t0:t1].transpose(0, 1)  # a_{t-1}: (k, H, B)
+    torch.mul(z, _tanh_grad(gg), out=P_g)
+    torch.mul(gg - h_prev, _sigmoid_grad(z), out=P_z)
+    torch.sub(1, z, out=keep)
+    return r, h_prev
+
+
 class GRUFunction(torch.autograd.Function):
     """The lecture's GRU (reset before the recurrent product), gate rows (g, z, r):
 
@@ -324,7 +521,9 @@ class GRUFunction(torch.autograd.Function):
         a^(g)_t = tanh(w^(g) . x_t + w^(G) . (a^(r)_t * a^(h)_{t-1}) + b^(g))
         a^(h)_t = (1 - a^(z)_t) * a^(h)_{t-1} + a^(z)_t * a^(g)_t
 
-    ``w_zr`` stacks (w^(Z); w^(R)); ``w_G`` multiplies the reset state.
+    ``w_zr`` stacks (w^(Z); w^(R)); ``w_G`` multiplies the reset state. Memory as
+    :class:`GRUResetAfterFunction`: the gates, a^(r) * a^(h)_{t-1} and the states are kept;
+    the backward pass works through blocks of ``GRU_BLOCK`` steps.
     """
 
     @staticmethod
@@ -332,8 +531,7 @@ class GRUFunction(torch.autograd.Function):
     def forward(ctx, x, w_x, w_zr, w_G, b, h0, batch_sizes):
         B, T, _ = x.shape
         H = w_G.shape[0]
-        xp = _input_projection(x, w_x, b)  # (T, 3H, B) rows (g, z, r)
-        Gs = x.new_empty(T, 3 * H, B)  # a^(g), a^(z), a^(r) per step
+        Gs = _input_projection(x, w_x, b)  # (T, 3H, B) rows (g, z, r): w . x_t + b, then the gates in place
         hs = x.new_empty(H, T + 1, B)
         # a^(r)_t * a^(h)_{t-1}; zeros at padded steps, which enter the sum for dC/dw^(G)
         rh = x.new_zeros(H, T, B) if batch_sizes is not None else x.new_empty(H, T, B)
@@ -342,17 +540,17 @@ class GRUFunction(torch.autograd.Function):
         for t in range(T):
             n = B if batch_sizes is None else batch_sizes[t]
             g, h = Gs[t, :, :n], hs[:, t, :n]
-            gg, z, r = g[:H], g[H : 2 * H], g[2 * H :]
+            gg, zr = g[:H], g[H:]
             # a^(z), a^(r) = sigmoid(w . x_t + W . a^(h)_{t-1} + b)
-            torch.addmm(xp[t, H:, :n], w_zr, h, out=g[H:])
-            g[H:].sigmoid_()
+            torch.addmm(zr, w_zr, h, out=zr)
+            zr.sigmoid_()
             # a^(g)_t = tanh(w^(g) . x_t + w^(G) . (a^(r)_t * a^(h)_{t-1}) + b^(g))
-            torch.mul(r, h, out=rh[:, t, :n])
-            torch.addmm(xp[t, :H, :n], w_G, rh[:, t, :n], out=gg)
+            torch.mul(zr[H:], h, out=rh[:, t, :n])
+            torch.addmm(gg, w_G, rh[:, t, :n], out=gg)
             gg.tanh_()
             # a^(h)_t = (1 - a^(z)) * a^(h)_{t-1} + a^(z) * a^(g)  =  a_{t-1} + a^(z) (a^(g) - a_{t-1})
             torch.sub(gg, h, out=tmp[:, :n])
-            torch.addcmul(h, z, tmp[:, :n], out=hs[:, t + 1, :n])
+            torch.addcmul(h, zr[:H], tmp[:, :n], out=hs[:, t + 1, :n])
             if n < B:
                 hs[:, t + 1, n:] = hs[:, t, n:]
         ctx.batch_sizes = batch_sizes
@@ -367,35 +565,42 @@ class GRUFunction(torch.autograd.Function):
         T = T1 - 1
         bs = ctx.batch_sizes
         dO = _grad_outputs(d_out, T, H, B, hs, bs)
-        gg, z, r = Gs[:, :H], Gs[:, H : 2 * H], Gs[:, 2 * H :]
-        h_prev = hs[:, :T].transpose(0, 1)  # (T, H, B) view
-        # Factors for all t at once (a^(h)_t = a_{t-1} + a^(z) (a^(g) - a_{t-1})):
+        dh = _grad_state(d_hT, H, B, hs)
+        dh.add_(dO[T - 1])
+        K = min(T, GRU_BLOCK)
+        # Factors for a block of steps at once (a^(h)_t = a_{t-1} + a^(z) (a^(g) - a_{t-1})):
         #   dC/dz_g = dC/da_t * a^(z) * (1 - a^(g)^2)          = dh * P_g
         #   dC/dz_z = dC/da_t * (a^(g) - a_{t-1}) * sigmoid'(z_z) = dh * P_z
         #   dC/dz_r = [w^(G)^T . dC/dz_g] * a_{t-1} * sigmoid'(z_r) = v * P_r
-        P_gz = torch.cat([z * _tanh_grad(gg), (gg - h_prev) * _sigmoid_grad(z)], dim=1).view(T, 2, H, B)
-        P_r = h_prev * _sigmoid_grad(r)
-        keep = 1 - z  # da_t/da_{t-1} directly: 1 - a^(z)
-        dh = _grad_state(d_hT, H, B, hs)
-        dh.add_(dO[T - 1])
+        #   da_t/da_{t-1} directly = 1 - a^(z)                      (P row 3)
+        D = hs.new_empty(3 * H, K, B)  # dC/dz_t, rows (g, z, r)
+        P = hs.new_empty(K, 4, H, B)
         v = hs.new_empty(H, B)
-        D = hs.new_zeros(3 * H, T, B) if bs is not None else hs.new_empty(3 * H, T, B)
+        grads = _WeightGrads(ctx, x, w_x, rec=[(slice(H, 3 * H), hs[:, :T]), (slice(0, H), rh)])
         wGT, wzrT = w_G.t(), w_zr.t()
-        for t in range(T - 1, -1, -1):
-            n = B if bs is None else bs[t]
-            dh_n, d, v_n = dh[:, :n], D[:, t, :n], v[:, :n]
-            torch.mul(dh_n, P_gz[t, :, :, :n], out=d[: 2 * H].view(2, H, n))
-            # dC/d(a^(r) * a_{t-1}) = w^(G)^T . dC/dz_g
-            torch.mm(wGT, d[:H], out=v_n)
-            torch.mul(v_n, P_r[t, :, :n], out=d[2 * H :])
-            # dC/da_{t-1} = W_zr^T . dC/dz_zr + v * a^(r) + dC/da_t * (1 - a^(z)) (+ dC/do_{t-1})
-            new = _recurrent_grad(dh, dO, wzrT, d[H:], t, n, B)
-            new[:, :n].addcmul_(v_n, r[t, :, :n])
-            new[:, :n].addcmul_(dh_n, keep[t, :, :n])
-            dh = new
-        return _weight_grads(
-            ctx, D, x, w_x, dh, rec=[(slice(H, 3 * H), hs[:, :T]), (slice(0, H), rh)]
-        ) + (None,)
+        for t0, t1 in _blocks(T, K):
+            k = t1 - t0
+            P_g, P_z, P_r, keep = P[:k].unbind(1)
+            r, h_prev = _gru_block_factors(Gs, hs, t0, t1, P_g, P_z, keep)
+            torch.mul(h_prev, _sigmoid_grad(r), out=P_r)
+            Dk = D[:, :k]
+            if bs is not None:
+                Dk.zero_()  # padded positions contribute nothing to the weight gradients
+            for t in range(t1 - 1, t0 - 1, -1):
+                n = B if bs is None else bs[t]
+                j = t - t0
+                dh_n, d, v_n = dh[:, :n], Dk[:, j, :n], v[:, :n]
+                torch.mul(dh_n, P[j, :2, :, :n], out=d[: 2 * H].view(2, H, n))
+                # dC/d(a^(r) * a_{t-1}) = w^(G)^T . dC/dz_g
+                torch.mm(wGT, d[:H], out=v_n)
+                torch.mul(v_n, P[j, 2, :, :n], out=d[2 * H :])
+                # dC/da_{t-1} = W_zr^T . dC/dz_zr + v * a^(r) + dC/da_t * (1 - a^(z)) (+ dC/do_{t-1})
+                new = _recurrent_grad(dh, dO, wzrT, d[H:], t, n, B)
+                new[:, :n].addcmul_(v_n, r[j, :, :n])
+                new[:, :n].addcmul_(dh_n, P[j, 3, :, :n])
+                dh = new
+            grads.add(Dk, t0, t1)
+        return grads.result(dh) + (None,)
 
 
 class GRUResetAfterFunction(torch.autograd.Function):
@@ -406,6 +611,10 @@ class GRUResetAfterFunction(torch.autograd.Function):
         a^(z), a^(r) = sigmoid(w . x_t + b + W . a^(h)_{t-1})
         a^(g)_t = tanh(w^(g) . x_t + b^(g) + a^(r)_t * (w^(G) . a^(h)_{t-1} + b^(G)))
         a^(h)_t = (1 - a^(z)_t) * a^(h)_{t-1} + a^(z)_t * a^(g)_t
+
+    Memory: the forward pass keeps the gates (T, 3H, B), w^(G) . a^(h)_{t-1} + b^(G)
+    (T, H, B) and the states; the backward pass works through blocks of ``GRU_BLOCK``
+    steps, so its own buffers do not grow with T.
     """
 
     @staticmethod
@@ -413,68 +622,79 @@ class GRUResetAfterFunction(torch.autograd.Function):
     def forward(ctx, x, w_x, w_a, b, b_G, h0, batch_sizes):
         B, T, _ = x.shape
         H = w_a.shape[1]
-        xp = _input_projection(x, w_x, b)  # (T, 3H, B) rows (g, z, r)
-        Gs = x.new_empty(T, 3 * H, B)  # rows (g, z, r) after activation
-        HP = x.new_empty(T, 3 * H, B)  # W . a_{t-1} (+ b^(G) on the G rows), rows (z, r, G)
+        Gs = _input_projection(x, w_x, b)  # (T, 3H, B) rows (g, z, r): w . x_t + b, then the gates in place
+        HG = x.new_empty(T, H, B)  # w^(G) . a^(h)_{t-1} + b^(G)
         hs = x.new_empty(H, T + 1, B)
         tmp = x.new_empty(H, B)
-        bias_h = torch.cat([b_G.new_zeros(2 * H), b_G])[:, None]
+        w_zr, w_G, bG = w_a[: 2 * H], w_a[2 * H :], b_G[:, None]
         hs[:, 0] = h0.t()
         for t in range(T):
             n = B if batch_sizes is None else batch_sizes[t]
-            g, hp, h = Gs[t, :, :n], HP[t, :, :n], hs[:, t, :n]
-            gg, z, r = g[:H], g[H : 2 * H], g[2 * H :]
-            torch.addmm(bias_h, w_a, h, out=hp)
-            torch.add(xp[t, H:, :n], hp[: 2 * H], out=g[H:])
-            g[H:].sigmoid_()
-            torch.mul(r, hp[2 * H :], out=gg)
-            gg.add_(xp[t, :H, :n])
+            g, hg, h = Gs[t, :, :n], HG[t, :, :n], hs[:, t, :n]
+            gg, zr = g[:H], g[H:]
+            # a^(z), a^(r) = sigmoid(w . x_t + b + W . a^(h)_{t-1})
+            torch.addmm(zr, w_zr, h, out=zr)
+            zr.sigmoid_()
+            # a^(g)_t = tanh(w^(g) . x_t + b^(g) + a^(r)_t * (w^(G) . a^(h)_{t-1} + b^(G)))
+            torch.addmm(bG, w_G, h, out=hg)
+            gg.addcmul_(zr[H:], hg)
             gg.tanh_()
+            # a^(h)_t = a_{t-1} + a^(z) (a^(g) - a_{t-1})
             torch.sub(gg, h, out=tmp[:, :n])
-            torch.addcmul(h, z, tmp[:, :n], out=hs[:, t + 1, :n])
+            torch.addcmul(h, zr[:H], tmp[:, :n], out=hs[:, t + 1, :n])
             if n < B:
                 hs[:, t + 1, n:] = hs[:, t, n:]
         ctx.batch_sizes = batch_sizes
-        ctx.save_for_backward(x, w_x, w_a, Gs, HP, hs)
+        ctx.save_for_backward(x, w_x, w_a, Gs, HG, hs)
         return _outputs(hs, batch_sizes), hs[:, T].t().contiguous()
 
     @staticmethod
     @_custom_bwd
     def backward(ctx, d_out, d_hT):
-        x, w_x, w_a, Gs, HP, hs = ctx.saved_tensors
+        x, w_x, w_a, Gs, HG, hs = ctx.saved_tensors
         H, T1, B = hs.shape
         T = T1 - 1
         bs = ctx.batch_sizes
         dO = _grad_outputs(d_out, T, H, B, hs, bs)
-        gg, z, r = Gs[:, :H], Gs[:, H : 2 * H], Gs[:, 2 * H :]
-        hp_G = HP[:, 2 * H :]
-        # Every pre-activation gradient is dC/da_t times a factor known from the forward
-        # pass; D rows (g, z, r, G): x side uses rows 0:3H, the recurrent side rows H:4H.
+        dh = _grad_state(d_hT, H, B, hs)
+        dh.add_(dO[T - 1])
+        K = min(T, GRU_BLOCK)
+        # D: dC/dz_t for a block of steps, rows (g, z, r, G): the x side uses rows 0:3H, the
+        # recurrent side rows H:4H. Every row is dC/da_t times a factor P known from the
+        # forward pass, computed for a whole block at once:
         #   dC/dz_g = dh * a^(z) (1 - a^(g)^2)                        = dh * P_g
         #   dC/dz_z = dh * (a^(g) - a_{t-1}) sigmoid'(z_z)
         #   dC/dz_r = dC/dz_g * (w^(G) a + b^(G)) sigmoid'(z_r)
         #   dC/d(w^(G) a + b^(G)) = dC/dz_g * a^(r)
-        P_g = z * _tanh_grad(gg)
-        h_prev = hs[:, :T].transpose(0, 1)  # (T, H, B) view
-        P = torch.cat([P_g, (gg - h_prev) * _sigmoid_grad(z), P_g * hp_G * _sigmoid_grad(r), P_g * r], dim=1)
-        P = P.view(T, 4, H, B)
-        keep = 1 - z
-        dh = _grad_state(d_hT, H, B, hs)
-        dh.add_(dO[T - 1])
-        D = hs.new_zeros(4 * H, T, B) if bs is not None else hs.new_empty(4 * H, T, B)
+        # and da_t/da_{t-1} directly = 1 - a^(z)                      (P row 4)
+        D = hs.new_empty(4 * H, K, B)
+        P = hs.new_empty(K, 5, H, B)
+        grads = _WeightGrads(ctx, x, w_x, rec=[(slice(H, 4 * H), hs[:, :T])], x_rows=slice(0, 3 * H))
+        d_bG = None
         wT = w_a.t()
-        for t in range(T - 1, -1, -1):
-            n = B if bs is None else bs[t]
-            dh_n, d = dh[:, :n], D[:, t, :n]
-            torch.mul(dh_n, P[t, :, :, :n], out=d.view(4, H, n))
-            # dC/da_{t-1} = W^T . dC/dz_(z, r, G) + dC/da_t * (1 - a^(z)) (+ dC/do_{t-1})
-            new = _recurrent_grad(dh, dO, wT, d[H:], t, n, B)
-            new[:, :n].addcmul_(dh_n, keep[t, :, :n])
-            dh = new
-        d_bG = D[3 * H :].sum((1, 2)) if ctx.needs_input_grad[4] else None  # dC/db^(G)
-        grads = _weight_grads(ctx, D, x, w_x, dh, rec=[(slice(H, 4 * H), hs[:, :T])], x_rows=slice(0, 3 * H))
-        # grads = (dx, dw_x, dw_a, db, dh0): insert dC/db^(G) before dh0
-        return grads[:4] + (d_bG,) + grads[4:] + (None,)
+        for t0, t1 in _blocks(T, K):
+            k = t1 - t0
+            P_g, P_z, P_r, P_G, keep = P[:k].unbind(1)
+            r, _ = _gru_block_factors(Gs, hs, t0, t1, P_g, P_z, keep)
+            torch.mul(P_g * HG[t0:t1], _sigmoid_grad(r), out=P_r)
+            torch.mul(P_g, r, out=P_G)
+            Dk = D[:, :k]
+            if bs is not None:
+                Dk.zero_()  # padded positions contribute nothing to the weight gradients
+            for t in range(t1 - 1, t0 - 1, -1):
+                n = B if bs is None else bs[t]
+                j = t - t0
+                dh_n, d = dh[:, :n], Dk[:, j, :n]
+                torch.mul(dh_n, P[j, :4, :, :n], out=d.view(4, H, n))
+                # dC/da_{t-1} = W^T . dC/dz_(z, r, G) + dC/da_t * (1 - a^(z)) (+ dC/do_{t-1})
+                new = _recurrent_grad(dh, dO, wT, d[H:], t, n, B)
+                new[:, :n].addcmul_(dh_n, P[j, 4, :, :n])
+                dh = new
+            grads.add(Dk, t0, t1)
+            if ctx.needs_input_grad[4]:  # dC/db^(G)
+                d_bG = _WeightGrads._acc(d_bG, Dk[3 * H :].sum((1, 2)))
+        out = grads.result(dh)  # (dx, dw_x, dw_a, db, dh0): dC/db^(G) goes before dh0
+        return out[:4] + (d_bG,) + out[4:] + (None,)
 
 
 # ----------------------------------------------------------------------------- driver

@@ -302,11 +302,19 @@ class ControlAgent(nn.Module):
         return torch.optim.Adam(self.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=1e-5)
 
     def train_step(self, batch, *, lr: float, optimizer: torch.optim.Optimizer, generator: torch.Generator,
-                   weight_decay: float = 0.0) -> tuple[float, dict]:
-        """One rollout of ``batch`` (the run's ``Runner``) and the PPO update on it."""
+                   weight_decay: float = 0.0, group=None) -> tuple[float, dict]:
+        """One rollout of ``batch`` (the run's ``Runner``) and the PPO update on it.
+
+        Under torchrun (``group``, ``seqlab.training.distributed``): rank r steps its E/N of the
+        run's E environments (``Runner.join``), the rollout is gathered so every rank holds all
+        of it (``control_ppo.collect``), and each minibatch's gradient is split across the ranks
+        and averaged (``control_ppo.ppo_update``). The loss and metrics returned are the whole
+        run's, the same on every rank, except ``tokens`` (this rank's environment steps, which
+        the trainer sums)."""
         if not isinstance(batch, ppo.Runner):
             fail("control train_step batch", "the run's environments (a Runner)", type(batch).__name__)
         c = self.config
+        batch.join(group)
         was_training = self.training
         self.eval()
         roll = ppo.collect(self, batch, c.n_steps, c.gamma, c.reward_scale, generator)
@@ -315,23 +323,33 @@ class ControlAgent(nn.Module):
         clip_eps = c.clip_eps * lr / self.base_lr if c.clip_anneal and self.base_lr else c.clip_eps
         out = ppo.ppo_update(self, roll, optimizer, epochs=c.epochs, minibatches=c.minibatches, chunk_len=c.chunk_len,
                              gamma=c.gamma, lam=c.lam, clip_eps=max(clip_eps, 1e-8), vf_coef=c.vf_coef, ent_coef=c.ent_coef,
-                             clip_norm=self.clip_norm, generator=generator)
+                             clip_norm=self.clip_norm, generator=generator, group=group)
         if roll.returns:
             batch.recent = roll.returns
         batch.save(self)
         metrics = {k: v for k, v in out.items() if k != "loss"}
         metrics["return"] = float(np.mean(batch.recent)) if batch.recent else 0.0
         metrics["env_steps"] = float(batch.env_steps)
-        metrics["tokens"] = float(roll.rewards.numel())  # the trainer's throughput: environment steps per second
+        # the trainer's throughput, environment steps per second (this rank's: the trainer sums them)
+        metrics["tokens"] = float(c.n_steps * len(batch.env))
         return out.get("loss", float("nan")), metrics
 
     def loss(self, batch) -> tuple[torch.Tensor, dict]:
         """The validation figure: minus the mean return of deterministic episodes, one per seed
-        of ``batch["seeds"]`` (B,)."""
+        of ``batch["seeds"]`` (B,). Under torchrun each rank plays its share of the seeds
+        (``batch["share"]``, ``ControlRunData.shard_batch``) and the returns are gathered, so
+        every rank reports the one-process figures."""
         seeds = batch["seeds"].tolist() if isinstance(batch, dict) else None
         if not seeds:
             fail("control validation batch", "a dict with 'seeds'", type(batch).__name__)
         returns, _ = run_episodes(self, seeds)
+        if batch.get("share"):
+            from seqlab.training import distributed
+
+            group = distributed.current()
+            if group is None:
+                fail("control validation batch", "a share of the seeds only under torchrun", "a share outside it")
+            returns = group.gather_floats(returns)  # rank order = the seeds' order
         r = torch.tensor(returns, dtype=torch.float32)
         return -r.mean(), {"return": float(r.mean()), "return_std": float(r.std(unbiased=False))}
 

@@ -140,7 +140,8 @@ SIM_SLOTS = 16  # numbers per environment in a saved VecEnv state (see VecEnv.ge
 class VecEnv:
     """``n`` environments of ``name`` stepped together (a plain list: gymnasium's SyncVectorEnv
     resets inside ``step`` with its own generator; here the k-th reset of environment i takes
-    the seed SeedSequence([seed, i, k]), so a run is reproducible from its seed, and its state
+    the seed SeedSequence([seed, first + i, k]) (``first``: the global index of environment 0,
+    0 but in a process of a torchrun job), so a run is reproducible from its seed, and its state
     can be saved and restored exactly: ``get_state``/``set_state``).
 
     ``reset() -> obs (n, D)``; ``step(actions) -> (obs (n, D), reward (n,), terminated (n,),
@@ -149,11 +150,14 @@ class VecEnv:
     of the ended episode (the value PPO bootstraps from at a time limit); ``returns`` lists the
     undiscounted returns of the episodes that ended in this step."""
 
-    def __init__(self, name: str, n: int, seed: int = 0, render_first: bool = False) -> None:
+    def __init__(self, name: str, n: int, seed: int = 0, render_first: bool = False, first: int = 0) -> None:
         self.name = name
         self.envs = [make_env(name, render_mode="rgb_array" if (render_first and i == 0) else None)
                      for i in range(n)]
         self.seed = int(seed)
+        # the global index of environment 0: a process of a torchrun job steps environments
+        # first .. first + n - 1 of the run's, each seeded by its global index
+        self.first = int(first)
         self.episodes = np.zeros(n, dtype=np.int64)  # resets so far, per environment
         self.running = np.zeros(n)
         self.lengths = np.zeros(n, dtype=np.int64)
@@ -162,7 +166,7 @@ class VecEnv:
         return len(self.envs)
 
     def _seed(self, i: int) -> int:
-        seed = int(np.random.SeedSequence([self.seed, i, int(self.episodes[i])]).generate_state(1)[0])
+        seed = int(np.random.SeedSequence([self.seed, self.first + i, int(self.episodes[i])]).generate_state(1)[0])
         self.episodes[i] += 1
         return seed
 

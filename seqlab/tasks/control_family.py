@@ -25,6 +25,10 @@ environments are (``ControlAgent.roll_*`` buffers: their simulator states, time-
 current observations, the recurrent states, reset counts), and actions are drawn from the
 trainer's per-step generator, so a resumed run continues the same episodes: it equals the
 uninterrupted run exactly (tests/tasks/test_control.py).
+
+Under torchrun (``torchrun --nproc-per-node N -m seqlab train control --batch-size E``) each
+process steps E/N of the environments and takes its share of each PPO minibatch; the run equals
+the one-process run with E environments (docs/scaling.md; tests/training/test_distributed_ppo.py).
 """
 
 from __future__ import annotations
@@ -131,6 +135,16 @@ class ControlRunData:
             fail("split", "'train' or 'val'", repr(split))
         seeds = torch.randint(0, 2**31 - 1 - VAL_SEED_BASE, (batch_size,), generator=generator) + VAL_SEED_BASE
         return {"seeds": seeds}
+
+    def shard_batch(self, batch, rank: int, world: int):
+        """Under torchrun (the trainer's ``Group.shard``): the rollout environments whole (the
+        model's ``train_step`` keeps its rank's, ``Runner.join``); rank r's share of the
+        validation seeds, marked as a share (the model gathers the returns)."""
+        if not isinstance(batch, dict):
+            return batch
+        seeds = batch["seeds"]
+        n = len(seeds) // world
+        return {"seeds": seeds[rank * n:(rank + 1) * n], "share": True}
 
     def info(self) -> dict:
         return {"env": self.env, "env_steps": self.env_steps}

@@ -24,6 +24,15 @@ Scaling (``Scaler``), fitted on the training part only (the values before the fi
     log-relative:    the same on log y (prices: the change of log price is the cumulative log return)
     seasonal:        inputs (y_t - mu) / s_m; targets z_{o,h} = (y_{o+h-1} - snaive_{o,h}) / s_m, the
                      correction to the seasonal naive forecast (s_m: sd of y_t - y_{t-m})
+    sqrt:            z_t = (sqrt(y_t) - mu) / s             mu, s: mean and sd of sqrt(y) on the training part
+                     (the variance-stabilising transform of counts such as sunspot numbers, whose
+                     spread grows with their level; Box-Cox with lambda = 1/2). For non-negative
+                     series only; back: y = max(mu + s z, 0)^2, the forecast of a non-negative series
+
+Every mapping back (``Scaler.invert``) is monotone non-decreasing in z, so quantiles (interval
+bounds) map to quantiles. The point forecast mapped back is g^-1(mean of z): for the nonlinear
+modes (log-relative, sqrt) that is the median of a symmetric forecast distribution, not its
+mean (the forecast MASE and sMAPE, absolute errors, call for).
 
 A window at forecast origin o (the number of values observed) is ``y[o-W:o]`` and its targets
 ``y[o:o+H]``; training windows have o + H <= the end of their split, so no target crosses it
@@ -62,7 +71,7 @@ import numpy as np
 
 from seqlab.validation import check_choice, check_int, fail
 
-SCALINGS = ("standard", "relative", "log-relative", "seasonal")
+SCALINGS = ("standard", "relative", "log-relative", "seasonal", "sqrt")
 REPORT_HORIZONS = (1, 6, 12)
 
 
@@ -210,6 +219,16 @@ def file_sha256(path: str | Path) -> str:
 # --------------------------------------------------------------------------- scaling
 
 
+def check_domain(y: np.ndarray, mode: str) -> None:
+    """The values a scaling can take: positive for log-relative (logarithms), non-negative for
+    sqrt (square roots); anything else is a one-line error."""
+    y = np.asarray(y, np.float64)
+    if mode == "log-relative" and (y <= 0).any():
+        fail("scaling log-relative", "positive values (it takes logarithms)", f"a minimum of {y.min()}")
+    if mode == "sqrt" and (y < 0).any():
+        fail("scaling sqrt", "non-negative values (it takes square roots)", f"a minimum of {y.min()}")
+
+
 @dataclass
 class Scaler:
     """The scaling of a series, fitted on its training part only (see the module docstring).
@@ -225,10 +244,11 @@ class Scaler:
     def fit(cls, y: np.ndarray, mode: str, period: int = 1) -> "Scaler":
         check_choice(mode, "scaling", SCALINGS)
         y = np.asarray(y, np.float64)
+        check_domain(y, mode)
         if mode == "log-relative":
-            if (y <= 0).any():
-                fail("scaling log-relative", "positive values (it takes logarithms)", f"a minimum of {y.min()}")
             y = np.log(y)
+        elif mode == "sqrt":
+            y = np.sqrt(y)
         u = np.diff(y) if mode in ("relative", "log-relative") else y
         loc, scale = float(u.mean()), float(u.std())
         if mode == "seasonal":
@@ -240,16 +260,26 @@ class Scaler:
         return cls(mode, loc, scale, int(period))
 
     def _g(self, y: np.ndarray) -> np.ndarray:
-        return np.log(y) if self.mode == "log-relative" else np.asarray(y, np.float64)
+        """g(y): log y (log-relative), sqrt y (sqrt) or y."""
+        y = np.asarray(y, np.float64)
+        check_domain(y, self.mode)
+        if self.mode == "log-relative":
+            return np.log(y)
+        return np.sqrt(y) if self.mode == "sqrt" else y
 
     def _g_inv(self, u: np.ndarray) -> np.ndarray:
-        return np.exp(u) if self.mode == "log-relative" else u
+        """g^-1(u): exp u, max(u, 0)^2 (sqrt: a negative u, which no square root gives, is clipped
+        to 0, so the forecast of a non-negative series stays non-negative) or u. Each is monotone
+        non-decreasing, so interval bounds and quantiles stay bounds and quantiles."""
+        if self.mode == "log-relative":
+            return np.exp(u)
+        return np.square(np.maximum(u, 0.0)) if self.mode == "sqrt" else u
 
     def _anchor(self, w: np.ndarray, H: int) -> np.ndarray:
         """(N, H) what the scaled target is taken relative to (before the drift): 0, the last value
         (relative modes) or the seasonal naive forecast (seasonal mode)."""
         g = self._g(w)
-        if self.mode == "standard":
+        if self.mode in ("standard", "sqrt"):
             return np.zeros((len(w), H))
         if self.mode == "seasonal":
             m = self.period
@@ -262,7 +292,7 @@ class Scaler:
         """(N, W) raw windows -> (N, W) network inputs. Relative modes need ``before`` (N,), the
         value just before each window (its first difference), else the first difference is 0."""
         w = self._g(windows)
-        if self.mode in ("standard", "seasonal"):
+        if self.mode in ("standard", "seasonal", "sqrt"):
             return (w - self.loc) / self.scale
         prev = self._g(before)[:, None] if before is not None else w[:, :1]
         d = np.diff(np.concatenate([prev, w], axis=1), axis=1)  # (N, W)
@@ -271,7 +301,7 @@ class Scaler:
     def _drift(self, H: int) -> np.ndarray:
         h = np.arange(1, H + 1)[None, :]
         return h * self.loc if self.mode in ("relative", "log-relative") else (
-            self.loc if self.mode == "standard" else 0.0 * h)
+            self.loc if self.mode in ("standard", "sqrt") else 0.0 * h)
 
     def targets(self, windows: np.ndarray, future: np.ndarray) -> np.ndarray:
         """(N, W) raw windows and (N, H) future values -> (N, H) scaled targets."""
@@ -280,7 +310,8 @@ class Scaler:
         return (f - self._anchor(windows, H) - self._drift(H)) / self.scale
 
     def invert(self, windows: np.ndarray, z: np.ndarray) -> np.ndarray:
-        """Scaled forecasts (N, H) (means or quantiles) -> values (N, H): the inverse of ``targets``."""
+        """Scaled forecasts (N, H) (means or quantiles) -> values (N, H): the inverse of ``targets``
+        (monotone in ``z``; sqrt clips below 0 before squaring, see ``_g_inv``)."""
         z = np.asarray(z, np.float64)
         H = z.shape[1]
         return self._g_inv(self._anchor(windows, H) + self._drift(H) + z * self.scale)
@@ -466,18 +497,26 @@ def _kpss_d(y: np.ndarray, max_d: int = 2) -> int:
     return max_d
 
 
-def arima_forecasts(frame: Frame, *, seconds: float = 60.0, log: bool = False) -> tuple[np.ndarray, dict]:
+def arima_forecasts(frame: Frame, *, seconds: float = 60.0, log: bool = False,
+                    sqrt: bool = False) -> tuple[np.ndarray, dict]:
     """ARIMA/SARIMA with orders chosen by AIC, fitted on y[:o_1] and re-applied at every origin.
 
     d by KPSS (as auto.arima); a grid over p in 0..3, q in 0..2 (and, where the period m is at
     most 24, a seasonal (P, 1, Q)_m with P, Q in 0..1 after one seasonal difference), fitted in
-    order of size until ``seconds`` have passed (the orders tried are reported)."""
+    order of size until ``seconds`` have passed (the orders tried are reported).
+
+    ``log``: the whole search on log y, forecasts mapped back by exp; ``sqrt``: on sqrt y (a
+    non-negative series), forecasts mapped back by max(f, 0)^2 (the sqrt scaling's inverse)."""
     import itertools
     import warnings
 
     from statsmodels.tsa.statespace.sarimax import SARIMAX
 
-    y = np.log(frame.y) if log else frame.y
+    if log and sqrt:
+        fail("arima_forecasts", "log or sqrt, not both", "both")
+    if sqrt:
+        check_domain(frame.y, "sqrt")
+    y = np.log(frame.y) if log else (np.sqrt(frame.y) if sqrt else frame.y)
     train = y[: frame.first_origin]
     m = frame.period
     seasonal = 2 <= m <= 24
@@ -518,6 +557,8 @@ def arima_forecasts(frame: Frame, *, seconds: float = 60.0, log: bool = False) -
             out[i] = cur.forecast(frame.horizon)
     if log:
         out = np.exp(out)
+    if sqrt:
+        out = np.square(np.maximum(out, 0.0))
     info = {"order": list(order), "seasonal_order": list(s), "trend": trend, "aic": aic, "fits": len(tried),
             "grid": len(grid),
             "seconds": time.perf_counter() - t0}
@@ -629,6 +670,8 @@ class WindowData:
         o1 = frame.first_origin
         self.train_end = o1 - val_size
         y = frame.y
+        check_choice(scaling, "scaling", SCALINGS)
+        check_domain(y, scaling)  # the whole series: the validation and test windows are scaled too
         self.scaler = Scaler.fit(y[: self.train_end], scaling, frame.period)
         train = window_origins(0, self.train_end, window, self.horizon)
         val = np.arange(max(self.train_end, window + 1), o1 - self.horizon + 1, dtype=np.int64)
@@ -685,7 +728,7 @@ def coverage(frame: Frame, lower: np.ndarray, upper: np.ndarray, horizons=REPORT
 
 
 __all__ = ["Frame", "REPORT_HORIZONS", "SCALINGS", "SERIES", "Scaler", "Series", "SeriesSpec", "WindowData",
-           "arima_forecasts", "baselines", "coverage", "diebold_mariano", "dm_table", "ets_forecasts", "file_sha256",
-           "format_table", "load_csv", "load_series", "make_frame", "mase", "mase_scale", "naive_forecasts",
+           "arima_forecasts", "baselines", "check_domain", "coverage", "diebold_mariano", "dm_table", "ets_forecasts",
+           "file_sha256", "format_table", "load_csv", "load_series", "make_frame", "mase", "mase_scale", "naive_forecasts",
            "network_forecasts", "reference_name", "score", "seasonal_naive_forecasts", "smape", "window_origins",
            "windows_at", "zero_forecasts"]

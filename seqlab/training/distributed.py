@@ -30,15 +30,56 @@ of a job when one fails, and forwards Ctrl-C (SIGINT) to each: the ranks agree a
 whether one of them was asked to stop (or ran out of ``max_seconds``), so all stop after the
 same step, evaluate it and rank 0 saves it.
 
-A family whose model updates its own weights (``model.train_step``: the RBM's contrastive
-divergence, the GAN's alternating updates, PPO and the control family's policy gradient) is not
-a loss whose gradient DDP could average: it is refused under torchrun, in one line that names it.
+A family whose model updates its own weights (``model.train_step``) has no single loss whose
+gradient DDP could average; it runs under torchrun when its ``train_step`` takes ``group=``
+(``splits_own_step``): the trainer then builds no DDP, broadcasts rank 0's parameters and
+buffers once, passes its ``Group`` at every step, and averages the loss and metrics the step
+returns (each a mean over the rank's share) over the ranks. The model splits its own update
+with the ``Group``'s few collectives, all ``torch.distributed`` calls: ``rows(n)`` (rank r's rows
+of a tensor drawn for the whole batch: random numbers are drawn for all N n items from the
+step's generator, the same on every rank, and each rank keeps its own, so each item gets the
+numbers it gets in one process), ``sum_``/``mean_`` (tensors flattened into one all_reduce:
+statistics, chain states, buffers), ``mean_grads_`` (a parameter list's gradients averaged
+after a backward pass, with the loss, in one all_reduce), ``part(n)`` (rank r's part of n items
+split as evenly as possible), ``gather``/``gather_floats`` (every rank's tensor or numbers, in
+rank order) and ``max_``. ``current()`` gives the group to the
+model's code the trainer calls without one (the GAN's validation noise).
+
+- RBM (CD-k, PCD-k): the data and model phases' statistics are summed over the ranks; PCD's
+  persistent chains are split by rows like the batch (n_chains a multiple of N) and their new
+  states summed back, so every rank holds all of them. Equal to one process to rounding.
+- GAN: D's and G's gradients averaged after each of their backward passes. Equal to one
+  process without BatchNorm; G's BatchNorm normalises by the rank's share (SyncBatchNorm is
+  GPU-only in PyTorch), so with it the run is close, the ranks identical (running statistics
+  averaged at the end of each step).
+- Control's PPO (``seqlab.tasks.control_ppo``): rank r steps environments r E/N .. (r+1) E/N - 1
+  of the run's E (each seeded by its global index; E % N != 0 is the batch size's refusal); each
+  rollout step gathers the raw observations (the running normalisation takes in all E), each
+  rank acts on its rows with noise drawn for all E and kept by rows, and the finished rollout is
+  gathered, so every rank holds all of it; each minibatch's chunks are split by ``part(M)``
+  (uneven parts weighted N M_r / M), the gradients averaged by ``mean_grads_``. The runner's
+  state is gathered into the model's buffers, so a checkpoint resumes under any N dividing E.
+  Equal to one process to rounding.
+- RLHF's PPO (``seqlab.llm.rlhf_models.PPOModel``): the step's B prompts are gathered (a small
+  all_gather of the padded ids), rank r samples and scores its rows ``rows(B/N)`` with the
+  sampler's noise drawn for all B and kept by rows (the exponential race that is
+  ``torch.multinomial``'s one-sample draw, per group of prompts of one length), and the rollout
+  is gathered, so every rank holds all of it, computes the rewards, GAE and whitening on all of
+  it and draws the same minibatches; each minibatch of M rows is split by ``part(M)``, rank r's
+  loss weighted N M_r / M, the gradients averaged by ``mean_grads_``; the KL controller moves
+  beta with the whole batch's KL. Validation gathers the prompts (its seed is theirs) and the
+  rollout the same way (``current()``). Equal to one process to rounding without dropout (the
+  update's dropout masks are each process's own).
+
+No family of seqlab is refused any more; a model whose ``train_step`` takes no ``group=`` (a
+family from outside seqlab, say) still is, in one line before any process group is made.
 """
 
 from __future__ import annotations
 
 import atexit
 import datetime
+import inspect
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,6 +203,89 @@ class Group:
         out = {name: v if name in SUMMED_METRICS else v / n for name, v in zip(names, values[k:])}
         return [v / n for v in values[:k]], out
 
+    # ---- what a model with its own update rule needs (``train_step(..., group=group)``)
+
+    def rows(self, n: int) -> slice:
+        """Rank r's rows of a global tensor whose N equal shares hold ``n`` rows each:
+        rows r n .. (r+1) n - 1. Random numbers are drawn for the whole batch (N n rows, from
+        the step's generator, the same on every rank) and each rank keeps its rows, so rank r's
+        items get exactly the numbers the one-process run gives them."""
+        return slice(self.rank * n, (self.rank + 1) * n)
+
+    @staticmethod
+    def _reduce_(tensors: Sequence[torch.Tensor], op: str) -> None:
+        """In place, one ``all_reduce`` (op "SUM" or "MAX") of the tensors flattened into one buffer."""
+        import torch.distributed as dist
+
+        if not tensors:
+            return
+        flat = torch.cat([t.reshape(-1) for t in tensors])
+        dist.all_reduce(flat, op=getattr(dist.ReduceOp, op))
+        for t, part in zip(tensors, flat.split([t.numel() for t in tensors])):
+            t.copy_(part.view_as(t))
+
+    def sum_(self, tensors: Sequence[torch.Tensor]) -> None:
+        """In place, each tensor becomes the sum of its values over the ranks: the tensors are
+        flattened into one buffer and summed by one ``all_reduce``."""
+        self._reduce_(tensors, "SUM")
+
+    def mean_(self, tensors: Sequence[torch.Tensor]) -> None:
+        """In place, each tensor becomes the mean of its values over the ranks (one all_reduce)."""
+        self.sum_(tensors)
+        for t in tensors:
+            t.div_(self.world_size)
+
+    def mean_grads_(self, params: Sequence[nn.Parameter], *values: float) -> list[float]:
+        """After a backward pass on rank r's share: every ``p.grad`` becomes the ranks' mean,
+        g = 1/N sum_r grad L_r (what DDP does, for a parameter list of one's choosing), in one
+        all_reduce that also carries ``values`` (losses, say); returns the ranks' mean of each
+        value, the same on every rank (so all take the same decision on a non-finite one).
+        Parameters without a gradient must be the same on every rank (they are skipped)."""
+        grads = [p.grad for p in params if p.grad is not None]
+        extra = torch.tensor([float(v) for v in values], dtype=grads[0].dtype if grads else torch.float64,
+                             device=self.device)
+        self.mean_([*grads, extra])
+        return extra.tolist()
+
+    def broadcast_(self, tensors: Sequence[torch.Tensor]) -> None:
+        """In place, rank 0's values in every rank's tensors (a model's starting weights and
+        buffers, where no DDP broadcasts them)."""
+        import torch.distributed as dist
+
+        for t in tensors:
+            dist.broadcast(t, src=0)
+
+    def part(self, n: int) -> slice:
+        """Rank r's part of ``n`` items split as evenly as N parts can be (``tensor_split``'s
+        split: the first n mod N ranks take one more; a part may be empty where n < N)."""
+        size, extra = divmod(n, self.world_size)
+        lo = self.rank * size + min(self.rank, extra)
+        return slice(lo, lo + size + (1 if self.rank < extra else 0))
+
+    def max_(self, tensors: Sequence[torch.Tensor]) -> None:
+        """In place, each tensor becomes the elementwise maximum of its values over the ranks."""
+        self._reduce_(tensors, "MAX")
+
+    def gather(self, t: torch.Tensor, dim: int = 0) -> torch.Tensor:
+        """Every rank's ``t`` (the same shape on all), concatenated along ``dim`` in rank order:
+        the one-process tensor when each rank holds its rows ``rows(n)`` of it (an all_gather)."""
+        import torch.distributed as dist
+
+        t = t.contiguous()
+        parts = [torch.empty_like(t) for _ in range(self.world_size)]
+        dist.all_gather(parts, t)
+        return torch.cat(parts, dim=dim)
+
+    def gather_floats(self, values: Sequence[float]) -> list[float]:
+        """Every rank's list of numbers (lists of any lengths), concatenated in rank order."""
+        counts = self.gather(torch.tensor([len(values)], dtype=torch.int64, device=self.device)).tolist()
+        if max(counts) == 0:
+            return []
+        padded = torch.zeros(max(counts), dtype=torch.float64, device=self.device)
+        padded[:len(values)] = torch.tensor(list(values), dtype=torch.float64)
+        every = self.gather(padded[None], dim=0)  # (N, longest)
+        return [v for r, k in enumerate(counts) for v in every[r, :k].tolist()]
+
     # ---- data, model
 
     def shard(self, batch: Any, batch_size: int, data: Any = None) -> Any:
@@ -212,13 +336,37 @@ class Group:
 
 
 
+def splits_own_step(model: nn.Module) -> bool:
+    """Whether a model with its own update rule declares how it splits across processes: its
+    ``train_step`` takes a ``group`` keyword (this process's ``Group``, or None in one process)."""
+    step = getattr(model, "train_step", None)
+    if not callable(step):
+        return False
+    try:
+        return "group" in inspect.signature(step).parameters
+    except (TypeError, ValueError):  # a builtin without a signature: it cannot take one
+        return False
+
+
 def refuse_own_step(model: nn.Module, family: str) -> None:
-    """A model with its own update rule cannot be split by DDP: a one-line ValueError."""
-    if callable(getattr(model, "train_step", None)):
+    """A model with its own update rule that does not take a ``group`` (see ``splits_own_step``)
+    cannot be split: a one-line ValueError."""
+    if callable(getattr(model, "train_step", None)) and not splits_own_step(model):
         fail(f"{family} under torchrun",
              "a family trained by gradient steps of model.loss, which DistributedDataParallel averages "
-             "across processes", f"{family}, whose model.train_step updates its own weights (not a gradient "
-             "DDP could average); train it in one process (seqlab train, without torchrun)")
+             "across processes, or one whose model.train_step takes group= and splits its own update",
+             f"{family}, whose model.train_step updates its own weights and does not split across processes; "
+             "train it in one process (seqlab train, without torchrun)")
+
+
+def current() -> Group | None:
+    """This process's ``Group`` while ``train`` runs under torchrun (set by ``join``), else None:
+    for a model's code that the trainer calls without a group (a GAN's validation ``loss``
+    drawing its noise for the whole batch and keeping its rows)."""
+    return _CURRENT
+
+
+_CURRENT: Group | None = None
 
 
 def check_batch_size(batch_size: int, world_size: int) -> None:
@@ -233,6 +381,8 @@ def join(device_name: str, *, batch_size: int, model: nn.Module, family: str) ->
     Checks what a distributed run needs (a gradient-step family, B % N == 0, a CPU or CUDA
     device), then initialises the default process group once per process (gloo for the CPU,
     NCCL for CUDA, with ``timeout()``), destroyed at exit."""
+    global _CURRENT
+    _CURRENT = None
     if not launched():
         return None
     rank, world = _env_int("RANK", 0), _env_int("WORLD_SIZE", 1)
@@ -266,6 +416,7 @@ def join(device_name: str, *, batch_size: int, model: nn.Module, family: str) ->
     elif dist.get_backend() != backend:
         fail("device under torchrun", f"the {dist.get_backend()} backend's device", f"{device} ({backend})")
     group = Group(rank=rank, world_size=world, local_rank=local, device=device, backend=backend)
+    _CURRENT = group
     return group
 
 

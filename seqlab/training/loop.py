@@ -62,7 +62,9 @@ runs inside DistributedDataParallel (the gradients averaged over the ranks), the
 metrics and validation loss are the ranks' mean (so, for a loss that is a mean over equal items,
 the single process's numbers), the ranks agree after every step whether to stop (a Ctrl-C or
 ``max_seconds`` on any of them), and rank 0 alone writes the run directory while the others wait
-at a barrier. A model with its own ``train_step`` is refused there.
+at a barrier. A model with its own ``train_step`` runs there only where that takes ``group=``
+(the trainer passes its ``Group``; the model splits its own update, and the trainer averages
+the loss and metrics it returns over the ranks); any other is refused.
 """
 
 from __future__ import annotations
@@ -471,7 +473,9 @@ class _Run:
 
             say = (lambda line: print(f"seqlab: {line}", file=sys.stderr, flush=True)) if self.main else None
             compile_in_place(self.model, on_fallback=say)
-        if self.group is not None:  # torchrun: the gradients of model.loss averaged across the ranks
+        if self.group is not None and self.own_step:  # torchrun, an own update rule: it takes group= (distributed.py)
+            self.group.broadcast_([t.detach() for t in [*self.model.parameters(), *self.model.buffers()]])
+        elif self.group is not None:  # torchrun: the gradients of model.loss averaged across the ranks
             self.ddp = self.group.wrap(self.model)
         seed_everything(cfg.seed)
         self.eval_seed = eval_seed(cfg.seed)
@@ -615,6 +619,8 @@ class _Run:
             for group in self.optimizer.param_groups:
                 group["lr"] = lr * group.get("lr_scale", 1.0)
             kwargs["optimizer"] = self.optimizer
+        if self.group is not None:  # torchrun: the model splits its update (distributed.splits_own_step)
+            kwargs["group"] = self.group
         with self.guard.critical():
             out = self.model.train_step(batch, **kwargs)
             if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], Mapping)):
@@ -625,6 +631,8 @@ class _Run:
                     fail("model.train_step metrics", "string names other than " + ", ".join(_RESERVED_METRICS),
                          repr(k))
                 metrics[k] = float(v)
+            if self.group is not None:  # each rank's share's means -> the whole batch's, the same on every rank
+                (value,), metrics = self.group.mean_of([value], metrics)
             if not math.isfinite(value):
                 raise NonFiniteLossError("training loss", s, value, self._last_good())
             self._check_divergence("training loss", s, value)

@@ -102,3 +102,126 @@ def test_final_state_is_taken_at_each_items_own_length():
     for i, t_i in enumerate([6, 3, 1]):
         _, h_i = m(x[i : i + 1, :t_i])
         torch.testing.assert_close(h[:, i], h_i[:, 0], atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["gru", "gru-reset-after"])
+@pytest.mark.parametrize("batch_sizes", [None, (3, 3, 2, 1, 1), (3, 2, 2, 0, 0)], ids=["full", "var", "var-tail"])
+@pytest.mark.parametrize("block", [1, 2, 4])
+def test_gru_backward_in_blocks_of_steps(monkeypatch, name, batch_sizes, block):
+    """The GRU's backward pass holds its buffers for GRU_BLOCK steps at a time: blocks that do
+    not divide T (5), and blocks of one step, give the gradients gradcheck expects."""
+    monkeypatch.setattr(fused, "GRU_BLOCK", block)
+    test_gradcheck(name, batch_sizes)
+
+
+@pytest.mark.parametrize("reset", ["before", "after"])
+@pytest.mark.parametrize("lengths", [None, [6, 2, 5, 1]])
+def test_gru_blocked_backward_equals_reference(monkeypatch, reset, lengths):
+    monkeypatch.setattr(fused, "GRU_BLOCK", 4)  # T = 6: a block of 4 steps, then one of 2
+    test_fused_equals_reference(GRU, {"reset": reset}, lengths)
+
+
+def _lstm_grads(model, x, lengths):
+    x = x.detach().clone().requires_grad_(True)
+    out, (h, c) = model(x, lengths)
+    g = torch.linspace(-1, 1, out.numel()).view_as(out)
+    ((out * g).sum() + h.sum() + 2 * c.sum()).backward()
+    grads = [x.grad] + [p.grad.clone() for p in model.parameters()]
+    model.zero_grad(set_to_none=True)
+    return [out, h, c] + grads
+
+
+@pytest.mark.parametrize("lengths", [None, [7, 3, 7, 1, 5]])
+def test_lstm_onednn_products_equal_the_plain_ones(monkeypatch, lengths):
+    """float32 on the CPU: the LSTM's products through oneDNN give torch.mm's results."""
+    torch.manual_seed(0)
+    model = LSTM(input_size=6, hidden_size=16, num_layers=2, fused=True)
+    x = torch.randn(5, 7, 6)
+    lengths = None if lengths is None else torch.tensor(lengths)
+    monkeypatch.setattr(fused, "_ONEDNN", False)
+    plain = _lstm_grads(model, x, lengths)
+    monkeypatch.setattr(fused, "_ONEDNN", None)  # decided again, as on first use
+    if not fused._onednn_usable():
+        pytest.skip("no oneDNN products on this machine")
+    # this small model's products would stay with torch.mm: lower the sizes where oneDNN starts
+    monkeypatch.setattr(fused._Linear, "MIN_WEIGHTS", 0)
+    monkeypatch.setattr(fused, "MM_MIN_MACS", 0)
+    assert fused._Linear(torch.randn(64, 16), 5).packed is not None
+    fast = _lstm_grads(model, x, lengths)
+    for a, b in zip(fast, plain):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_onednn_is_used_where_pytorch_has_it(monkeypatch):
+    import platform
+
+    if platform.machine().lower() not in ("x86_64", "amd64") or not torch.backends.mkldnn.is_available():
+        pytest.skip("oneDNN's products are used on x86-64 CPUs only")
+    monkeypatch.setattr(fused, "_ONEDNN", None)
+    monkeypatch.delenv("SEQLAB_ONEDNN", raising=False)
+    assert fused._onednn_usable()
+    monkeypatch.setattr(fused, "_ONEDNN", None)
+    monkeypatch.setenv("SEQLAB_ONEDNN", "0")
+    assert not fused._onednn_usable()
+    assert fused._Linear(torch.randn(4, 3), 2).packed is None
+
+
+def _native_or_skip():
+    from seqlab.recurrent import native
+
+    if native.ops() is None:
+        pytest.skip("the LSTM's compiled step is not available here (no C++ compiler?)")
+    return native
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("lengths", [None, [7, 3, 7, 1, 5]])
+def test_lstm_compiled_step_equals_pytorch_operations(monkeypatch, dtype, lengths):
+    """The LSTM's element-wise step compiled (seqlab.recurrent.native) gives what the same
+    equations give as PyTorch operations: outputs, final states and every gradient."""
+    native = _native_or_skip()
+    torch.manual_seed(0)
+    model = LSTM(input_size=6, hidden_size=16, num_layers=2, fused=True).to(dtype)
+    x = torch.randn(5, 7, 6, dtype=dtype)
+    lengths = None if lengths is None else torch.tensor(lengths)
+    compiled = _lstm_grads(model, x, lengths)
+    monkeypatch.setattr(native, "ops", lambda: None)
+    plain = _lstm_grads(model, x, lengths)
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    for a, b in zip(compiled, plain):
+        torch.testing.assert_close(a, b, atol=tol, rtol=tol)
+
+
+@pytest.mark.parametrize("batch_sizes", [None, (3, 3, 2, 1, 1), (3, 2, 2, 0, 0)], ids=["full", "var", "var-tail"])
+def test_lstm_gradcheck_without_the_compiled_step(monkeypatch, batch_sizes):
+    """gradcheck of the LSTM's PyTorch-operations path (the default gradcheck above runs the
+    compiled step where it is available)."""
+    from seqlab.recurrent import native
+
+    monkeypatch.setattr(native, "ops", lambda: None)
+    test_gradcheck("lstm", batch_sizes)
+
+
+def test_lstm_compiled_step_off_or_unbuildable_falls_back(monkeypatch, capsys):
+    """SEQLAB_NATIVE=0 turns the compiled step off; a failed build says so once, in one line, and
+    the LSTM runs on PyTorch's operations."""
+    from seqlab.recurrent import native
+
+    monkeypatch.setattr(native, "_OPS", None)
+    monkeypatch.setenv("SEQLAB_NATIVE", "0")
+    assert native.ops() is None and not native.usable(torch.zeros(1))
+    monkeypatch.setattr(native, "_OPS", None)
+    monkeypatch.delenv("SEQLAB_NATIVE")
+    import torch.utils.cpp_extension as ext
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("Error building extension 'x': no compiler\nmore lines")
+
+    monkeypatch.setattr(ext, "load_inline", broken)
+    assert native.ops() is None and native.ops() is None
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len([line for line in err if "not available here" in line]) == 1
+    assert "no compiler" in err[-1] and "more lines" not in err[-1]
+    model = LSTM(input_size=3, hidden_size=4)
+    out, _ = model(torch.randn(2, 3, 3))
+    assert out.shape == (2, 3, 4)

@@ -8,13 +8,10 @@ free port on the loopback address); the multi-node test runs two real ``torchrun
 
 from __future__ import annotations
 
-import json
-import multiprocessing
+import functools
 import os
-import socket
 import subprocess
 import sys
-import traceback
 from pathlib import Path
 
 import pytest
@@ -25,108 +22,18 @@ from seqlab.training import distributed, loop
 from seqlab.training.checkpoint import load_checkpoint
 from seqlab.training.rundir import checkpoint_complete, latest_checkpoint
 
+import distributed_helpers as helpers
+from distributed_helpers import free_port, records, resume_in_one_process, run_ranks, single, stop_at
+
 ROOT = Path(__file__).resolve().parents[2]
 B = 4  # the global batch: 2 processes x 2 items
 TRAIN = dict(max_steps=6, eval_every=2, log_every=1, eval_batches=2, device="cpu", batch_size=B)
 TEXT = dict(preset="cpu-tiny", block_size=16, warmup_steps=2)
 FAMILIES = {"gpt": TEXT, "lstm": TEXT}
-VOLATILE = ("time", "tokens_per_s", "steps_per_s")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _worker(rank: int, world: int, port: int, command: str, out: str, options: dict, resume: bool,
-            fault: str | None, errors) -> None:
-    """One rank: the environment torchrun sets, float64, then seqlab.train (or resume)."""
-    try:
-        os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
-                          MASTER_PORT=str(port), SEQLAB_DIST_TIMEOUT="20")
-        torch.set_num_threads(1)
-        torch.set_default_dtype(torch.float64)
-        if fault is not None:
-            kind, at, who = fault.split(":")
-            real = loop._Run.train_step
-
-            def faulty(self):
-                if self.step == int(at) and rank == int(who):
-                    if kind == "ctrl-c":  # the first Ctrl-C, seen by this rank only
-                        self.guard.requested = True
-                    else:
-                        raise RuntimeError(f"rank {rank} crashed before step {int(at) + 1}")
-                return real(self)
-
-            loop._Run.train_step = faulty
-        if resume:
-            seqlab.resume(out, progress=False)
-        else:
-            seqlab.train(command, out=out, progress=False, **options)
-    except BaseException:
-        errors.put((rank, traceback.format_exc()))
-        raise SystemExit(1)
-    errors.put((rank, None))
-
-
-def run_ranks(world: int, command: str, out: Path, options: dict, *, resume: bool = False,
-              fault: str | None = None, timeout: float = 120) -> dict[int, str | None]:
-    """Fork ``world`` ranks and wait for all; {rank: traceback or None}."""
-    ctx = multiprocessing.get_context("fork")
-    errors = ctx.Queue()
-    port = free_port()
-    procs = [ctx.Process(target=_worker, args=(r, world, port, command, str(out), options, resume, fault, errors))
-             for r in range(world)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(timeout)
-    alive = [r for r, p in enumerate(procs) if p.is_alive()]
-    for p in procs:
-        if p.is_alive():
-            p.kill()
-            p.join()
-    assert not alive, f"ranks {alive} still running after {timeout} s"
-    results = {}
-    while len(results) < world and not errors.empty():
-        rank, error = errors.get(timeout=5)
-        results[rank] = error
-    return results
-
-
-def single(command: str, out: Path, options: dict, **kwargs):
-    """One plain process (no torchrun environment), float64."""
-    before = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
-        return seqlab.train(command, out=out, progress=False, **options, **kwargs)
-    finally:
-        torch.set_default_dtype(before)
-
-
-def records(run_dir: Path) -> list[dict]:
-    return [{k: v for k, v in json.loads(line).items() if k not in VOLATILE}
-            for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-
-
-def assert_same_run(a: Path, b: Path, *, skip: tuple = ()) -> None:
-    """The same records (numbers to 1e-10) and the same final weights and optimizer state (1e-10)."""
-    ra = [r for r in records(a) if (r["step"], r["split"]) not in skip]
-    rb = [r for r in records(b) if (r["step"], r["split"]) not in skip]
-    assert [(r["step"], r["split"], sorted(r)) for r in ra] == [(r["step"], r["split"], sorted(r)) for r in rb]
-    for x, y in zip(ra, rb):
-        for k, v in x.items():
-            if isinstance(v, float):
-                assert y[k] == pytest.approx(v, rel=1e-10, abs=1e-10), (x["step"], x["split"], k)
-    ca, cb = load_checkpoint(latest_checkpoint(a)), load_checkpoint(latest_checkpoint(b))
-    assert ca.step == cb.step
-    for name, t in ca.state_dict.items():
-        assert t.dtype == torch.float64 or not t.is_floating_point(), name
-        torch.testing.assert_close(cb.state_dict[name], t, rtol=1e-10, atol=1e-10, msg=name)
-    for pid, entry in ca.optimizer_state["state"].items():
-        for key, value in entry.items():
-            torch.testing.assert_close(cb.optimizer_state["state"][pid][key], value, rtol=1e-10, atol=1e-10)
+# the comparison of this file: float64 weights in both runs
+assert_same_run = functools.partial(helpers.assert_same_run, float64=True)
 
 
 @pytest.mark.parametrize("command", list(FAMILIES))
@@ -153,12 +60,7 @@ def test_a_ctrl_c_on_one_rank_stops_all_after_the_same_step_and_resumes_in_one_p
     results = run_ranks(2, "gpt", tmp_path / "cut", options, fault="ctrl-c:2:1")
     assert results == {0: None, 1: None}, results
     assert load_checkpoint(latest_checkpoint(tmp_path / "cut")).step == 3
-    before = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
-        rest = seqlab.resume(tmp_path / "cut", progress=False)
-    finally:
-        torch.set_default_dtype(before)
+    rest = resume_in_one_process(tmp_path / "cut")
     assert rest.steps == 6 and rest.stopped == "max_steps"
     # the interrupted invocation's extra evaluation of step 3 is the one record more
     assert_same_run(tmp_path / "straight", tmp_path / "cut", skip=((3, "val"),))
@@ -167,14 +69,7 @@ def test_a_ctrl_c_on_one_rank_stops_all_after_the_same_step_and_resumes_in_one_p
 def test_a_single_process_run_resumes_under_two_processes(tmp_path, monkeypatch):
     options = dict(TEXT, **TRAIN)
     single("gpt", tmp_path / "straight", options)
-    real = loop._Run.train_step
-
-    def interrupted(self):
-        if self.step == 3:
-            raise KeyboardInterrupt
-        return real(self)
-
-    monkeypatch.setattr(loop._Run, "train_step", interrupted)
+    stop_at(monkeypatch, 3)
     part = single("gpt", tmp_path / "cut", options)
     monkeypatch.undo()
     assert part.steps == 3 and part.stopped == "interrupted"
@@ -202,19 +97,43 @@ def torchrun_env(**extra) -> dict:
     return env
 
 
-def test_families_with_their_own_update_rule_are_refused_in_one_line(monkeypatch):
-    """An RBM (contrastive divergence: no loss gradient for DDP to average) under torchrun's
-    environment is refused before any process group is made."""
+class _OwnStepWithoutGroup(torch.nn.Module):
+    """A model with its own update rule whose train_step takes no group= (as a family from outside seqlab might be)."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(2))
+
+    def loss(self, batch):
+        return self.w.sum(), {}
+
+    def train_step(self, batch, *, lr, generator=None):
+        return 0.0, {}
+
+
+class _Batches:
+    def get_batch(self, split, batch_size, generator=None):
+        return torch.zeros(batch_size, 2)
+
+
+def test_families_with_their_own_update_rule_are_refused_in_one_line(monkeypatch, tmp_path):
+    """A model with its own update rule whose train_step takes no group= (no family of seqlab
+    any more; see tests/training/test_distributed_own_step.py, test_distributed_ppo.py and
+    test_distributed_rlhf.py for the RBM, the GAN, control's PPO and RLHF's PPO, which split)
+    under torchrun's environment is refused before any process group is made."""
     import torch.distributed as dist
+
+    from seqlab.training.config import TrainConfig
 
     monkeypatch.setenv("RANK", "0")
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(ValueError) as e:
-        seqlab.train("rbm", preset="cpu-tiny", hidden_size=8, batch_size=10, max_steps=1, device="cpu",
-                     progress=False, out=None)
+        loop.train(_OwnStepWithoutGroup(), _Batches(), TrainConfig(batch_size=2, max_steps=1, device="cpu"),
+                   tmp_path / "c", family="own-step", model_config={}, progress=False)
     message = str(e.value)
-    assert "\n" not in message and "rbm under torchrun" in message and "train_step" in message
-    assert not dist.is_initialized()
+    assert "\n" not in message and "own-step under torchrun" in message and "train_step" in message
+    assert not dist.is_initialized() and distributed.current() is None
+    assert not (tmp_path / "c").exists()
 
 
 def test_a_batch_that_does_not_split_evenly_is_refused(monkeypatch, tmp_path):
@@ -225,15 +144,28 @@ def test_a_batch_that_does_not_split_evenly_is_refused(monkeypatch, tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+# the control family with a train_step that takes no group= (what RLHF's PPO was before), then the CLI
+_WITHOUT_GROUP = """
+import sys
+from seqlab.cli import main
+from seqlab.tasks.control import ControlAgent
+real = ControlAgent.train_step
+def train_step(self, batch, *, lr, optimizer, generator, weight_decay=0.0):
+    return real(self, batch, lr=lr, optimizer=optimizer, generator=generator, weight_decay=weight_decay)
+ControlAgent.train_step = train_step
+raise SystemExit(main(sys.argv[1:]))
+"""
+
+
 def test_the_cli_refuses_a_family_with_its_own_update_rule(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "seqlab", "train", "gan", "--preset", "cpu-tiny", "--max-steps",
-                           "1", "--out", str(tmp_path / "gan"), "--quiet"],
+    proc = subprocess.run([sys.executable, "-c", _WITHOUT_GROUP, "train", "control", "--preset", "cpu-tiny",
+                           "--max-steps", "1", "--batch-size", "2", "--out", str(tmp_path / "control"), "--quiet"],
                           env=torchrun_env(RANK="0", WORLD_SIZE="2", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1",
                                            MASTER_PORT=str(free_port())),
                           capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("seqlab: error: gan under torchrun"), proc.stderr
+    assert len(lines) == 1 and lines[0].startswith("seqlab: error: control under torchrun"), proc.stderr
 
 
 def test_no_torchrun_environment_means_no_process_group(tmp_path):
