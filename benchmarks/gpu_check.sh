@@ -10,7 +10,8 @@
 # 2. `seqlab train rbm --device cuda` and `seqlab train lstm --device cuda --precision bf16`,
 #    each then sampled on the CPU (`seqlab train` prints a 200-token sample of a text run itself);
 # 3. the speed benchmark on the GPU (seqlab's per-step loop against cuDNN, informative);
-# 4. `seqlab train gpt --preset gpu-baby` on tiny Shakespeare for 2 minutes, sampled on the CPU.
+# 4. a GPT training step against a nanoGPT-style reference at the baby-GPT recipe (bf16);
+# 5. `seqlab train gpt --preset gpu-baby` on tiny Shakespeare for 2 minutes, sampled on the CPU.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-${OUT:-/tmp/seqlab_gpu}}
@@ -34,6 +35,9 @@ CUDA_VISIBLE_DEVICES= python3 -m seqlab sample "$OUT/gpu_run" --prompt "def " --
 echo "== speed on the GPU"
 python3 benchmarks/bench_recurrent_speed.py --device cuda --no-readable --rounds 4 --reps 3 \
     --out "$OUT/recurrent_speed_cuda" 2>&1 | tail -8
+echo "== GPT training step on the GPU against a nanoGPT-style reference (baby GPT, bf16; issue 17's target <= 1.0)"
+python3 benchmarks/bench_gpt_speed.py --recipe baby --device cuda --rounds 10 --steps 10 --threads 1 \
+    --out "$OUT/gpt_speed_cuda_baby" 2>&1 | tail -6
 echo "== GPT (gpu-baby preset, bf16) on tiny Shakespeare for 2 minutes, sampled on the CPU"
 python3 -m seqlab train gpt --preset gpu-baby --text shakespeare --device cuda --precision bf16 \
     --batch-size 64 --max-steps 2000 --max-seconds 120 --eval-every 250 --out "$OUT/gpt_run" --quiet
