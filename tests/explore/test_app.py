@@ -52,3 +52,22 @@ def test_index_in_the_browser(page):
     assert p.locator("main li a").count() == len(WIDGETS)
     p.click("text=Runs")
     p.wait_for_url("**/w/runs")
+
+
+@pytest.mark.parametrize("widget", ["attention", "sampling"])
+def test_a_widget_without_runs_says_how_to_make_one(browser, tmp_path, widget):
+    """An empty RUNS_DIR: the attention and sampling pages (common.js listRuns) say, in their
+    error line, which families they show and how to train one."""
+    from seqlab.explore.serve import serving
+
+    with serving(create_app(tmp_path)) as url:
+        context = browser.new_context()
+        page = context.new_page()
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(f"{url}/w/{widget}")
+        page.wait_for_load_state("networkidle")
+        alert = page.locator("[role=alert]").first.text_content()
+        context.close()
+    assert "No run of" in alert and "gpt" in alert and "seqlab train gpt --out RUNS_DIR/gpt" in alert
+    assert not errors

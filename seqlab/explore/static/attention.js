@@ -1,7 +1,7 @@
 // The attention widget: type a text, see the attention weights g(a^(q)_s . a^(k)_t / sqrt(m))
 // of a GPT or BERT run, layer by layer and head by head, with the causal mask on or off, and
 // the model's output distribution (GPT: the next token; BERT: the filler of each [MASK]).
-import { api, choice, debounce, el, equation, errorBox, heatmap, slider, svg, toggle } from "/static/common.js";
+import { api, choice, debounce, el, equation, errorBox, heatmap, listRuns, slider, svg, toggle } from "/static/common.js";
 
 const DEFAULT_TEXT = { gpt: "def f(x):", bert: "def f([MASK]):" };
 
@@ -68,17 +68,8 @@ export async function mount(root, params) {
     equation("c_{j,s} = \\sum_t g(a^{(q)}_{j,s} \\cdot a^{(k)}_{j,t} / \\sqrt{m})\\, a^{(v)}_{j,t}, \\quad g = \\mathrm{softmax}_t, \\quad \\mathrm{causal\\ mask:}\\ s \\geq t"),
     controls, error, info, colourScale(), cell, maps, outputsTitle, outputs);
 
-  let listing;
-  try {
-    listing = await api("/api/attention/runs");
-  } catch (e) {
-    error.show(e);
-    return;
-  }
-  if (!listing.runs.length) {
-    error.show(`No run of ${listing.families.join(", ")} below RUNS_DIR: train one (seqlab train gpt --out RUNS_DIR/gpt).`);
-    return;
-  }
+  const listing = await listRuns("/api/attention/runs", error);
+  if (!listing) return;
   const familyOf = Object.fromEntries(listing.runs.map((r) => [r.name, r.family]));
   const state = {
     run: familyOf[params.get("run")] ? params.get("run") : listing.runs[0].name,

@@ -17,6 +17,23 @@ export async function api(path, params = {}, { method = "GET", body = null, sign
   return answer;
 }
 
+// the runs a widget can show ({runs: [{name, family}], families}), or null after saying in
+// `error` why there is none (the server's error, or no run of those families below RUNS_DIR)
+export async function listRuns(path, error) {
+  let listing;
+  try {
+    listing = await api(path);
+  } catch (e) {
+    error.show(e);
+    return null;
+  }
+  if (!listing.runs.length) {
+    error.show(`No run of ${listing.families.join(", ")} below RUNS_DIR: train one (seqlab train gpt --out RUNS_DIR/gpt).`);
+    return null;
+  }
+  return listing;
+}
+
 // make an element: el("div", {class: "panel"}, child, "text", ...)
 export function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);

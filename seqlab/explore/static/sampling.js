@@ -1,7 +1,7 @@
 // The sampling widget: text from a language-model run, streamed token by token as the server
 // generates it (newline-delimited JSON read with fetch + ReadableStream), with temperature,
 // top-k, top-p and a seed; Stop aborts the fetch, and the server stops generating.
-import { api, choice, el, equation, errorBox, slider } from "/static/common.js";
+import { api, choice, el, equation, errorBox, listRuns, slider } from "/static/common.js";
 
 // read a newline-delimited JSON stream, calling onLine(object) for each line
 async function readLines(response, onLine) {
@@ -38,17 +38,8 @@ export async function mount(root, params) {
     equation("p_i = \\dfrac{\\exp(z_i / \\tau)}{\\sum_j \\exp(z_j / \\tau)}"),
     controls, el("div", { class: "controls" }, el("label", {}, "prompt", prompt), start, stop), error, status, output);
 
-  let listing;
-  try {
-    listing = await api("/api/sampling/runs");
-  } catch (e) {
-    error.show(e);
-    return;
-  }
-  if (!listing.runs.length) {
-    error.show(`No run of ${listing.families.join(", ")} below RUNS_DIR: train one (seqlab train gpt --out RUNS_DIR/gpt).`);
-    return;
-  }
+  const listing = await listRuns("/api/sampling/runs", error);
+  if (!listing) return;
   const names = listing.runs.map((r) => r.name);
   const num = (key, fallback) => (params.has(key) ? Number(params.get(key)) : fallback);
   const state = {
