@@ -55,17 +55,20 @@ LORA_TARGETS = ("w_q", "w_k", "w_v", "w_o", "w_1", "w_2")
 MAX_LORA_RANK = 4096
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Adaptation:
-    """How a pretrained model is fine-tuned.
+    """How a pretrained model is fine-tuned. The model configs that fine-tune a base run
+    (``GPTFineTuneConfig``, ``BERTClassifierConfig``) are Adaptations with their own fields
+    added (these five are keyword-only, so they come after any field of the subclass).
 
     Attributes:
-        freeze: K, freeze the embeddings and the first K blocks (None: nothing frozen, full
-            fine-tuning; 0: the embeddings only).
-        lora_rank: r, LoRA's rank on every attention and MLP projection (0: no LoRA).
-        lora_alpha: alpha, LoRA's scale is alpha / r (None: alpha = r, a scale of 1).
-        base_checkpoint: the base run's checkpoint directory (where the frozen weights are read).
-        base_sha256: the sha256 of that checkpoint's weights (model.safetensors).
+        freeze: K, freeze the token/position embeddings and the first K blocks (default: nothing
+            frozen, full fine-tuning; 0: the embeddings only).
+        lora_rank: r, LoRA on every attention and MLP projection, W + (alpha/r) B A (0: no LoRA).
+        lora_alpha: alpha, LoRA's scale is alpha/r (default: alpha = r, a scale of 1).
+        base_checkpoint: the base run's checkpoint directory, where the frozen weights are read
+            (set from the base run).
+        base_sha256: the sha256 of that checkpoint's weights, model.safetensors (set from the base run).
     """
 
     freeze: int | None = None
@@ -78,6 +81,15 @@ class Adaptation:
     def adapted(self) -> bool:
         """True when some base weights are frozen (the checkpoint then stores only the changes)."""
         return self.freeze is not None or self.lora_rank > 0
+
+    def check_adaptation(self, num_layers: int) -> None:
+        """One-line errors for adaptation settings the config cannot have (``check_adaptation``)."""
+        check_adaptation(self.freeze, self.lora_rank, self.lora_alpha, num_layers, self.base_checkpoint,
+                         self.base_sha256)
+
+    def adaptation_dict(self) -> dict:
+        """The five fields, for a config's ``to_dict``."""
+        return {name: getattr(self, name) for name in ADAPTATION_FIELDS}
 
     @classmethod
     def of(cls, config: Any) -> "Adaptation":

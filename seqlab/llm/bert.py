@@ -52,7 +52,7 @@ from seqlab.data.mlm import (
     default_classification_corpora,
     mask_tokens,
 )
-from seqlab.llm.adapt import ADAPTATION_FIELDS, Adaptable, Adaptation, check_adaptation
+from seqlab.llm.adapt import Adaptable, Adaptation
 from seqlab.transformer.attention import padding_mask
 from seqlab.transformer.block import BlockConfig, Encoder
 from seqlab.transformer.layernorm import LayerNorm
@@ -349,7 +349,7 @@ def fill(model: BERT, tokenizer, text: str, top_k: int = 5, *, add_cls: bool = T
 
 
 @dataclass(frozen=True)
-class BERTClassifierConfig:
+class BERTClassifierConfig(Adaptation):
     """Settings of a BERT sequence classifier.
 
     Attributes:
@@ -358,22 +358,15 @@ class BERTClassifierConfig:
         pooling: the sequence's vector h, "cls" (the hidden state at position 0, which must
             hold [CLS]) or "mean" (the mean over the non-padding positions).
         dropout: dropout probability on the pooled vector h while training.
-        freeze: K, freeze the token/position embeddings and the first K blocks (default: nothing frozen).
-        lora_rank: r, LoRA on every attention and MLP projection, W + (alpha/r) B A (0: no LoRA).
-        lora_alpha: alpha, LoRA's scale is alpha/r (default: alpha = r).
-        base_checkpoint: the pretrained BERT's checkpoint directory (set from the base run).
-        base_sha256: the sha256 of its weights (set from the base run).
+
+    and the :class:`Adaptation` fields (freeze, lora_rank, lora_alpha, and the pretrained
+    BERT's base_checkpoint and base_sha256, set from the base run).
     """
 
     bert: BERTConfig
     num_classes: int
     pooling: str = "cls"
     dropout: float = 0.0
-    freeze: int | None = None
-    lora_rank: int = 0
-    lora_alpha: float | None = None
-    base_checkpoint: str | None = None
-    base_sha256: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.bert, BERTConfig):
@@ -381,12 +374,11 @@ class BERTClassifierConfig:
         check_int(self.num_classes, "num_classes", minimum=2)
         check_choice(self.pooling, "pooling", POOLINGS)
         check_float(self.dropout, "dropout", minimum=0.0, maximum=1.0, open_max=True)
-        check_adaptation(self.freeze, self.lora_rank, self.lora_alpha, self.bert.num_layers, self.base_checkpoint,
-                         self.base_sha256)
+        self.check_adaptation(self.bert.num_layers)
 
     def to_dict(self) -> dict:
         return {"bert": self.bert.to_dict(), "num_classes": self.num_classes, "pooling": self.pooling,
-                "dropout": self.dropout, **{name: getattr(self, name) for name in ADAPTATION_FIELDS}}
+                "dropout": self.dropout, **self.adaptation_dict()}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "BERTClassifierConfig":

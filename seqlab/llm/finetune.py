@@ -22,40 +22,31 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from seqlab.llm.adapt import (ADAPTATION_FIELDS, Adaptable, Adaptation, LoRA, check_adaptation, is_lora_key,
-                              plain_name)
+from seqlab.llm.adapt import Adaptable, Adaptation, LoRA, is_lora_key, plain_name
 from seqlab.llm.gpt import GPT, GPTConfig
 from seqlab.validation import check_int, fail, fields_from_dict
 
 
 @dataclass(frozen=True)
-class GPTFineTuneConfig:
+class GPTFineTuneConfig(Adaptation):
     """Settings of a GPT fine-tuned from a base run.
 
     Attributes:
         gpt: the base GPT's config (a GPTConfig).
-        freeze: K, freeze the token/position embeddings and the first K blocks (default: nothing frozen).
-        lora_rank: r, LoRA on every attention and MLP projection, W + (alpha/r) B A (0: no LoRA).
-        lora_alpha: alpha, LoRA's scale is alpha/r (default: alpha = r).
-        base_checkpoint: the base run's checkpoint directory (set from the base run).
-        base_sha256: the sha256 of the base checkpoint's weights (set from the base run).
+
+    and the :class:`Adaptation` fields (freeze, lora_rank, lora_alpha, and the base run's
+    base_checkpoint and base_sha256, set from the base run).
     """
 
     gpt: GPTConfig = GPTConfig()
-    freeze: int | None = None
-    lora_rank: int = 0
-    lora_alpha: float | None = None
-    base_checkpoint: str | None = None
-    base_sha256: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.gpt, GPTConfig):
             fail("gpt", "a GPTConfig", type(self.gpt).__name__)
-        check_adaptation(self.freeze, self.lora_rank, self.lora_alpha, self.gpt.num_layers, self.base_checkpoint,
-                         self.base_sha256)
+        self.check_adaptation(self.gpt.num_layers)
 
     def to_dict(self) -> dict:
-        return {"gpt": self.gpt.to_dict(), **{name: getattr(self, name) for name in ADAPTATION_FIELDS}}
+        return {"gpt": self.gpt.to_dict(), **self.adaptation_dict()}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "GPTFineTuneConfig":
