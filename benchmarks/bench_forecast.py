@@ -46,11 +46,21 @@ SERIES = ("sunspots", "co2", "sunspots-monthly", "sp500", "sp500-returns")
 # validation tail like the size and the window. So that a reader can tell what the transform
 # alone does, the sunspots' table also has "ARIMA (AIC) on sqrt": the same order search on the
 # square roots, its forecasts squared back (an extra row: the target stays ARIMA (AIC) and ETS).
+# The yearly sunspots' grid also has candidates whose training windows are augmented by the monthly
+# sunspots (augment="sunspots-monthly": the windows of the 12 phase-shifted annual means Jan-Dec,
+# Feb-Jan, ..., Dec-Nov of the months before the year after the candidate's last training value;
+# its validation windows, scaling and the tails stay the yearly series' own): both scalings, hidden
+# 16 and 32, windows 16 and 22 (the region of the best unaugmented candidates), chosen on the
+# validation tail with the rest.
 BASE = {"sunspots": dict(members=5, max_steps=300, nll_beta=1.0), "co2": dict(members=5, max_steps=600)}
+AUGMENT = "sunspots-monthly"
 CANDIDATES = {
     "sunspots": {arch: [dict(BASE["sunspots"], scaling=sc, hidden_size=h, window=w,
                              **({"d_ff": 2 * h} if arch == "transformer" else {}))
                         for sc in ("standard", "sqrt") for h in (16, 32) for w in (11, 16, 22)]
+                 + [dict(BASE["sunspots"], scaling=sc, hidden_size=h, window=w, augment=AUGMENT,
+                         **({"d_ff": 2 * h} if arch == "transformer" else {}))
+                    for sc in ("standard", "sqrt") for h in (16, 32) for w in (16, 22)]
                  for arch in ("gru", "lstm", "transformer")},
     "co2": {arch: [dict(BASE["co2"], hidden_size=h, window=w, **({"d_ff": 2 * h} if arch == "transformer" else {}))
                    for h, w in ((32, 36), (48, 36), (32, 24))] for arch in ("gru", "lstm", "transformer")},
@@ -135,11 +145,12 @@ def job_network(series: str, arch: str, opts: dict, quick: bool, data_options: d
         f = network_forecasts(model, data.windows, data.frame.origins)
         cov = coverage(data.frame, f["lower"], f["upper"])
         H = data.frame.horizon
+        augmented = data.windows.augmented  # the extra training windows of an augmented run (else 0)
         mean_mase = float(np.mean([v["mase"] for v in score(data.frame, f["mean"], range(1, H + 1)).values()]))
     return {"series": series, "kind": "network" if data_options is None else "candidate", "arch": arch,
             "candidate": candidate, "label": f"{arch} (seqlab, K={kw['members']})", "forecast": f["mean"],
             "coverage": cov, "steps": r.steps, "best_step": run.step, "best_val": r.best_val_loss, "options": kw,
-            "mase_mean": mean_mase, "seconds": time.perf_counter() - t}
+            "mase_mean": mean_mase, "augmented_windows": augmented, "seconds": time.perf_counter() - t}
 
 
 def choose(series: str, candidates: list[dict]) -> dict:
@@ -163,7 +174,8 @@ def choose(series: str, candidates: list[dict]) -> dict:
     scores = {f"{a} (seqlab, K={c['options']['members']})": c["mase_mean"] for a, c in per_arch.items()}
     scores[COMBINED] = combined
     return {"chosen_options": {a: c["options"] for a, c in per_arch.items()},
-            "candidates": [{k: c[k] for k in ("arch", "candidate", "options", "mase_mean", "best_step", "seconds")}
+            "candidates": [{k: c[k] for k in ("arch", "candidate", "options", "mase_mean", "best_step",
+                                              "augmented_windows", "seconds")}
                            for c in candidates],
             "validation_scores": scores, "forecaster": min(scores, key=scores.get), "validation_origins": origins}
 
@@ -240,7 +252,7 @@ def main() -> int:
                if ARIMA_SQRT in forecasts else {}),
             "fitted": base["fitted"], "baseline_seconds": base["seconds"],
             "networks": {n["label"]: {k: n[k] for k in ("arch", "coverage", "steps", "best_step", "best_val",
-                                                          "options", "seconds")} for n in nets},
+                                                          "options", "augmented_windows", "seconds")} for n in nets},
             "_forecasts": forecasts, "_frame": frame, "_data": data,
         }
         if s in choices:
@@ -357,18 +369,34 @@ def markdown(out: dict) -> str:
                       "tail; MASE averaged over horizons 1..H): "
                       + ", ".join(f"{k} {v:.3f}" for k, v in sel["validation_scores"].items())
                       + f"; the forecaster: **{sel['forecaster']}**.", "",
-                      "| architecture | K | scaling | hidden | window | validation-tail MASE (mean over h) | best step "
-                      "| s |",
-                      "|---|---|---|---|---|---|---|---|"]
-            for c in sel["candidates"]:
+                      "| architecture | K | scaling | augment | hidden | window | validation-tail MASE (mean over h) "
+                      "| best step | s |",
+                      "|---|---|---|---|---|---|---|---|---|"]
+            archs = sorted({c["arch"] for c in sel["candidates"]})  # gru, lstm, transformer
+            for c in sorted(sel["candidates"], key=lambda c: (archs.index(c["arch"]), c["candidate"])):
                 o = c["options"]
-                lines.append(f"| {c['arch']} | {o['members']} | {o.get('scaling', r['scaling'])} | {o['hidden_size']} "
-                             f"| {o.get('window', r['window_default'])} | "
+                lines.append(f"| {c['arch']} | {o['members']} | {o.get('scaling', r['scaling'])} | "
+                             f"{o.get('augment') or '-'} | {o['hidden_size']} | "
+                             f"{o.get('window', r['window_default'])} | "
                              f"{c['mase_mean']:.3f} | {c['best_step']} | {c['seconds']:.0f} |")
             lines.append("")
+            aug = sorted({c["options"]["augment"] for c in sel["candidates"] if c["options"].get("augment")})
+            if aug:
+                best = {}
+                for c in sel["candidates"]:
+                    k = (c["arch"], bool(c["options"].get("augment")))
+                    best[k] = min(best.get(k, float("inf")), c["mase_mean"])
+                lines += [f"Training windows augmented by {', '.join(aug)} (the 12 phase-shifted annual means of the "
+                          "months before the training part's end), the best candidate of each architecture with and "
+                          "without, on the validation tail: " + ", ".join(
+                              f"{a} {best[(a, True)]:.3f} with, {best[(a, False)]:.3f} without"
+                              for a in archs if (a, True) in best and (a, False) in best) + ".", ""]
         for name, n in r["networks"].items():
             o = n["options"]
-            lines.append(f"- {name}: scaling {o.get('scaling', r['scaling'])}, hidden {o['hidden_size']}, "
+            lines.append(f"- {name}: scaling {o.get('scaling', r['scaling'])}, "
+                         + (f"training windows augmented by {o['augment']} ({n['augmented_windows']} extra), "
+                            if o.get("augment") else "")
+                         + f"hidden {o['hidden_size']}, "
                          f"window {o.get('window', r['window_default'])}, "
                          f"{n['steps']} steps (best validation at step {n['best_step']}), {n['seconds']:.0f} s; 95% "
                          "interval coverage " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in n["coverage"].items()))

@@ -38,6 +38,18 @@ A window at forecast origin o (the number of values observed) is ``y[o-W:o]`` an
 ``y[o:o+H]``; training windows have o + H <= the end of their split, so no target crosses it
 (``window_origins``).
 
+Augmentation of a yearly series by a monthly one (``WindowData(..., monthly=...)``; the yearly
+sunspots by ``sunspots-monthly``): the 12 phase-shifted annual means of the monthly values x,
+
+    A_k[j] = 1/12 sum_{i=0}^{11} x[k + 12 j + i],   k = 0..11 (Jan-Dec, Feb-Jan, ..., Dec-Nov)
+
+taken only over the monthly values dated before 1 January of the year after the last yearly
+training value (the year of y[train_end - 1] + 1: the months the yearly training part itself
+summarises), are 12 more yearly-resolution series; their windows (inputs and targets inside
+them) are added to the training split only, scaled by the scaler fitted on the yearly training
+part. The validation and test windows stay the yearly series' own (``phase_annual_means``,
+``monthly_phase_series``).
+
 Rolling origin (Tashman 2000): origins o_1 < o_2 < ... in the held-out tail; at each the models
 forecast y[o..o+H-1] from y[:o] only. The networks and the scaler were fitted on y[:o_1 - val]
 (and validated on y[o_1-val:o_1]); ARIMA and ETS are fitted on y[:o_1] and their fixed
@@ -347,6 +359,68 @@ def windows_at(y: np.ndarray, origins: np.ndarray, window: int, horizon: int | N
     if horizon is not None:
         fut = y[origins[:, None] + np.arange(horizon)[None, :]]
     return w, before, y[origins - 1], fut
+
+
+def phase_annual_means(x: np.ndarray, end: int) -> list[np.ndarray]:
+    """The 12 phase-shifted annual means of the monthly values ``x[:end]``: A_k[j] = mean of
+    x[k + 12 j : k + 12 j + 12] for k = 0..11, every 12-month block ending before ``end``."""
+    x = np.asarray(x, np.float64)
+    check_int(end, "end", minimum=0, maximum=len(x))
+    out = []
+    for k in range(12):
+        n = max(0, (end - k) // 12)  # blocks k + 12 j .. k + 12 j + 11 <= end - 1
+        # A_k[j] = 1/12 sum_{i=0}^{11} x[k + 12 j + i]
+        out.append(x[k: k + 12 * n].reshape(n, 12).mean(axis=1))
+    return out
+
+
+def _years(dates: list[str] | None, what: str, monthly: bool) -> np.ndarray:
+    """(N,) the years of ISO ``dates`` (checked to be consecutive years, or consecutive months:
+    N monthly dates give N years, one per month)."""
+    if not dates:
+        fail(what, "a series with dates (a bundled one, or a CSV with --date)", "a series without dates")
+    try:
+        ym = np.array([(int(d[:4]), int(d[5:7])) for d in dates], np.int64)
+    except ValueError:
+        fail(what, "ISO dates YYYY-MM-DD", repr(dates[0]))
+    step = np.diff(ym[:, 0] * 12 + ym[:, 1] - 1)
+    if len(dates) > 1 and not (step == (1 if monthly else 12)).all():
+        k = int(np.flatnonzero(step != (1 if monthly else 12))[0])
+        fail(what, f"{'monthly' if monthly else 'yearly'} values (one every {'month' if monthly else 'year'})",
+             f"{dates[k]} followed by {dates[k + 1]}")
+    return ym[:, 0]
+
+
+def monthly_phase_series(yearly: Series, train_end: int, monthly: Series) -> list[np.ndarray]:
+    """The 12 phase-shifted annual means of ``monthly`` over its values dated before 1 January of
+    the year after y[train_end - 1] (the last value of the yearly training part), the extra
+    training series of ``WindowData(..., monthly=...)``. Refused (one line): a series that is not
+    yearly with dates, a companion that is not monthly, no complete year of the companion before
+    the cut, or a companion whose calendar-year means are not on the yearly series' scale (their
+    mean absolute difference over the common years above 5% of the yearly values' mean size)."""
+    years = _years(yearly.dates, "--augment", monthly=False)
+    check_int(train_end, "train_end", minimum=1, maximum=len(yearly))
+    m_years = _years(monthly.dates, f"--augment {monthly.name}", monthly=True)
+    cut_year = int(years[train_end - 1]) + 1
+    end = int(np.searchsorted(m_years, cut_year, side="left"))  # monthly values dated before cut_year-01-01
+    phases = phase_annual_means(monthly.values, end)
+    if end < 12:
+        fail(f"--augment {monthly.name}", f"12 monthly values before {cut_year}-01-01 (the training part's end)",
+             f"{end} values")
+    # the scale check: the calendar-year means (the Jan-Dec phase) against the yearly values of the same years
+    jan = next((k for k in range(12) if monthly.dates[k][5:7] == "01"), None)
+    if jan is not None and len(phases[jan]):
+        cal_years = m_years[jan] + np.arange(len(phases[jan]))
+        common = np.intersect1d(cal_years, years[:train_end])
+        if len(common):
+            diff = float(np.mean(np.abs(phases[jan][np.searchsorted(cal_years, common)]
+                                        - yearly.values[np.searchsorted(years, common)])))
+            size = float(np.mean(np.abs(yearly.values[np.searchsorted(years, common)])))
+            if diff > 0.05 * size:
+                fail(f"--augment {monthly.name}", f"calendar-year means on the scale of the yearly values (a mean "
+                     f"absolute difference of at most 5% of their mean size {size:.4g} over {len(common)} common "
+                     "years)", f"a mean absolute difference of {diff:.4g}")
+    return phases
 
 
 # --------------------------------------------------------------------------- metrics
@@ -661,9 +735,14 @@ class WindowData:
 
     train: origins o with o + H <= train_end = o_1 - val_size (targets before the validation block)
     val:   origins o >= train_end with o + H <= o_1 (targets in the validation block)
-    Nothing at or after the first test origin o_1 is used."""
+    Nothing at or after the first test origin o_1 is used.
 
-    def __init__(self, frame: Frame, *, window: int, scaling: str, val_size: int) -> None:
+    ``monthly``: a monthly companion of a yearly series; the windows of its 12 phase-shifted
+    annual means over the months before the year after y[train_end - 1] (``monthly_phase_series``;
+    inputs and targets inside each) are added to the training split only (``augmented``: how many)."""
+
+    def __init__(self, frame: Frame, *, window: int, scaling: str, val_size: int,
+                 monthly: Series | None = None) -> None:
         import torch
 
         self.frame, self.window, self.horizon = frame, window, frame.horizon
@@ -683,6 +762,18 @@ class WindowData:
             val = train[-1:]  # no room for a validation window: the last training window stands in
         self.origins = {"train": train, "val": val}
         self.tensors = {k: self.tensors_at(o, with_targets=True) for k, o in self.origins.items()}
+        self.augmented = 0
+        if monthly is not None:
+            xs, ys = [self.tensors["train"][0]], [self.tensors["train"][1]]
+            for a in monthly_phase_series(frame.series, self.train_end, monthly):
+                o = window_origins(0, len(a), window, self.horizon)  # inputs and targets inside a
+                if len(o) == 0:
+                    continue
+                w, before, _, fut = windows_at(a, o, window, self.horizon)
+                xs.append(torch.from_numpy(self.scaler.inputs(w, before)[..., None]).float())
+                ys.append(torch.from_numpy(self.scaler.targets(w, fut)).float())
+                self.augmented += len(o)
+            self.tensors["train"] = (torch.cat(xs), torch.cat(ys))
         self._torch = torch
 
     def inputs_at(self, origins: np.ndarray) -> np.ndarray:
@@ -729,6 +820,6 @@ def coverage(frame: Frame, lower: np.ndarray, upper: np.ndarray, horizons=REPORT
 
 __all__ = ["Frame", "REPORT_HORIZONS", "SCALINGS", "SERIES", "Scaler", "Series", "SeriesSpec", "WindowData",
            "arima_forecasts", "baselines", "check_domain", "coverage", "diebold_mariano", "dm_table", "ets_forecasts",
-           "file_sha256", "format_table", "load_csv", "load_series", "make_frame", "mase", "mase_scale", "naive_forecasts",
-           "network_forecasts", "reference_name", "score", "seasonal_naive_forecasts", "smape", "window_origins",
-           "windows_at", "zero_forecasts"]
+           "file_sha256", "format_table", "load_csv", "load_series", "make_frame", "mase", "mase_scale",
+           "monthly_phase_series", "naive_forecasts", "network_forecasts", "phase_annual_means", "reference_name",
+           "score", "seasonal_naive_forecasts", "smape", "window_origins", "windows_at", "zero_forecasts"]

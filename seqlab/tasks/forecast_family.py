@@ -1,6 +1,8 @@
 """Time-series forecasting (``seqlab.tasks.forecast``) as a family of the registry:
 ``seqlab train forecast [--series sunspots|sunspots-monthly|co2|sp500|sp500-returns]
-[--csv FILE --column NAME [--date COL]] [--arch lstm|gru|transformer] [--horizon 12] [--window W]``,
+[--csv FILE --column NAME [--date COL]] [--arch lstm|gru|transformer] [--horizon 12] [--window W]
+[--augment sunspots-monthly]`` (the yearly sunspots' training windows plus those of the monthly
+series' 12 phase-shifted annual means, months before the training part's end only),
 ``seqlab eval RUN`` (rolling origin over the held-out tail: MASE and sMAPE at 1, 6 and 12 steps of
 the network, naive, seasonal naive, ARIMA by AIC and ETS, with Diebold-Mariano tests against the
 random walk), ``seqlab forecast RUN --horizon 12 [--png forecast.png] [--json]``, and from Python::
@@ -27,6 +29,8 @@ from seqlab.validation import check_choice, check_float, check_int, fail
 
 SCALER_FILE = "forecast_scaler.json"
 SERIES_NAMES = ("sunspots", "sunspots-monthly", "co2", "sp500", "sp500-returns")  # forecast_data.SERIES
+AUGMENT_SOURCES = ("sunspots-monthly",)  # the monthly series --augment takes
+MONTHLY_COMPANION = {"sunspots": "sunspots-monthly"}  # the bundled yearly series that have one
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,10 @@ class ForecastData:
         test_size: values in the held-out tail of forecast origins (none: the series' default; a CSV: a fifth)
         val_size: values in the validation block before the tail (none: the series' default; a CSV: a tenth)
         stride: steps between forecast origins (none: the series' default; 1 for a CSV)
+        augment: a bundled monthly series (sunspots-monthly) whose 12 phase-shifted annual means add
+            training windows to a yearly series with dates (sunspots, or a CSV with --date); only its
+            months before the training part's end are used; validation and test windows stay the series' own
+            (none: no augmentation)
     """
 
     series: str = "sunspots"
@@ -62,6 +70,7 @@ class ForecastData:
     test_size: int | None = None
     val_size: int | None = None
     stride: int | None = None
+    augment: str | None = None
 
 
 @dataclass(frozen=True)
@@ -94,6 +103,8 @@ class ForecastRunData:
         o = self.options
         out = {"kind": "csv" if o.csv else "bundled", "series": self.series.name, "values": len(self.series),
                "series_sha256": self.series.fingerprint(), **self.resolved}
+        if o.augment is not None:
+            out["augmented_windows"] = self.windows.augmented
         if o.csv:
             out.update(csv=str(Path(o.csv).resolve()), column=o.column, date=o.date, csv_sha256=self.csv_sha256)
         return out
@@ -166,6 +177,12 @@ def _resolve(options: ForecastData, n: int, spec) -> dict:
         fail("test_size", f"at least the horizon ({d['horizon']})", d["test_size"])
     if d["val_size"] < d["horizon"]:
         fail("val_size", f"at least the horizon ({d['horizon']})", d["val_size"])
+    if o.augment is not None:
+        check_choice(o.augment, "augment", AUGMENT_SOURCES)
+        if spec is not None and o.series not in MONTHLY_COMPANION:
+            fail(f"--augment {o.augment}", "a yearly series with a monthly companion (--series sunspots, or a "
+                 "yearly CSV with --date)", f"--series {o.series}")
+    d["augment"] = o.augment
     need = d["window"] + 1 + d["horizon"] + d["val_size"] + d["test_size"]
     need = max(need, d["period"] + 1 + d["val_size"] + d["test_size"])
     if n < need:
@@ -197,7 +214,8 @@ def make_forecast_data(options: ForecastData, expect_sha: str | None = None) -> 
     r = _resolve(options, len(series), spec)
     frame = make_frame(series, period=r["period"], horizon=r["horizon"], test_size=r["test_size"],
                        stride=r["stride"], kind=r["series_kind"])
-    windows = WindowData(frame, window=r["window"], scaling=r["scaling"], val_size=r["val_size"])
+    monthly = load_series(r["augment"]) if r["augment"] is not None else None
+    windows = WindowData(frame, window=r["window"], scaling=r["scaling"], val_size=r["val_size"], monthly=monthly)
     return ForecastRunData(options, r, series, frame, windows, sha)
 
 
@@ -233,6 +251,7 @@ class ForecastFamily(Family):
         if missing:
             fail(f"run {run.dir}", "a run.json describing a forecast series", "missing " + ", ".join(missing))
         cut = {k: saved[k] for k in names}
+        cut["augment"] = saved.get("augment")  # runs saved before the option have none
         if saved["kind"] == "csv":
             opts = ForecastData(csv=options.get("csv") or saved.get("csv"), column=saved.get("column"),
                                 date=saved.get("date"), **cut)
