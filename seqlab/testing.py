@@ -265,6 +265,15 @@ def one_line_error(capsys, argv) -> str:
     return err
 
 
+def one_line_answer(response, status: int) -> str:
+    """An explorer API answer that must have ``status`` and a one-line ``{"error": ...}`` (no
+    traceback); the line is returned."""
+    assert response.status_code == status, response.text
+    message = response.json()["error"]
+    assert message and "\n" not in message and "Traceback" not in message, message
+    return message
+
+
 def png_claiming(width: int, height: int) -> bytes:
     """A valid PNG file whose header claims ``width`` x ``height`` grey pixels, with almost no
     pixel data: a decompression bomb's header, to test that a reader checks the size first."""

@@ -108,17 +108,6 @@ def _grad_state(d: torch.Tensor | None, H: int, B: int, like: torch.Tensor) -> t
     return d.t().contiguous()
 
 
-def _steps(buffer: torch.Tensor, rows: slice = slice(None)) -> tuple[torch.Tensor, ...]:
-    """Per-step views buffer[t, rows] of a (T, rows, B) buffer, made in one call: slicing
-    inside the loop costs microseconds per view, comparable to a step's arithmetic."""
-    return buffer[:, rows].unbind(0)
-
-
-def _cols(v: torch.Tensor, n: int, B: int) -> torch.Tensor:
-    """The first n columns (the items still running at this step)."""
-    return v if n == B else v[..., :n]
-
-
 def _sigmoid_grad(s: torch.Tensor) -> torch.Tensor:
     """sigmoid'(z) from s = sigmoid(z): s (1 - s)."""
     return s - s * s
@@ -399,14 +388,16 @@ class LSTMFunction(torch.autograd.Function):
     def forward(ctx, x, w_x, w_a, b, h0, c0, batch_sizes):
         B, T, I = x.shape
         H = w_a.shape[1]
-        X = x.transpose(0, 1).reshape(T * B, I)  # x_t stacked by time: rows (t, b)
-        # w . x_t + b for every t at once: (T, B, 4H); the g rows doubled, see below
-        Xp = _mm_nt(X, w_x.contiguous()).add_(b).view(T, B, 4 * H)
-        Xp[:, :, 3 * H :].mul_(2)
         # tanh(z) = 2 sigmoid(2 z) - 1: PyTorch's CPU tanh costs about 8 times its sigmoid
         # here, so the g gate goes through the one sigmoid of all four gates, with its
-        # pre-activation doubled (its rows of W and of w . x_t + b), and is mapped back
-        W = _Linear(torch.cat([w_a[: 3 * H], 2 * w_a[3 * H :]]), B)
+        # pre-activation doubled (its rows of w, W and b), and is mapped back
+        def doubled_g(v: torch.Tensor) -> torch.Tensor:
+            return torch.cat([v[: 3 * H], 2 * v[3 * H :]])
+
+        X = x.transpose(0, 1).reshape(T * B, I)  # x_t stacked by time: rows (t, b)
+        # w . x_t + b for every t at once: (T, B, 4H), the g rows doubled
+        Xp = _mm_nt(X, doubled_g(w_x)).add_(doubled_g(b)).view(T, B, 4 * H)
+        W = _Linear(doubled_g(w_a), B)
         hs = x.new_empty(T + 1, B, H)  # a^(h)_0 .. a^(h)_T
         cs = x.new_empty(T + 1, B, H)  # a^(c)_0 .. a^(c)_T
         tc = x.new_empty(T, B, H)  # tanh(a^(c)_t)

@@ -11,6 +11,7 @@ import torch
 
 from seqlab import runs
 from seqlab.generative.common import from_signed
+from seqlab.testing import one_line_answer
 
 
 @pytest.fixture(scope="module")
@@ -23,12 +24,6 @@ def loaded(runs_dir):
         out[name] = (model, record)
     return out
 
-
-def _one_line(r, status):
-    assert r.status_code == status, r.text
-    message = r.json()["error"]
-    assert message and "\n" not in message and "Traceback" not in message
-    return message
 
 
 def _gen(seed):
@@ -169,14 +164,14 @@ def test_samples_equal_seqlab_sample(client, loaded, name):
     ("/api/generative/samples", {}, 422, "run"),
 ])
 def test_bad_requests(client, path, params, status, words):
-    assert words in _one_line(client.get(path, params=params), status)
+    assert words in one_line_answer(client.get(path, params=params), status)
 
 
 def test_diffusion_work_is_capped(client, monkeypatch):
     from seqlab.explore import generative
 
     monkeypatch.setattr(generative, "MAX_DIFFUSION_WORK", 30)
-    msg = _one_line(client.get("/api/generative/diffusion", params={"run": "diffusion", "method": "ddpm", "n": 2}), 400)
+    msg = one_line_answer(client.get("/api/generative/diffusion", params={"run": "diffusion", "method": "ddpm", "n": 2}), 400)
     assert "n x steps <= 30" in msg and "2 x 20" in msg
 
 

@@ -11,13 +11,8 @@ import torch
 
 from seqlab.energy import images as im
 from seqlab.energy.hopfield import RULES, HopfieldNetwork
+from seqlab.testing import one_line_answer
 
-
-def _one_line(r, status):
-    assert r.status_code == status, r.text
-    message = r.json()["error"]
-    assert message and "\n" not in message and "Traceback" not in message
-    return message
 
 
 def _replay(start, answer):
@@ -160,20 +155,20 @@ def test_compare_equals_recall_for_each_rule(client):
 ])
 def test_step_bad_requests(client, body, status, words):
     full = {"state": [1, -1] * 32, **body}
-    assert words in _one_line(client.post("/api/hopfield/step", json=full), status)
+    assert words in one_line_answer(client.post("/api/hopfield/step", json=full), status)
 
 
 def test_other_bad_requests(client):
     ok = im.digit_patterns([3])[0].int().tolist()
-    assert "noise" in _one_line(client.post("/api/hopfield/start", json={"pattern": ok, "noise": 1.5}), 422)
-    assert "occlude" in _one_line(client.post("/api/hopfield/start", json={"pattern": ok, "occlude": "middle"}), 422)
-    assert "pattern: expected 64" in _one_line(client.post("/api/hopfield/start", json={"pattern": ok[:10]}), 400)
-    assert "pattern" in _one_line(client.post("/api/hopfield/start", json={}), 422)
-    assert "digits" in _one_line(client.get("/api/hopfield/patterns", params={"digits": "a,b"}), 400)
-    assert "digits" in _one_line(client.get("/api/hopfield/patterns", params={"digits": "12"}), 400)
-    assert "digits" in _one_line(client.get("/api/hopfield/patterns", params={"digits": "1," * 30}), 422)
-    assert "state: expected 64" in _one_line(client.post("/api/hopfield/compare", json={"state": [1]}), 400)
-    assert "rule" in _one_line(client.post("/api/hopfield/compare", json={"state": ok, "rule": "x"}), 422)
+    assert "noise" in one_line_answer(client.post("/api/hopfield/start", json={"pattern": ok, "noise": 1.5}), 422)
+    assert "occlude" in one_line_answer(client.post("/api/hopfield/start", json={"pattern": ok, "occlude": "middle"}), 422)
+    assert "pattern: expected 64" in one_line_answer(client.post("/api/hopfield/start", json={"pattern": ok[:10]}), 400)
+    assert "pattern" in one_line_answer(client.post("/api/hopfield/start", json={}), 422)
+    assert "digits" in one_line_answer(client.get("/api/hopfield/patterns", params={"digits": "a,b"}), 400)
+    assert "digits" in one_line_answer(client.get("/api/hopfield/patterns", params={"digits": "12"}), 400)
+    assert "digits" in one_line_answer(client.get("/api/hopfield/patterns", params={"digits": "1," * 30}), 422)
+    assert "state: expected 64" in one_line_answer(client.post("/api/hopfield/compare", json={"state": [1]}), 400)
+    assert "rule" in one_line_answer(client.post("/api/hopfield/compare", json={"state": ok, "rule": "x"}), 422)
 
 
 def _grid_state(p):

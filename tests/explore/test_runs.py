@@ -9,15 +9,10 @@ import shutil
 import pytest
 
 from seqlab.explore.serve import TINY_RUNS as RUNS
+from seqlab.testing import one_line_answer
 from seqlab.training.rundir import read_metrics as rundir_metrics
 from seqlab.viz.curves import read_metrics
 
-
-def _one_line(r, status):
-    assert r.status_code == status, r.text
-    message = r.json()["error"]
-    assert message and "\n" not in message and "Traceback" not in message
-    return message
 
 
 def test_list_equals_the_runs_fixture(client, runs_dir):
@@ -106,19 +101,19 @@ def test_malformed_files_give_one_line_not_500(tmp_path, runs_dir):
     ("vae/checkpoints", 404, "with run.json"),
 ])
 def test_bad_run_names(client, name, status, words):
-    assert words in _one_line(client.get("/api/runs/run", params={"run": name}), status)
+    assert words in one_line_answer(client.get("/api/runs/run", params={"run": name}), status)
 
 
 def test_bad_parameters(client):
-    assert "run" in _one_line(client.get("/api/runs/run"), 422)
-    assert "run" in _one_line(client.get("/api/runs/run", params={"run": "x" * 201}), 422)
-    assert "points" in _one_line(client.get("/api/runs/run", params={"run": "vae", "points": 1}), 422)
-    assert "points" in _one_line(client.get("/api/runs/run", params={"run": "vae", "points": 10 ** 6}), 422)
-    assert "points" in _one_line(client.get("/api/runs/run", params={"run": "vae", "points": "many"}), 422)
+    assert "run" in one_line_answer(client.get("/api/runs/run"), 422)
+    assert "run" in one_line_answer(client.get("/api/runs/run", params={"run": "x" * 201}), 422)
+    assert "points" in one_line_answer(client.get("/api/runs/run", params={"run": "vae", "points": 1}), 422)
+    assert "points" in one_line_answer(client.get("/api/runs/run", params={"run": "vae", "points": 10 ** 6}), 422)
+    assert "points" in one_line_answer(client.get("/api/runs/run", params={"run": "vae", "points": "many"}), 422)
 
 
 def test_no_tour_report_is_404(client):
-    assert "no tour report found" in _one_line(client.get("/api/runs/report"), 404)
+    assert "no tour report found" in one_line_answer(client.get("/api/runs/report"), 404)
 
 
 @pytest.mark.parametrize("layout", ["here", "tour", "beside"])
