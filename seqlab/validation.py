@@ -36,6 +36,16 @@ def shape_str(x: torch.Tensor) -> str:
     return "(" + ", ".join(str(s) for s in x.shape) + ")"
 
 
+def _all_finite(x: torch.Tensor) -> bool:
+    """Whether every value of the floating tensor x is finite. A NaN or an infinity makes the
+    sum NaN or infinite, so a finite sum (one fast reduction) settles it; a sum that is not
+    finite may be an overflow of finite values, and only then is every value checked."""
+    with torch.no_grad():
+        if bool(torch.isfinite(x.sum())):
+            return True
+        return bool(torch.isfinite(x).all())
+
+
 def check_tensor(
     x: object,
     name: str,
@@ -57,7 +67,7 @@ def check_tensor(
             fail(name, f"a {ranks} tensor{desc}", f"shape {shape_str(x)}")
     if floating and not x.is_floating_point():
         fail(name, "a floating-point tensor", f"dtype {x.dtype}")
-    if finite and x.is_floating_point() and x.numel() and not bool(torch.isfinite(x).all()):
+    if finite and x.is_floating_point() and x.numel() and not _all_finite(x):
         bad = int((~torch.isfinite(x)).sum())
         fail(name, "finite values", f"{bad} NaN or infinite value(s)")
     return x

@@ -97,3 +97,16 @@ def test_check_bool():
     for bad in (0, 1, None, "True"):
         with pytest.raises(ValueError, match=r"^fused: expected True or False, received "):
             check_bool(bad, "fused")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.float64])
+def test_check_tensor_finite_counts_nan_and_inf_but_not_an_overflowing_sum(dtype):
+    """The finite check's fast path (a finite sum) cannot hide a NaN or an infinity, and finite
+    values whose sum overflows still pass."""
+    from seqlab.validation import check_tensor
+
+    big = torch.finfo(dtype).max
+    check_tensor(torch.full((4, 3), big, dtype=dtype), "x", finite=True)  # sum overflows; values finite
+    for bad, n in (([1.0, float("nan"), 2.0], 1), ([float("inf"), -float("inf"), 0.0], 2), ([big, float("nan"), big], 1)):
+        with pytest.raises(ValueError, match=rf"^x: expected finite values, received {n} NaN or infinite value\(s\)$"):
+            check_tensor(torch.tensor(bad, dtype=dtype), "x", finite=True)

@@ -45,6 +45,7 @@ Every function here is checked against the readable path and with
 
 from __future__ import annotations
 
+import threading
 from typing import Sequence
 
 import torch
@@ -279,6 +280,12 @@ def _onednn_usable() -> bool:
                 packed = torch.ops.mkldnn._reorder_linear_weight(w, 5)
                 y = torch.ops.mkldnn._linear_pointwise.binary(a, c, packed, None, "add")
                 ok = bool(torch.allclose(y, torch.addmm(c, a, w.t()), atol=1e-5))
+                wt = torch.randn(7, 3, generator=g)  # a weight given as a transposed view (W^T of the LSTM)
+                yt = torch.ops.mkldnn._linear_pointwise.binary(a, c, torch.ops.mkldnn._reorder_linear_weight(wt.t(), 5),
+                                                               None, "add")
+                ok = ok and bool(torch.allclose(yt, torch.addmm(c, a, wt), atol=1e-5))
+                gw, gb = _onednn_tn(a.to_mkldnn(), c, True)
+                ok = ok and bool(torch.allclose(gw, a.t() @ c, atol=1e-5) and torch.allclose(gb, a.sum(0), atol=1e-5))
             except Exception:  # an op missing or refused in this build: the plain products
                 ok = False
         _ONEDNN = ok
@@ -299,7 +306,7 @@ class _Linear:
         self.w = w
         self.packed = None
         if w.numel() >= self.MIN_WEIGHTS and _fast_cpu_float(w):
-            self.packed = torch.ops.mkldnn._reorder_linear_weight(w.contiguous(), rows)
+            self.packed = torch.ops.mkldnn._reorder_linear_weight(w, rows)  # w may be a transposed view
 
     def __call__(self, a: torch.Tensor, add: torch.Tensor | None = None) -> torch.Tensor:
         if self.packed is not None:
@@ -311,23 +318,52 @@ class _Linear:
 
 # products smaller than this many multiply-adds stay with torch.mm (oneDNN's fixed cost)
 MM_MIN_MACS = 2**21
+# the LSTM's compiled backward sums its weight gradients over blocks of about this many rows (t, b)
+SUM_ROWS = 1024
 
 
 def _fast_cpu_float(t: torch.Tensor) -> bool:
     return t.device.type == "cpu" and t.dtype == torch.float32 and _onednn_usable()
 
 
-def _mm_nt(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """a . b^T for one large product (contiguous a (M, K), b (N, K)), through oneDNN where
-    :class:`_Linear` would use it (and the product is not tiny)."""
+def _mm_nt(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """a . b^T (+ bias, added to each row) for one large product (contiguous a (M, K), b (N, K)),
+    through oneDNN where :class:`_Linear` would use it (and the product is not tiny)."""
     if a.shape[0] * b.shape[0] * a.shape[1] >= MM_MIN_MACS and _fast_cpu_float(a):
-        return torch.ops.mkldnn._linear_pointwise(a, b, None, "none", [], "")
-    return torch.mm(a, b.t())
+        return torch.ops.mkldnn._linear_pointwise(a, b, bias, "none", [], "")
+    return torch.mm(a, b.t()) if bias is None else torch.addmm(bias, a, b.t())
+
+
+def _onednn_tn(a: torch.Tensor, b: torch.Tensor, bias: bool = False):
+    # oneDNN's inner-product weight gradient, a^T . b (and a's column sums with bias=True): it
+    # takes both operands by rows, in its own tensor type (a given as one, b converted: a copy);
+    # the third argument only gives the results' dtype
+    return torch.ops.aten.mkldnn_linear_backward_weights(a, b.to_mkldnn(), b.new_empty(0), bias)
+
+
+def _row_sums(a: torch.Tensor, others: Sequence[torch.Tensor | None], bias: bool):
+    """[a^T . b for b in others] (None where b is None) and a's column sums (None unless bias),
+    each a sum over the rows of contiguous a (M, N) and b (M, K): the weight gradients' sums over
+    the time steps, sum_t dC/dz_t^T . v_t and sum_t dC/dz_t. Through oneDNN where :func:`_mm_nt`
+    would use it (a converted once, no transposed copies), else torch.mm on the transposed view."""
+    todo = [b for b in others if b is not None]
+    if todo and a.shape[0] * a.shape[1] * todo[0].shape[1] >= MM_MIN_MACS and _fast_cpu_float(a):
+        ak = a.contiguous().to_mkldnn()
+        out, col = [], None
+        for b in others:
+            if b is None:
+                out.append(None)
+                continue
+            g, s = _onednn_tn(ak, b.contiguous(), bias and col is None)
+            out.append(g)
+            col = s if col is None else col
+        return out, (col if bias else None)
+    return [None if b is None else torch.mm(a.t(), b) for b in others], (a.sum(0) if bias else None)
 
 
 def _lstm_cell_forward(g, c_prev, c, tc, h, H: int) -> None:
     """A step's element-wise work after the gate product, with PyTorch operations (what
-    ``native.lstm_cell_forward`` does in one pass). g: (n, 4H) pre-activations, rows
+    ``native``'s compiled forward loop does in one pass). g: (n, 4H) pre-activations, rows
     (o, i, f, g), the g block doubled, turned in place into a^(o), a^(i), a^(f), a^(g);
     writes a^(c)_t into c, tanh(a^(c)_t) into tc and a^(h)_t into h, each (n, H)."""
     g.sigmoid_()  # a^(o), a^(i), a^(f); sigmoid(2 z_g)
@@ -343,7 +379,7 @@ def _lstm_cell_forward(g, c_prev, c, tc, h, H: int) -> None:
 
 def _lstm_cell_backward(g, tc, c_prev, dh, dc, d, u, S, H: int) -> None:
     """One step back through the element-wise work, with PyTorch operations (what
-    ``native.lstm_cell_backward`` does in one pass): from the activations g (n, 4H),
+    ``native``'s compiled backward loop does in one pass): from the activations g (n, 4H),
     tanh(a^(c)_t) and a^(c)_{t-1} (n, H), dC/da^(h)_t (dh) and dC/da^(c)_t (dc, in place ->
     dC/da^(c)_{t-1}), writes dC/dz_t (n, 4H) into d; u (n, H) and S (n, 3H) are scratch."""
     o, i, f, gg = g[:, :H], g[:, H : 2 * H], g[:, 2 * H : 3 * H], g[:, 3 * H :]
@@ -367,6 +403,123 @@ def _lstm_cell_backward(g, tc, c_prev, dh, dc, d, u, S, H: int) -> None:
     dc.mul_(f)
 
 
+_VERIFIED: dict[int, bool] = {}  # id(compiled ops) -> whether they passed _verify_compiled here
+_LOCAL = threading.local()  # .python_loops: this thread's LSTM runs the Python loops (the check's reference)
+
+
+def _compiled(t: torch.Tensor):
+    """``seqlab.recurrent.native``'s compiled loops for tensors like ``t``, or None: not built
+    here, or they failed their check. The check runs once per process (``_verify_compiled``):
+    the C++ calls PyTorch's oneDNN kernels through the dispatcher with a signature that another
+    PyTorch version may not share, and that must fail here, not in a user's training."""
+    ops = native.ops() if native.usable(t) and not getattr(_LOCAL, "python_loops", False) else None
+    if ops is None:
+        return None
+    if id(ops) not in _VERIFIED:
+        _VERIFIED[id(ops)] = True  # the check's own calls below use the loops
+        _VERIFIED[id(ops)] = _verify_compiled()
+    return ops if _VERIFIED[id(ops)] else None
+
+
+def _verify_compiled() -> bool:
+    """A small LSTM (float32, items of different lengths, large enough for the oneDNN products
+    and the backward's block sums) through the compiled loops and through the Python loops:
+    the same outputs and gradients, or the compiled loops are not used (said once)."""
+    import sys
+
+    B, T, I, H = 4, 8, 8, 128
+    sizes = (4, 4, 3, 3, 3, 2, 1, 1)
+    results = []
+    try:
+        # called from inside a forward (no grad there), maybe under inference_mode: a graph of its own
+        with torch.inference_mode(False), torch.enable_grad():
+            gen = torch.Generator().manual_seed(0)
+            shapes = ((B, T, I), (4 * H, I), (4 * H, H), (4 * H,), (B, H), (B, H))
+            args = [torch.randn(*s, generator=gen) * 0.2 for s in shapes]
+            for python_loops in (False, True):
+                leaves = [a.clone().requires_grad_() for a in args]
+                _LOCAL.python_loops = python_loops
+                try:
+                    out, h, c = LSTMFunction.apply(*leaves, sizes)
+                    ((out * out).sum() + h.sum() + c.sum()).backward()
+                finally:
+                    _LOCAL.python_loops = False
+                results.append([out, h, c] + [leaf.grad for leaf in leaves])
+        if all(torch.allclose(a, b, atol=1e-4, rtol=1e-4) for a, b in zip(*results)):
+            return True
+        problem = "results differ from the PyTorch operations'"
+    except Exception as e:  # a signature or kernel this PyTorch does not have
+        problem = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+    print(f"seqlab: the LSTM's compiled loops fail their check here ({problem}); using PyTorch's operations "
+          "(same results, slower on a CPU)", file=sys.stderr, flush=True)
+    return False
+
+
+def _lstm_pass(X, w_x, w_a, b, h0, c0, batch_sizes, T: int, B: int):
+    """The LSTM's forward loop over X (T B, I), rows (t, b): returns G (T, B, 4H), the gates'
+    activations a^(o), a^(i), a^(f), a^(g) of every step (zero for items that ended), and
+    a^(h)_0..T, a^(c)_0..T (T+1, B, H) and tanh(a^(c)_1..T) (T, B, H)."""
+    H = w_a.shape[1]
+    hs = X.new_empty(T + 1, B, H)  # a^(h)_0 .. a^(h)_T
+    cs = X.new_empty(T + 1, B, H)  # a^(c)_0 .. a^(c)_T
+    tc = X.new_empty(T, B, H)  # tanh(a^(c)_t)
+    hs[0], cs[0] = h0, c0
+    cell = _compiled(X)
+    if cell is not None:  # the loop below, compiled (seqlab.recurrent.native), which takes tanh itself
+        G = _mm_nt(X, w_x, b).view(T, B, 4 * H)  # w . x_t + b for every t at once
+        W = _Linear(w_a, B)
+        cell.lstm_forward(G, W.w, W.packed, hs, cs, tc, list(batch_sizes or ()))
+        return G, hs, cs, tc
+
+    # tanh(z) = 2 sigmoid(2 z) - 1: PyTorch's CPU tanh costs about 8 times its sigmoid
+    # here, so the g gate goes through the one sigmoid of all four gates, with its
+    # pre-activation doubled (its rows of w, W and b), and is mapped back
+    def doubled_g(v: torch.Tensor) -> torch.Tensor:
+        return torch.cat([v[: 3 * H], 2 * v[3 * H :]])
+
+    # w . x_t + b for every t at once: (T, B, 4H), the g rows doubled. Step t overwrites its
+    # rows with the gates' activations a^(o), a^(i), a^(f), a^(g) (what the backward needs)
+    G = _mm_nt(X, doubled_g(w_x), doubled_g(b)).view(T, B, 4 * H)
+    W = _Linear(doubled_g(w_a), B)
+    h_, c_, tc_, g_ = hs.unbind(0), cs.unbind(0), tc.unbind(0), G.unbind(0)  # per-step views, made once
+    for t in range(T):
+        n = B if batch_sizes is None else batch_sizes[t]
+        views = (h_[t], c_[t], c_[t + 1], tc_[t], h_[t + 1], g_[t])
+        h, c_prev, c, tct, h_next, gt = views if n == B else tuple(v[:n] for v in views)
+        z = W(h, gt)  # w . x_t + b + W . a^(h)_{t-1} (g rows doubled): (n, 4H), a new tensor
+        _lstm_cell_forward(z, c_prev, c, tct, h_next, H)
+        gt.copy_(z)
+        if n < B:  # items that ended keep their state; their rows of G become dC/dz = 0
+            hs[t + 1, n:] = hs[t, n:]
+            cs[t + 1, n:] = cs[t, n:]
+            G[t, n:] = 0
+    return G, hs, cs, tc
+
+
+def _lstm_backward_loop(G, W_T, cs, tc, dO, dh, dc, bs):
+    """The LSTM's backward loop (what ``native.lstm_backward`` does compiled): G (T, B, 4H), the
+    activations, is overwritten with dC/dz_t; dc (B, H) becomes dC/da^(c)_0; returns dC/da^(h)_0.
+    dh (B, H): dC/da^(h)_T; dO (T, B, H): dC/d output_t."""
+    T, B, H = tc.shape
+    u, S, d = dh.new_empty(B, H), dh.new_empty(B, 3 * H), dh.new_empty(B, 4 * H)  # scratch
+    c_, tc_, g_, dO_ = cs.unbind(0), tc.unbind(0), G.unbind(0), dO.unbind(0)  # per-step views, made once
+    for t in range(T - 1, -1, -1):
+        n = B if bs is None else bs[t]
+        tct, c_prev, gt, dh_n, dc_n = ((tc_[t], c_[t], g_[t], dh, dc) if n == B else
+                                       (tc_[t][:n], c_[t][:n], g_[t][:n], dh[:n], dc[:n]))
+        # dC/dz_t of the four gates over their activations, and dC/da^(c)_{t-1} in place of dC/da^(c)_t
+        _lstm_cell_backward(gt, tct, c_prev, dh_n, dc_n, d[:n], u[:n], S[:n], H)
+        gt.copy_(d[:n])
+        # dC/da^(h)_{t-1} = dC/dz_t . W (+ dC/d output_{t-1})
+        back = W_T(gt) if t == 0 else W_T(gt, dO_[t - 1] if n == B else dO_[t - 1][:n])
+        if n == B:
+            dh = back
+        else:
+            rest = dh[n:] if t == 0 else dh[n:] + dO[t - 1, n:]
+            dh = torch.cat([back, rest])
+    return dh
+
+
 class LSTMFunction(torch.autograd.Function):
     """The lecture's LSTM; stacked gate rows in the order (o, i, f, g):
 
@@ -379,48 +532,21 @@ class LSTMFunction(torch.autograd.Function):
     here, the LSTM keeps the batch first, (B, features): a step's gates are one product
     a^(h)_{t-1} . W^T + (w . x_t + b), (B, 4H), that oneDNN computes with the add fused
     (see :class:`_Linear`), and the items still running at step t are the first rows. The
-    rest of a step, element-wise, is ``_lstm_cell_forward`` / ``_lstm_cell_backward``, or the
-    same equations as one compiled loop each where ``seqlab.recurrent.native`` is available.
+    loops over t are ``_lstm_pass`` and ``_lstm_backward_loop`` (the element-wise work of a
+    step in ``_lstm_cell_forward`` / ``_lstm_cell_backward``), or the same loops compiled
+    where ``seqlab.recurrent.native`` is available.
     """
 
     @staticmethod
     @_custom_fwd
     def forward(ctx, x, w_x, w_a, b, h0, c0, batch_sizes):
         B, T, I = x.shape
-        H = w_a.shape[1]
-        # tanh(z) = 2 sigmoid(2 z) - 1: PyTorch's CPU tanh costs about 8 times its sigmoid
-        # here, so the g gate goes through the one sigmoid of all four gates, with its
-        # pre-activation doubled (its rows of w, W and b), and is mapped back
-        def doubled_g(v: torch.Tensor) -> torch.Tensor:
-            return torch.cat([v[: 3 * H], 2 * v[3 * H :]])
-
-        X = x.transpose(0, 1).reshape(T * B, I)  # x_t stacked by time: rows (t, b)
-        # w . x_t + b for every t at once: (T, B, 4H), the g rows doubled
-        Xp = _mm_nt(X, doubled_g(w_x)).add_(doubled_g(b)).view(T, B, 4 * H)
-        W = _Linear(doubled_g(w_a), B)
-        hs = x.new_empty(T + 1, B, H)  # a^(h)_0 .. a^(h)_T
-        cs = x.new_empty(T + 1, B, H)  # a^(c)_0 .. a^(c)_T
-        tc = x.new_empty(T, B, H)  # tanh(a^(c)_t)
-        hs[0], cs[0] = h0, c0
-        gates = []  # a^(o), a^(i), a^(f), a^(g) of each step: (n_t, 4H)
-        cell = native.ops() if native.usable(x) else None  # the step's element-wise work compiled
-        h_, c_, tc_, xp_ = hs.unbind(0), cs.unbind(0), tc.unbind(0), Xp.unbind(0)  # per-step views, made once
-        for t in range(T):
-            n = B if batch_sizes is None else batch_sizes[t]
-            views = (h_[t], c_[t], c_[t + 1], tc_[t], h_[t + 1], xp_[t])
-            h, c_prev, c, tct, h_next, xp = views if n == B else tuple(v[:n] for v in views)
-            g = W(h, xp)  # w . x_t + b + W . a^(h)_{t-1} (g rows doubled)
-            if cell is not None:  # _lstm_cell_forward's equations in one pass (seqlab.recurrent.native)
-                cell.lstm_cell_forward(g, c_prev, c, tct, h_next)
-            else:
-                _lstm_cell_forward(g, c_prev, c, tct, h_next, H)
-            if n < B:  # items that ended keep their state
-                hs[t + 1, n:] = hs[t, n:]
-                cs[t + 1, n:] = cs[t, n:]
-            gates.append(g)
-        ctx.gates = gates  # intermediate results: kept on ctx (this Function has no double backward)
-        ctx.batch_sizes = batch_sizes
-        ctx.save_for_backward(x, w_x, w_a, hs, cs, tc)
+        X = x.transpose(0, 1).reshape(T * B, I).contiguous()  # x_t stacked by time: rows (t, b)
+        G, hs, cs, tc = _lstm_pass(X, w_x, w_a, b, h0, c0, batch_sizes, T, B)
+        # G is overwritten by the backward pass (kept on ctx, not saved: this Function has no
+        # double backward); a second backward through the same graph recomputes it
+        ctx.G, ctx.batch_sizes, ctx.G_used = G, batch_sizes, False
+        ctx.save_for_backward(X, w_x, w_a, b, hs, cs, tc)
         out = hs[1:].transpose(0, 1).contiguous()  # (B, T, H)
         if batch_sizes is not None:
             for t, n in enumerate(batch_sizes):
@@ -431,10 +557,13 @@ class LSTMFunction(torch.autograd.Function):
     @staticmethod
     @_custom_bwd
     def backward(ctx, d_out, d_hT, d_cT):
-        x, w_x, w_a, hs, cs, tc = ctx.saved_tensors
-        gates, bs = ctx.gates, ctx.batch_sizes
+        X, w_x, w_a, b, hs, cs, tc = ctx.saved_tensors
+        bs = ctx.batch_sizes
         T1, B, H = hs.shape
         T = T1 - 1
+        if ctx.G_used:  # a second backward (retain_graph): the first one overwrote G
+            ctx.G = _lstm_pass(X, w_x, w_a, b, hs[0], cs[0], bs, T, B)[0]
+        G, ctx.G_used = ctx.G, True
         need = ctx.needs_input_grad
         # dC/d(output_t): (T, B, H), zero at padded positions (their outputs are the constant 0)
         dO = hs.new_zeros(T, B, H) if d_out is None else d_out.transpose(0, 1).contiguous()
@@ -446,43 +575,30 @@ class LSTMFunction(torch.autograd.Function):
         dh = hs.new_zeros(B, H) if d_hT is None else d_hT.clone(memory_format=keep)  # dC/da^(h)_t
         dc = hs.new_zeros(B, H) if d_cT is None else d_cT.clone(memory_format=keep)  # dC/da^(c)_t
         dh.add_(dO[T - 1])
-        D = hs.new_zeros(T, B, 4 * H) if bs is not None else hs.new_empty(T, B, 4 * H)  # dC/dz_t
-        cell = native.ops() if native.usable(hs) else None  # the step's element-wise work compiled
-        # D^T (4H, T*B), columns (t, b): each sum over t below is one product; the compiled step
-        # writes it as it goes (else it is D's transpose, copied after the loop)
-        DT = (hs.new_zeros if bs is not None else hs.new_empty)(4 * H, T * B) if cell is not None else None
-        u, S = hs.new_empty(B, H), hs.new_empty(B, 3 * H)
-        W_T = _Linear(w_a.t().contiguous(), B)  # dC/da^(h)_{t-1} = dC/dz_t . W
-        c_, tc_, d_, dO_ = cs.unbind(0), tc.unbind(0), D.unbind(0), dO.unbind(0)  # per-step views, made once
-        for t in range(T - 1, -1, -1):
-            n = B if bs is None else bs[t]
-            tct, c_prev, d, dh_n, dc_n = ((tc_[t], c_[t], d_[t], dh, dc) if n == B else
-                                          (tc_[t][:n], c_[t][:n], d_[t][:n], dh[:n], dc[:n]))
-            # dC/dz_t of the four gates, and dC/da^(c)_{t-1} in place of dC/da^(c)_t
-            if cell is not None:  # _lstm_cell_backward's equations in one pass (seqlab.recurrent.native)
-                cell.lstm_cell_backward(gates[t], tct, c_prev, dh_n, dc_n, d, DT, t * B)
-            else:
-                _lstm_cell_backward(gates[t], tct, c_prev, dh_n, dc_n, d, u[:n], S[:n], H)
-            # dC/da^(h)_{t-1} = dC/dz_t . W (+ dC/d output_{t-1})
-            back = W_T(d) if t == 0 else W_T(d, dO_[t - 1] if n == B else dO_[t - 1][:n])
-            if n == B:
-                dh = back
-            else:
-                rest = dh[n:] if t == 0 else dh[n:] + dO[t - 1, n:]
-                dh = torch.cat([back, rest])
-        Dm = D.view(T * B, 4 * H)  # rows (t, b)
-        dx = dw_x = dw_a = db = None
+        # D = dC/dz_t (T, B, 4H) takes the place of the activations in G, step by step backwards
+        cell = _compiled(hs)
+        W_T = _Linear(w_a.t(), B)  # dC/da^(h)_{t-1} = dC/dz_t . W
+        D = G.view(T * B, 4 * H)  # dC/dz_t, rows (t, b), once the loop below is done
+        Hp = hs[:T].view(T * B, H)  # a^(h)_{t-1}, rows (t, b)
+        block = 0
+        if cell is not None:  # _lstm_backward_loop, compiled (seqlab.recurrent.native)
+            # with oneDNN, the weight gradients' sums over t are made in the loop, every block of steps
+            # (about SUM_ROWS rows of D), while the block is in cache: no copy of D in oneDNN's type
+            block = max(1, SUM_ROWS // B) if _fast_cpu_float(D) and T * B * 4 * H * H >= MM_MIN_MACS else 0
+            dwx, dwa, dbb = (v.new_empty(v.shape) if block and need[k] else hs.new_empty(0)
+                             for k, v in ((1, w_x), (2, w_a), (3, b)))
+            dh = cell.lstm_backward(G, W_T.w, W_T.packed, hs, cs, tc, dO, dh, dc, list(bs or ()), X, dwx, dwa, dbb,
+                                    block)
+            dw_x, dw_a, db = (v if need[k] else None for k, v in ((1, dwx), (2, dwa), (3, dbb)))
+        else:
+            dh = _lstm_backward_loop(G, W_T, cs, tc, dO, dh, dc, bs)
+        if not block:
+            # dC/dw_x = sum_t dC/dz_t^T . x_t, dC/dw_a = sum_t dC/dz_t^T . a^(h)_{t-1}, dC/db = sum_t dC/dz_t
+            (dw_x, dw_a), db = _row_sums(D, [X if need[1] else None, Hp if need[2] else None], bias=need[3])
+        dx = None
         if need[0]:  # dC/dx_t = dC/dz_t . w_x
-            dx = _mm_nt(Dm, w_x.t().contiguous()).view(T, B, -1).transpose(0, 1)
-        if need[1] or need[2]:
-            if DT is None:
-                DT = Dm.t().contiguous()  # (4H, T*B)
-            if need[1]:  # dC/dw_x = sum_t dC/dz_t^T . x_t
-                dw_x = _mm_nt(DT, x.permute(2, 1, 0).reshape(x.shape[2], T * B))
-            if need[2]:  # dC/dw_a = sum_t dC/dz_t^T . a^(h)_{t-1}
-                dw_a = _mm_nt(DT, hs[:T].permute(2, 0, 1).reshape(H, T * B))
-        if need[3]:
-            db = Dm.sum(0)  # dC/db = sum_t dC/dz_t
+            dx = _mm_nt(D, w_x.t().contiguous()).view(T, B, -1).transpose(0, 1)
+        ctx.G = None  # dC/dz now: not kept with the graph (a second backward recomputes it)
         return dx, dw_x, dw_a, db, dh, dc, None
 
 

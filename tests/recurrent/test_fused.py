@@ -132,8 +132,11 @@ def _lstm_grads(model, x, lengths):
 
 
 @pytest.mark.parametrize("lengths", [None, [7, 3, 7, 1, 5]])
-def test_lstm_onednn_products_equal_the_plain_ones(monkeypatch, lengths):
-    """float32 on the CPU: the LSTM's products through oneDNN give torch.mm's results."""
+@pytest.mark.parametrize("sum_rows", [512, 10, 1])
+def test_lstm_onednn_products_equal_the_plain_ones(monkeypatch, lengths, sum_rows):
+    """float32 on the CPU: the LSTM's products through oneDNN give torch.mm's results, with the
+    compiled backward's weight-gradient sums made in one block of steps (512 rows), in blocks
+    of 2 steps that do not divide T = 7 (10 rows, batch 5), and step by step (1)."""
     torch.manual_seed(0)
     model = LSTM(input_size=6, hidden_size=16, num_layers=2, fused=True)
     x = torch.randn(5, 7, 6)
@@ -146,6 +149,7 @@ def test_lstm_onednn_products_equal_the_plain_ones(monkeypatch, lengths):
     # this small model's products would stay with torch.mm: lower the sizes where oneDNN starts
     monkeypatch.setattr(fused._Linear, "MIN_WEIGHTS", 0)
     monkeypatch.setattr(fused, "MM_MIN_MACS", 0)
+    monkeypatch.setattr(fused, "SUM_ROWS", sum_rows)
     assert fused._Linear(torch.randn(64, 16), 5).packed is not None
     fast = _lstm_grads(model, x, lengths)
     for a, b in zip(fast, plain):
@@ -166,18 +170,49 @@ def test_onednn_is_used_where_pytorch_has_it(monkeypatch):
     assert fused._Linear(torch.randn(4, 3), 2).packed is None
 
 
+@pytest.mark.parametrize("path", ["compiled", "pytorch-ops", "onednn"])
+def test_lstm_backward_twice_through_one_graph(monkeypatch, path):
+    """The LSTM's backward overwrites the gate activations it kept with dC/dz; a second backward
+    through the same graph (retain_graph) recomputes them and gives the same gradients."""
+    from seqlab.recurrent import native
+
+    if path == "pytorch-ops":
+        monkeypatch.setattr(native, "ops", lambda: None)
+    dtype = torch.float64
+    if path == "onednn":
+        if not fused._onednn_usable():
+            pytest.skip("no oneDNN products on this machine")
+        monkeypatch.setattr(fused._Linear, "MIN_WEIGHTS", 0)
+        monkeypatch.setattr(fused, "MM_MIN_MACS", 0)
+        monkeypatch.setattr(fused, "SUM_ROWS", 10)
+        dtype = torch.float32
+    torch.manual_seed(0)
+    model = LSTM(input_size=6, hidden_size=16, fused=True).to(dtype)
+    x = torch.randn(5, 7, 6, dtype=dtype, requires_grad=True)
+    out, (h, c) = model(x, torch.tensor([7, 3, 7, 1, 5]))
+    loss = (out * torch.linspace(-1, 1, out.numel(), dtype=dtype).view_as(out)).sum() + h.sum() + c.sum()
+    grads = []
+    for retain in (True, False):
+        loss.backward(retain_graph=retain)
+        grads.append([x.grad.clone()] + [p.grad.clone() for p in model.parameters()])
+        x.grad = None
+        model.zero_grad(set_to_none=True)
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, atol=0, rtol=0)
+
+
 def _native_or_skip():
     from seqlab.recurrent import native
 
     if native.ops() is None:
-        pytest.skip("the LSTM's compiled step is not available here (no C++ compiler?)")
+        pytest.skip("the LSTM's compiled loops are not available here (no C++ compiler?)")
     return native
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
 @pytest.mark.parametrize("lengths", [None, [7, 3, 7, 1, 5]])
 def test_lstm_compiled_step_equals_pytorch_operations(monkeypatch, dtype, lengths):
-    """The LSTM's element-wise step compiled (seqlab.recurrent.native) gives what the same
+    """The LSTM's loops compiled (seqlab.recurrent.native) give what the same
     equations give as PyTorch operations: outputs, final states and every gradient."""
     native = _native_or_skip()
     torch.manual_seed(0)
@@ -195,7 +230,7 @@ def test_lstm_compiled_step_equals_pytorch_operations(monkeypatch, dtype, length
 @pytest.mark.parametrize("batch_sizes", [None, (3, 3, 2, 1, 1), (3, 2, 2, 0, 0)], ids=["full", "var", "var-tail"])
 def test_lstm_gradcheck_without_the_compiled_step(monkeypatch, batch_sizes):
     """gradcheck of the LSTM's PyTorch-operations path (the default gradcheck above runs the
-    compiled step where it is available)."""
+    compiled loops where they are available)."""
     from seqlab.recurrent import native
 
     monkeypatch.setattr(native, "ops", lambda: None)
@@ -203,7 +238,7 @@ def test_lstm_gradcheck_without_the_compiled_step(monkeypatch, batch_sizes):
 
 
 def test_lstm_compiled_step_off_or_unbuildable_falls_back(monkeypatch, capsys):
-    """SEQLAB_NATIVE=0 turns the compiled step off; a failed build says so once, in one line, and
+    """SEQLAB_NATIVE=0 turns the compiled loops off; a failed build says so once, in one line, and
     the LSTM runs on PyTorch's operations."""
     from seqlab.recurrent import native
 
@@ -225,3 +260,61 @@ def test_lstm_compiled_step_off_or_unbuildable_falls_back(monkeypatch, capsys):
     model = LSTM(input_size=3, hidden_size=4)
     out, _ = model(torch.randn(2, 3, 3))
     assert out.shape == (2, 3, 4)
+
+
+def test_lstm_compiled_sigmoid_is_as_accurate_as_pytorchs():
+    """The compiled loops' own float32 sigmoid (range reduction and a polynomial, vectorised with
+    the rest of the step): within float32's rounding of the exact value, as torch.sigmoid is;
+    NaN stays NaN, sigmoid(-inf) = 0 and sigmoid(inf) = 1."""
+    native = _native_or_skip()
+    ops = native.ops()
+    x = torch.linspace(-87, 100, 400_001)
+    exact = torch.sigmoid(x.double())
+    ours, theirs = ops.step_sigmoid(x).double(), torch.sigmoid(x).double()
+    rel = lambda y: ((y - exact).abs() / exact).max().item()  # noqa: E731
+    assert rel(ours) <= 2e-7 and rel(ours) <= 1.5 * rel(theirs)
+    tail = torch.linspace(-200, -87, 1001)
+    assert (ops.step_sigmoid(tail).double() - torch.sigmoid(tail.double())).abs().max().item() < 1e-38
+    special = ops.step_sigmoid(torch.tensor([float("nan"), -float("inf"), float("inf"), 0.0]))
+    assert special[0].isnan() and special[1:].tolist() == [0.0, 1.0, 0.5]
+    xd = torch.linspace(-40, 40, 10_001, dtype=torch.float64)
+    torch.testing.assert_close(ops.step_sigmoid(xd), torch.sigmoid(xd), atol=1e-15, rtol=1e-15)
+
+
+def test_lstm_compiled_loops_that_fail_their_check_are_not_used(monkeypatch, capsys):
+    """The compiled loops are checked once per process against the Python loops; loops that raise
+    (a dispatcher signature another PyTorch does not share) or compute something else are not
+    used: one line says so, and the LSTM gives the Python loops' results."""
+    from seqlab.recurrent import native
+
+    real = _native_or_skip().ops()
+
+    class Broken:
+        def __init__(self, fail):
+            self.fail = fail
+
+        def lstm_forward(self, *args):
+            if self.fail == "raise":
+                raise RuntimeError("Tried to access or call an operator with a wrong signature\nmore")
+            real.lstm_forward(*args)
+            args[0].mul_(1.5)  # wrong activations
+
+        def lstm_backward(self, *args):
+            return real.lstm_backward(*args)
+
+    torch.manual_seed(0)
+    model = LSTM(input_size=6, hidden_size=16, fused=True)
+    x = torch.randn(5, 7, 6)
+    monkeypatch.setattr(fused, "_VERIFIED", {})
+    monkeypatch.setattr(native, "ops", lambda: None)
+    plain = _lstm_grads(model, x, None)
+    for fail, said in (("raise", "wrong signature"), ("wrong", "results differ")):
+        broken = Broken(fail)
+        monkeypatch.setattr(native, "ops", lambda: broken)
+        got = _lstm_grads(model, x, None)
+        assert fused._VERIFIED == {id(broken): False}
+        err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+        assert len(err) == 1 and "fail their check" in err[0] and said in err[0] and "more" not in err[0]
+        for a, b in zip(got, plain):
+            torch.testing.assert_close(a, b, atol=0, rtol=0)
+        fused._VERIFIED.clear()
