@@ -457,8 +457,9 @@ def _verify_compiled() -> bool:
 
 def _lstm_pass(X, w_x, w_a, b, h0, c0, batch_sizes, T: int, B: int):
     """The LSTM's forward loop over X (T B, I), rows (t, b): returns G (T, B, 4H), the gates'
-    activations a^(o), a^(i), a^(f), a^(g) of every step (zero for items that ended), and
-    a^(h)_0..T, a^(c)_0..T (T+1, B, H) and tanh(a^(c)_1..T) (T, B, H)."""
+    activations a^(o), a^(i), a^(f), a^(g) of every step (zero for items that ended),
+    a^(h)_0..T, a^(c)_0..T (T+1, B, H), tanh(a^(c)_1..T) (T, B, H) and the output (B, T, H),
+    a^(h)_1..T batch first, 0 after an item's end."""
     H = w_a.shape[1]
     hs = X.new_empty(T + 1, B, H)  # a^(h)_0 .. a^(h)_T
     cs = X.new_empty(T + 1, B, H)  # a^(c)_0 .. a^(c)_T
@@ -468,8 +469,9 @@ def _lstm_pass(X, w_x, w_a, b, h0, c0, batch_sizes, T: int, B: int):
     if cell is not None:  # the loop below, compiled (seqlab.recurrent.native), which takes tanh itself
         G = _mm_nt(X, w_x, b).view(T, B, 4 * H)  # w . x_t + b for every t at once
         W = _Linear(w_a, B)
-        cell.lstm_forward(G, W.w, W.packed, hs, cs, tc, list(batch_sizes or ()))
-        return G, hs, cs, tc
+        out = X.new_empty(B, T, H)
+        cell.lstm_forward(G, W.w, W.packed, hs, cs, tc, out, list(batch_sizes or ()))
+        return G, hs, cs, tc, out
 
     # tanh(z) = 2 sigmoid(2 z) - 1: PyTorch's CPU tanh costs about 8 times its sigmoid
     # here, so the g gate goes through the one sigmoid of all four gates, with its
@@ -493,7 +495,12 @@ def _lstm_pass(X, w_x, w_a, b, h0, c0, batch_sizes, T: int, B: int):
             hs[t + 1, n:] = hs[t, n:]
             cs[t + 1, n:] = cs[t, n:]
             G[t, n:] = 0
-    return G, hs, cs, tc
+    out = hs[1:].transpose(0, 1).contiguous()  # (B, T, H)
+    if batch_sizes is not None:
+        for t, n in enumerate(batch_sizes):
+            if n < B:
+                out[n:, t] = 0
+    return G, hs, cs, tc, out
 
 
 def _lstm_backward_loop(G, W_T, cs, tc, dO, dh, dc, bs):
@@ -542,16 +549,11 @@ class LSTMFunction(torch.autograd.Function):
     def forward(ctx, x, w_x, w_a, b, h0, c0, batch_sizes):
         B, T, I = x.shape
         X = x.transpose(0, 1).reshape(T * B, I).contiguous()  # x_t stacked by time: rows (t, b)
-        G, hs, cs, tc = _lstm_pass(X, w_x, w_a, b, h0, c0, batch_sizes, T, B)
+        G, hs, cs, tc, out = _lstm_pass(X, w_x, w_a, b, h0, c0, batch_sizes, T, B)
         # G is overwritten by the backward pass (kept on ctx, not saved: this Function has no
         # double backward); a second backward through the same graph recomputes it
         ctx.G, ctx.batch_sizes, ctx.G_used = G, batch_sizes, False
         ctx.save_for_backward(X, w_x, w_a, b, hs, cs, tc)
-        out = hs[1:].transpose(0, 1).contiguous()  # (B, T, H)
-        if batch_sizes is not None:
-            for t, n in enumerate(batch_sizes):
-                if n < B:
-                    out[n:, t] = 0
         return out, hs[T].clone(), cs[T].clone()
 
     @staticmethod

@@ -87,7 +87,7 @@ static inline double sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
 // so that the compiler vectorises it.
 template <typename T>
 static void forward_row(const T* __restrict__ z, T* __restrict__ a, const T* __restrict__ cp, T* __restrict__ c,
-                        T* __restrict__ tc, T* __restrict__ h, int64_t H) {
+                        T* __restrict__ tc, T* __restrict__ h, T* __restrict__ y, int64_t H) {
   for (int64_t j = 0; j < H; ++j) {
     const T o = sigmoid(z[j]), i = sigmoid(z[H + j]), f = sigmoid(z[2 * H + j]);
     const T ag = T(2) * sigmoid(T(2) * z[3 * H + j]) - T(1);  // a^(g) = tanh(z_g) = 2 sigmoid(2 z_g) - 1
@@ -99,7 +99,9 @@ static void forward_row(const T* __restrict__ z, T* __restrict__ a, const T* __r
     a[3 * H + j] = ag;
     c[j] = cv;
     tc[j] = t;
-    h[j] = o * t;  // a^(h)_t = a^(o) tanh(a^(c)_t)
+    const T hv = o * t;  // a^(h)_t = a^(o) tanh(a^(c)_t)
+    h[j] = hv;
+    y[j] = hv;  // the layer's output, batch first
   }
 }
 
@@ -131,11 +133,11 @@ static bool overlap(const at::Tensor& a, const at::Tensor& b) {
 
 // z: (n, 4H) pre-activations, rows (o, i, f, g); out: (n, 4H), not overlapping
 // z, receives the activations a^(o), a^(i), a^(f), a^(g); c_prev, c, tc, h: (n, H) rows of contiguous
-// (B, H) buffers
+// (B, H) buffers; y: (n, H) rows of a^(h)_t again, each row contiguous (the output (B, T, H) at t)
 static void lstm_cell_forward(const at::Tensor& z, const at::Tensor& out, const at::Tensor& c_prev,
-                              const at::Tensor& c, const at::Tensor& tc, const at::Tensor& h) {
+                              const at::Tensor& c, const at::Tensor& tc, const at::Tensor& h, const at::Tensor& y) {
   TORCH_CHECK(z.is_contiguous() && out.is_contiguous() && c_prev.is_contiguous() && c.is_contiguous() &&
-              tc.is_contiguous() && h.is_contiguous(), "lstm_cell_forward: contiguous rows expected");
+              tc.is_contiguous() && h.is_contiguous() && y.stride(1) == 1, "lstm_cell_forward: contiguous rows expected");
   TORCH_CHECK(out.sizes() == z.sizes() && !overlap(z, out), "lstm_cell_forward: out (n, 4H) apart from z expected");
   const int64_t n = z.size(0), H = c.size(1);
   AT_DISPATCH_FLOATING_TYPES(z.scalar_type(), "lstm_cell_forward", [&] {
@@ -145,7 +147,7 @@ static void lstm_cell_forward(const at::Tensor& z, const at::Tensor& out, const 
       for (int64_t b = b0; b < b1; ++b) {
         forward_row<scalar_t>(Z + b * 4 * H, A + b * 4 * H, c_prev.data_ptr<scalar_t>() + b * H,
                               c.data_ptr<scalar_t>() + b * H, tc.data_ptr<scalar_t>() + b * H,
-                              h.data_ptr<scalar_t>() + b * H, H);
+                              h.data_ptr<scalar_t>() + b * H, y.data_ptr<scalar_t>() + b * y.stride(0), H);
       }
     });
   });
@@ -192,14 +194,16 @@ static at::Tensor first_rows(const at::Tensor& v, int64_t n) { return n == v.siz
 
 // The forward loop. G: (T, B, 4H) input projections w . x_t + b, overwritten step by step with the
 // activations; W: (4H, H) recurrent weights, `packed` its oneDNN form;
-// hs, cs: (T+1, B, H) with a^(h)_0, a^(c)_0 set; tc: (T, B, H); sizes: the batch size of each step
-// (items sorted by length, longest first), or empty for all B.
+// hs, cs: (T+1, B, H) with a^(h)_0, a^(c)_0 set; tc: (T, B, H); out: (B, T, H), the output a^(h)_t batch
+// first (0 after an item's end); sizes: the batch size of each step (items sorted by length, longest
+// first), or empty for all B.
 void lstm_forward(at::Tensor G, const at::Tensor& W, const std::optional<at::Tensor>& packed, at::Tensor hs,
-                  at::Tensor cs, at::Tensor tc, c10::IntArrayRef sizes) {
+                  at::Tensor cs, at::Tensor tc, at::Tensor out, c10::IntArrayRef sizes) {
   const int64_t T = G.size(0), B = G.size(1);
   TORCH_CHECK(G.is_contiguous() && hs.is_contiguous() && cs.is_contiguous() && tc.is_contiguous() &&
-              hs.size(0) == T + 1 && (sizes.empty() || static_cast<int64_t>(sizes.size()) == T),
-              "lstm_forward: contiguous G (T, B, 4H), hs, cs (T+1, B, H), tc (T, B, H) expected");
+              out.is_contiguous() && hs.size(0) == T + 1 && out.size(0) == B && out.size(1) == T &&
+              (sizes.empty() || static_cast<int64_t>(sizes.size()) == T),
+              "lstm_forward: contiguous G (T, B, 4H), hs, cs (T+1, B, H), tc (T, B, H), out (B, T, H) expected");
   for (int64_t t = 0; t < T; ++t) {
     const int64_t n = rows_at(sizes, t, B);
     const at::Tensor gt = G.select(0, t), h = hs.select(0, t), c = cs.select(0, t);
@@ -207,12 +211,14 @@ void lstm_forward(at::Tensor G, const at::Tensor& W, const std::optional<at::Ten
     if (n > 0) {  // a^(h)_{t-1} . W^T + (w . x_t + b), then the gates, a^(c)_t and a^(h)_t
       const at::Tensor g = first_rows(gt, n);
       const at::Tensor z = product(first_rows(h, n), W, packed, g);
-      lstm_cell_forward(z, g, first_rows(c, n), first_rows(c1, n), first_rows(tc.select(0, t), n), first_rows(h1, n));
+      lstm_cell_forward(z, g, first_rows(c, n), first_rows(c1, n), first_rows(tc.select(0, t), n), first_rows(h1, n),
+                        first_rows(out.select(1, t), n));
     }
-    if (n < B) {  // items that ended keep their state; their rows of G become dC/dz = 0
+    if (n < B) {  // items that ended keep their state, output 0; their rows of G become dC/dz = 0
       h1.narrow(0, n, B - n).copy_(h.narrow(0, n, B - n));
       c1.narrow(0, n, B - n).copy_(c.narrow(0, n, B - n));
       gt.narrow(0, n, B - n).zero_();
+      out.select(1, t).narrow(0, n, B - n).zero_();
     }
   }
 }
@@ -293,7 +299,7 @@ at::Tensor step_sigmoid(const at::Tensor& x) {
 TORCH_LIBRARY(NAMESPACE, m) {
   m.def("step_sigmoid(Tensor x) -> Tensor", &step_sigmoid);
   m.def("lstm_forward(Tensor(a!) G, Tensor W, Tensor? packed, Tensor(b!) hs, Tensor(c!) cs, Tensor(d!) tc, "
-        "int[] sizes) -> ()", &lstm_forward);
+        "Tensor(e!) out, int[] sizes) -> ()", &lstm_forward);
   m.def("lstm_backward(Tensor(a!) G, Tensor WT, Tensor? packedT, Tensor hs, Tensor cs, Tensor tc, Tensor dO, "
         "Tensor dh, Tensor(b!) dc, int[] sizes, Tensor X, Tensor(c!) dwx, Tensor(d!) dwa, Tensor(e!) db, "
         "int block) -> Tensor", &lstm_backward);
