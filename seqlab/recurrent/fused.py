@@ -301,11 +301,17 @@ class _Linear:
     # below this many weights (4H x H with H < 128) a oneDNN call's fixed cost (tens of
     # microseconds) exceeds what it saves on the product: torch.mm is faster there
     MIN_WEIGHTS = 4 * 128 * 128
+    # packing w costs as much as several steps' products: shorter passes (generation feeds one
+    # step a call) keep torch.mm, and so does a single row, where torch.mm's matrix-vector
+    # product is the faster one (a training step of H=256 at B=1: 2.9 ms against 4.5 packed)
+    MIN_STEPS = 16
+    MIN_ROWS = 2
 
-    def __init__(self, w: torch.Tensor, rows: int) -> None:
+    def __init__(self, w: torch.Tensor, rows: int, steps: int) -> None:
         self.w = w
         self.packed = None
-        if w.numel() >= self.MIN_WEIGHTS and _fast_cpu_float(w):
+        if (w.numel() >= self.MIN_WEIGHTS and steps >= self.MIN_STEPS and rows >= self.MIN_ROWS
+                and _fast_cpu_float(w)):
             self.packed = torch.ops.mkldnn._reorder_linear_weight(w, rows)  # w may be a transposed view
 
     def __call__(self, a: torch.Tensor, add: torch.Tensor | None = None) -> torch.Tensor:
@@ -427,8 +433,8 @@ def _verify_compiled() -> bool:
     the same outputs and gradients, or the compiled loops are not used (said once)."""
     import sys
 
-    B, T, I, H = 4, 8, 8, 128
-    sizes = (4, 4, 3, 3, 3, 2, 1, 1)
+    B, T, I, H = 4, _Linear.MIN_STEPS, 8, 128
+    sizes = tuple(4 - 4 * t // T for t in range(T))  # 4, 4, 4, 4, 3, ..., 1
     results = []
     try:
         # called from inside a forward (no grad there), maybe under inference_mode: a graph of its own
@@ -468,7 +474,7 @@ def _lstm_pass(X, w_x, w_a, b, h0, c0, batch_sizes, T: int, B: int):
     cell = _compiled(X)
     if cell is not None:  # the loop below, compiled (seqlab.recurrent.native), which takes tanh itself
         G = _mm_nt(X, w_x, b).view(T, B, 4 * H)  # w . x_t + b for every t at once
-        W = _Linear(w_a, B)
+        W = _Linear(w_a, B, T)
         out = X.new_empty(B, T, H)
         cell.lstm_forward(G, W.w, W.packed, hs, cs, tc, out, list(batch_sizes or ()))
         return G, hs, cs, tc, out
@@ -482,7 +488,7 @@ def _lstm_pass(X, w_x, w_a, b, h0, c0, batch_sizes, T: int, B: int):
     # w . x_t + b for every t at once: (T, B, 4H), the g rows doubled. Step t overwrites its
     # rows with the gates' activations a^(o), a^(i), a^(f), a^(g) (what the backward needs)
     G = _mm_nt(X, doubled_g(w_x), doubled_g(b)).view(T, B, 4 * H)
-    W = _Linear(doubled_g(w_a), B)
+    W = _Linear(doubled_g(w_a), B, T)
     h_, c_, tc_, g_ = hs.unbind(0), cs.unbind(0), tc.unbind(0), G.unbind(0)  # per-step views, made once
     for t in range(T):
         n = B if batch_sizes is None else batch_sizes[t]
@@ -579,7 +585,7 @@ class LSTMFunction(torch.autograd.Function):
         dh.add_(dO[T - 1])
         # D = dC/dz_t (T, B, 4H) takes the place of the activations in G, step by step backwards
         cell = _compiled(hs)
-        W_T = _Linear(w_a.t(), B)  # dC/da^(h)_{t-1} = dC/dz_t . W
+        W_T = _Linear(w_a.t(), B, T)  # dC/da^(h)_{t-1} = dC/dz_t . W
         D = G.view(T * B, 4 * H)  # dC/dz_t, rows (t, b), once the loop below is done
         Hp = hs[:T].view(T * B, H)  # a^(h)_{t-1}, rows (t, b)
         block = 0

@@ -148,9 +148,10 @@ def test_lstm_onednn_products_equal_the_plain_ones(monkeypatch, lengths, sum_row
         pytest.skip("no oneDNN products on this machine")
     # this small model's products would stay with torch.mm: lower the sizes where oneDNN starts
     monkeypatch.setattr(fused._Linear, "MIN_WEIGHTS", 0)
+    monkeypatch.setattr(fused._Linear, "MIN_STEPS", 0)
     monkeypatch.setattr(fused, "MM_MIN_MACS", 0)
     monkeypatch.setattr(fused, "SUM_ROWS", sum_rows)
-    assert fused._Linear(torch.randn(64, 16), 5).packed is not None
+    assert fused._Linear(torch.randn(64, 16), 5, 7).packed is not None
     fast = _lstm_grads(model, x, lengths)
     for a, b in zip(fast, plain):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
@@ -167,7 +168,21 @@ def test_onednn_is_used_where_pytorch_has_it(monkeypatch):
     monkeypatch.setattr(fused, "_ONEDNN", None)
     monkeypatch.setenv("SEQLAB_ONEDNN", "0")
     assert not fused._onednn_usable()
-    assert fused._Linear(torch.randn(4, 3), 2).packed is None
+    assert fused._Linear(torch.randn(4, 3), 2, 100).packed is None
+
+
+def test_lstm_packs_its_weights_for_long_sequences_only(monkeypatch):
+    """Packing W for oneDNN costs as much as several steps' products: a pass of fewer than
+    MIN_STEPS steps (generation feeds one step a call), or of a single row, keeps torch.mm."""
+    monkeypatch.setattr(fused, "_ONEDNN", None)
+    monkeypatch.delenv("SEQLAB_ONEDNN", raising=False)
+    if not fused._onednn_usable():
+        pytest.skip("no oneDNN products on this machine")
+    w = torch.randn(4 * 128, 128)
+    assert fused._Linear(w, 4, 1).packed is None
+    assert fused._Linear(w, 4, fused._Linear.MIN_STEPS - 1).packed is None
+    assert fused._Linear(w, 4, fused._Linear.MIN_STEPS).packed is not None
+    assert fused._Linear(w, 1, 100).packed is None
 
 
 @pytest.mark.parametrize("path", ["compiled", "pytorch-ops", "onednn"])
@@ -183,6 +198,7 @@ def test_lstm_backward_twice_through_one_graph(monkeypatch, path):
         if not fused._onednn_usable():
             pytest.skip("no oneDNN products on this machine")
         monkeypatch.setattr(fused._Linear, "MIN_WEIGHTS", 0)
+        monkeypatch.setattr(fused._Linear, "MIN_STEPS", 0)
         monkeypatch.setattr(fused, "MM_MIN_MACS", 0)
         monkeypatch.setattr(fused, "SUM_ROWS", 10)
         dtype = torch.float32
