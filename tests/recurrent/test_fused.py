@@ -334,3 +334,12 @@ def test_lstm_compiled_loops_that_fail_their_check_are_not_used(monkeypatch, cap
         for a, b in zip(got, plain):
             torch.testing.assert_close(a, b, atol=0, rtol=0)
         fused._VERIFIED.clear()
+
+
+def test_lstm_compiled_loops_pass_their_check_here():
+    """Where the compiled loops build, they pass their check against the Python loops (a failed
+    check would fall back silently to the slower loops, and every equality test above would
+    still pass)."""
+    _native_or_skip()
+    assert fused._compiled(torch.zeros(1)) is not None
+    assert fused._compiled(torch.zeros(1, dtype=torch.float64)) is not None
