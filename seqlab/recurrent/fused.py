@@ -472,7 +472,7 @@ def _lstm_pass(X, w_x, w_a, b, h0, c0, batch_sizes, T: int, B: int):
     tc = X.new_empty(T, B, H)  # tanh(a^(c)_t)
     hs[0], cs[0] = h0, c0
     cell = _compiled(X)
-    if cell is not None:  # the loop below, compiled (seqlab.recurrent.native), which takes tanh itself
+    if cell is not None:  # the loop below, compiled (seqlab.recurrent.native): tanh without doubled g rows
         G = _mm_nt(X, w_x, b).view(T, B, 4 * H)  # w . x_t + b for every t at once
         W = _Linear(w_a, B, T)
         out = X.new_empty(B, T, H)

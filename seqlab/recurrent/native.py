@@ -63,8 +63,8 @@ SOURCE = r"""
 static inline float sigmoid(float x) {
   float v = -x;
   v = v > 88.0f ? 88.0f : (v < -88.0f ? -88.0f : v);  // e^88 < float's max; e^-88 adds nothing to 1
-  const float n = __builtin_rintf(v * 1.44269504f);
-  const float r = (v - n * 0.693145752f) - n * 1.42860677e-6f;  // ln 2 in two parts: r exact enough
+  const float n = __builtin_rintf((v == v ? v : 0.0f) * 1.44269504f);  // a NaN's n is 0: the int below is defined
+  const float r = (v - n * 0.693145752f) - n * 1.42860677e-6f;  // ln 2 in two parts: r exact enough (NaN stays)
   float p = 1.0f / 5040.0f;
   p = p * r + 1.0f / 720.0f;
   p = p * r + 1.0f / 120.0f;
@@ -73,7 +73,7 @@ static inline float sigmoid(float x) {
   p = p * r + 0.5f;
   p = p * r + 1.0f;
   p = p * r + 1.0f;
-  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;  // 2^n, n in [-127, 127]
+  const uint32_t bits = static_cast<uint32_t>(static_cast<int32_t>(n) + 127) << 23;  // 2^n, n in [-127, 127]
   float scale;
   std::memcpy(&scale, &bits, sizeof scale);
   const float y = 1.0f / (1.0f + p * scale);
