@@ -512,7 +512,7 @@ def _lstm_pass(X, w_x, w_a, b, h0, c0, batch_sizes, T: int, B: int):
 def _lstm_backward_loop(G, W_T, cs, tc, dO, dh, dc, bs):
     """The LSTM's backward loop (what ``native.lstm_backward`` does compiled): G (T, B, 4H), the
     activations, is overwritten with dC/dz_t; dc (B, H) becomes dC/da^(c)_0; returns dC/da^(h)_0.
-    dh (B, H): dC/da^(h)_T; dO (T, B, H): dC/d output_t."""
+    dh (B, H): dC/da^(h)_T, its output's gradient included; dO (T, B, H): dC/d output_t."""
     T, B, H = tc.shape
     u, S, d = dh.new_empty(B, H), dh.new_empty(B, 3 * H), dh.new_empty(B, 4 * H)  # scratch
     c_, tc_, g_, dO_ = cs.unbind(0), tc.unbind(0), G.unbind(0), dO.unbind(0)  # per-step views, made once
@@ -580,9 +580,8 @@ class LSTMFunction(torch.autograd.Function):
                 if n < B:
                     dO[t, n:] = 0
         keep = torch.contiguous_format
-        dh = hs.new_zeros(B, H) if d_hT is None else d_hT.clone(memory_format=keep)  # dC/da^(h)_t
-        dc = hs.new_zeros(B, H) if d_cT is None else d_cT.clone(memory_format=keep)  # dC/da^(c)_t
-        dh.add_(dO[T - 1])
+        dh = hs.new_zeros(B, H) if d_hT is None else d_hT.clone(memory_format=keep)  # dC/da^(h)_T, final state
+        dc = hs.new_zeros(B, H) if d_cT is None else d_cT.clone(memory_format=keep)  # dC/da^(c)_T
         # D = dC/dz_t (T, B, 4H) takes the place of the activations in G, step by step backwards
         cell = _compiled(hs)
         W_T = _Linear(w_a.t(), B, T)  # dC/da^(h)_{t-1} = dC/dz_t . W
@@ -599,7 +598,7 @@ class LSTMFunction(torch.autograd.Function):
                                     block)
             dw_x, dw_a, db = (v if need[k] else None for k, v in ((1, dwx), (2, dwa), (3, dbb)))
         else:
-            dh = _lstm_backward_loop(G, W_T, cs, tc, dO, dh, dc, bs)
+            dh = _lstm_backward_loop(G, W_T, cs, tc, dO, dh.add_(dO[T - 1]), dc, bs)
         if not block:
             # dC/dw_x = sum_t dC/dz_t^T . x_t, dC/dw_a = sum_t dC/dz_t^T . a^(h)_{t-1}, dC/db = sum_t dC/dz_t
             (dw_x, dw_a), db = _row_sums(D, [X if need[1] else None, Hp if need[2] else None], bias=need[3])

@@ -6,7 +6,8 @@ work itself at the benchmark sizes. This module compiles, once per machine and c
 PyTorch's extension builder (``torch.utils.cpp_extension.load_inline``, a C++ compiler needed),
 the two loops of ``fused.py`` (``_lstm_pass``, ``_lstm_backward_loop``) in C++: each step's
 product a^(h)_{t-1} . W^T goes to PyTorch's oneDNN kernel (``mkldnn::_linear_pointwise``, W
-packed once per pass) or ``at::addmm``, and its element-wise work is one pass over the batch:
+packed once per pass) or ``at::mm``, and its element-wise work is one pass over the batch, which
+also adds the step's input product w . x_t + b (forward) or its output's gradient (backward):
 
 forward (after the gate product z = w . x_t + b + W . a^(h)_{t-1}):
 
@@ -82,15 +83,16 @@ static inline float sigmoid(float x) {
 
 static inline double sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
 
-// One row b of a step (H units), one pass: from the pre-activations z (4H: o, i, f, g) to the
-// activations a (4H), a^(c)_t, tanh(a^(c)_t) and a^(h)_t. A plain function of raw pointers,
-// so that the compiler vectorises it.
+// One row b of a step (H units), one pass: from the recurrent product z = W . a^(h)_{t-1} (4H: o, i, f,
+// g) and the input product w . x_t + b held in a (4H), the pre-activations, then the activations
+// (written over a), a^(c)_t, tanh(a^(c)_t) and a^(h)_t. A plain function of raw pointers, so that the
+// compiler vectorises it.
 template <typename T>
 static void forward_row(const T* __restrict__ z, T* __restrict__ a, const T* __restrict__ cp, T* __restrict__ c,
                         T* __restrict__ tc, T* __restrict__ h, T* __restrict__ y, int64_t H) {
   for (int64_t j = 0; j < H; ++j) {
-    const T o = sigmoid(z[j]), i = sigmoid(z[H + j]), f = sigmoid(z[2 * H + j]);
-    const T ag = T(2) * sigmoid(T(2) * z[3 * H + j]) - T(1);  // a^(g) = tanh(z_g) = 2 sigmoid(2 z_g) - 1
+    const T o = sigmoid(z[j] + a[j]), i = sigmoid(z[H + j] + a[H + j]), f = sigmoid(z[2 * H + j] + a[2 * H + j]);
+    const T ag = T(2) * sigmoid(T(2) * (z[3 * H + j] + a[3 * H + j])) - T(1);  // a^(g) = tanh(z_g) = 2 sigmoid(2 z_g) - 1
     const T cv = f * cp[j] + i * ag;                   // a^(c)_t = a^(f) a^(c)_{t-1} + a^(i) a^(g)
     const T t = T(2) * sigmoid(T(2) * cv) - T(1);      // tanh(a^(c)_t)
     a[j] = o;
@@ -109,9 +111,10 @@ static void forward_row(const T* __restrict__ z, T* __restrict__ a, const T* __r
 // receives dC/dz_o, dC/dz_i, dC/dz_f, dC/dz_g; each unit reads its four values before writing them.
 template <typename T>
 static void backward_cells(T* __restrict__ r, const T* __restrict__ tc, const T* __restrict__ cp,
-                           const T* __restrict__ dh, T* __restrict__ dc, int64_t H) {
+                           const T* __restrict__ dh, const T* __restrict__ dy, T* __restrict__ dc, int64_t H) {
   for (int64_t j = 0; j < H; ++j) {
-    const T o = r[j], i = r[H + j], f = r[2 * H + j], ag = r[3 * H + j], t = tc[j], dhv = dh[j];
+    // dC/da^(h)_t: through the next step, and through the output y_t = a^(h)_t
+    const T o = r[j], i = r[H + j], f = r[2 * H + j], ag = r[3 * H + j], t = tc[j], dhv = dh[j] + dy[j];
     const T dcv = dc[j] + dhv * o * (T(1) - t * t);  // dC/da^(c)_t
     r[j] = dhv * t * o * (T(1) - o);
     r[H + j] = dcv * ag * i * (T(1) - i);
@@ -131,8 +134,9 @@ static bool overlap(const at::Tensor& a, const at::Tensor& b) {
   return a0 < b0 + b.nbytes() && b0 < a0 + a.nbytes();
 }
 
-// z: (n, 4H) pre-activations, rows (o, i, f, g); out: (n, 4H), not overlapping
-// z, receives the activations a^(o), a^(i), a^(f), a^(g); c_prev, c, tc, h: (n, H) rows of contiguous
+// z: (n, 4H) recurrent products W . a^(h)_{t-1}, rows (o, i, f, g); out: (n, 4H), not overlapping z, holds
+// the input products w . x_t + b and receives the activations a^(o), a^(i), a^(f), a^(g); c_prev, c, tc, h:
+// (n, H) rows of contiguous
 // (B, H) buffers; y: (n, H) rows of a^(h)_t again, each row contiguous (the output (B, T, H) at t)
 static void lstm_cell_forward(const at::Tensor& z, const at::Tensor& out, const at::Tensor& c_prev,
                               const at::Tensor& c, const at::Tensor& tc, const at::Tensor& h, const at::Tensor& y) {
@@ -153,12 +157,12 @@ static void lstm_cell_forward(const at::Tensor& z, const at::Tensor& out, const 
   });
 }
 
-// gd: (n, 4H) activations (o, i, f, a^(g)) in, dC/dz_t out (in place); tc, c_prev, dh: (n, H);
-// dc: (n, H), dC/da^(c)_t in, dC/da^(c)_{t-1} out
+// gd: (n, 4H) activations (o, i, f, a^(g)) in, dC/dz_t out (in place); tc, c_prev: (n, H); dh, dy: (n, H)
+// dC/da^(h)_t through the next step and through the output; dc: (n, H), dC/da^(c)_t in, dC/da^(c)_{t-1} out
 static void lstm_cell_backward(const at::Tensor& gd, const at::Tensor& tc, const at::Tensor& c_prev,
-                               const at::Tensor& dh, const at::Tensor& dc) {
+                               const at::Tensor& dh, const at::Tensor& dy, const at::Tensor& dc) {
   TORCH_CHECK(gd.is_contiguous() && tc.is_contiguous() && c_prev.is_contiguous() && dh.is_contiguous() &&
-              dc.is_contiguous(), "lstm_cell_backward: contiguous rows expected");
+              dy.is_contiguous() && dc.is_contiguous(), "lstm_cell_backward: contiguous rows expected");
   const int64_t n = gd.size(0), H = tc.size(1);
   AT_DISPATCH_FLOATING_TYPES(gd.scalar_type(), "lstm_cell_backward", [&] {
     scalar_t* Gd = gd.data_ptr<scalar_t>();
@@ -166,25 +170,24 @@ static void lstm_cell_backward(const at::Tensor& gd, const at::Tensor& tc, const
       for (int64_t b = b0; b < b1; ++b) {
         backward_cells<scalar_t>(Gd + b * 4 * H, tc.data_ptr<scalar_t>() + b * H,
                                  c_prev.data_ptr<scalar_t>() + b * H, dh.data_ptr<scalar_t>() + b * H,
-                                 dc.data_ptr<scalar_t>() + b * H, H);
+                                 dy.data_ptr<scalar_t>() + b * H, dc.data_ptr<scalar_t>() + b * H, H);
       }
     });
   });
 }
 
 
-// a . w^T + add, (n, K) x (N, K) -> (n, N): through PyTorch's oneDNN kernel (mkldnn::_linear_pointwise)
-// with the weights packed once per pass where `packed` is given, else at::addmm
-static at::Tensor product(const at::Tensor& a, const at::Tensor& w, const std::optional<at::Tensor>& packed,
-                          const at::Tensor& add) {
+// a . w^T, (n, K) x (N, K) -> (n, N): through PyTorch's oneDNN kernel (mkldnn::_linear_pointwise) with the
+// weights packed once per pass where `packed` is given, else at::mm. (What is added to it, the step's
+// input product or output gradient, is added in the element-wise pass: cheaper than oneDNN's add.)
+static at::Tensor product(const at::Tensor& a, const at::Tensor& w, const std::optional<at::Tensor>& packed) {
   if (packed.has_value()) {
-    using Sig = at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
-                           c10::string_view);
-    static const auto op =
-        c10::Dispatcher::singleton().findSchemaOrThrow("mkldnn::_linear_pointwise", "binary").typed<Sig>();
-    return op.call(a, add, *packed, std::nullopt, "add");
+    using Sig = at::Tensor(const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&, c10::string_view,
+                           c10::List<std::optional<at::Scalar>>, std::optional<c10::string_view>);
+    static const auto op = c10::Dispatcher::singleton().findSchemaOrThrow("mkldnn::_linear_pointwise", "").typed<Sig>();
+    return op.call(a, *packed, std::nullopt, "none", c10::List<std::optional<at::Scalar>>(), std::nullopt);
   }
-  return at::addmm(add, a, w.t());
+  return at::mm(a, w.t());
 }
 
 static int64_t rows_at(c10::IntArrayRef sizes, int64_t t, int64_t B) { return sizes.empty() ? B : sizes[t]; }
@@ -208,9 +211,9 @@ void lstm_forward(at::Tensor G, const at::Tensor& W, const std::optional<at::Ten
     const int64_t n = rows_at(sizes, t, B);
     const at::Tensor gt = G.select(0, t), h = hs.select(0, t), c = cs.select(0, t);
     const at::Tensor h1 = hs.select(0, t + 1), c1 = cs.select(0, t + 1);
-    if (n > 0) {  // a^(h)_{t-1} . W^T + (w . x_t + b), then the gates, a^(c)_t and a^(h)_t
+    if (n > 0) {  // a^(h)_{t-1} . W^T, + (w . x_t + b) in the pass that makes the gates, a^(c)_t and a^(h)_t
       const at::Tensor g = first_rows(gt, n);
-      const at::Tensor z = product(first_rows(h, n), W, packed, g);
+      const at::Tensor z = product(first_rows(h, n), W, packed);
       lstm_cell_forward(z, g, first_rows(c, n), first_rows(c1, n), first_rows(tc.select(0, t), n), first_rows(h1, n),
                         first_rows(out.select(1, t), n));
     }
@@ -246,8 +249,9 @@ static void add_row_sums(const at::Tensor& G, const at::Tensor& hs, const at::Te
 }
 
 // The backward loop. G: (T, B, 4H) activations, overwritten with dC/dz_t; WT: (H, 4H) = W^T, `packedT`
-// its oneDNN form; hs, cs (T+1, B, H), tc (T, B, H) from the forward; dO: (T, B, H) dC/d output_t;
-// dh: (B, H) dC/da^(h)_T (dC/d output_T included); dc: (B, H) dC/da^(c)_T, in place -> dC/da^(c)_0.
+// its oneDNN form; hs, cs (T+1, B, H), tc (T, B, H) from the forward; dO: (T, B, H) dC/d output_t (0 after
+// an item's end); dh: (B, H) dC/da^(h)_T from the final state only; dc: (B, H) dC/da^(c)_T, in place ->
+// dC/da^(c)_0.
 // With block > 0, also the weight gradients' sums over t, every `block` steps (see add_row_sums), into
 // dwx, dwa, db (X: (T B, I) the inputs, rows (t, b)). Returns dC/da^(h)_0.
 at::Tensor lstm_backward(at::Tensor G, const at::Tensor& WT, const std::optional<at::Tensor>& packedT,
@@ -259,24 +263,21 @@ at::Tensor lstm_backward(at::Tensor G, const at::Tensor& WT, const std::optional
               dO.is_contiguous() && dh.is_contiguous() && dc.is_contiguous() && X.is_contiguous() &&
               (sizes.empty() || static_cast<int64_t>(sizes.size()) == T),
               "lstm_backward: contiguous G, hs, cs, tc, dO, dh, dc, X expected");
-  const at::Tensor none = dh.new_zeros({B, H});  // the add of step 0 (no output before it)
   int64_t t1 = T;  // steps [t + 1, t1) wait for their weight-gradient sums
   for (int64_t t = T - 1; t >= 0; --t) {
     const int64_t n = rows_at(sizes, t, B);
-    const at::Tensor add = t == 0 ? none : dO.select(0, t - 1);
     at::Tensor back;
     if (n > 0) {
       const at::Tensor g = first_rows(G.select(0, t), n);
-      // dC/dz_t over the activations, dC/da^(c)_{t-1} over dC/da^(c)_t
+      // dC/dz_t over the activations (dC/d output_t added to dh there), dC/da^(c)_{t-1} over dC/da^(c)_t
       lstm_cell_backward(g, first_rows(tc.select(0, t), n), first_rows(cs.select(0, t), n), first_rows(dh, n),
-                         first_rows(dc, n));
-      back = product(g, WT, packedT, first_rows(add, n));  // dC/da^(h)_{t-1} = dC/dz_t . W + dC/d output_{t-1}
+                         first_rows(dO.select(0, t), n), first_rows(dc, n));
+      back = product(g, WT, packedT);  // dC/da^(h)_{t-1} through step t = dC/dz_t . W
     }
     if (n == B) {
       dh = back;
-    } else {  // items that ended: their dC/da^(h) passes on, plus their output's gradient
-      at::Tensor rest = dh.narrow(0, n, B - n) + add.narrow(0, n, B - n);
-      dh = n > 0 ? at::cat({back, rest}) : rest;
+    } else if (n > 0) {  // items that ended before t: their dC/da^(h) passes on (their outputs there are 0)
+      dh = at::cat({back, dh.narrow(0, n, B - n)});
     }
     if (block > 0 && (t1 - t == block || t == 0)) {
       add_row_sums(G, hs, X, t, t1, t1 == T, dwx, dwa, db);
