@@ -573,17 +573,11 @@ class LSTMFunction(torch.autograd.Function):
             ctx.G = _lstm_pass(X, w_x, w_a, b, hs[0], cs[0], bs, T, B)[0]
         G, ctx.G_used = ctx.G, True
         need = ctx.needs_input_grad
-        # dC/d(output_t): (T, B, H), zero at padded positions (their outputs are the constant 0)
-        dO = hs.new_zeros(T, B, H) if d_out is None else d_out.transpose(0, 1).contiguous()
-        if bs is not None and d_out is not None:
-            for t, n in enumerate(bs):
-                if n < B:
-                    dO[t, n:] = 0
+        cell = _compiled(hs)
         keep = torch.contiguous_format
         dh = hs.new_zeros(B, H) if d_hT is None else d_hT.clone(memory_format=keep)  # dC/da^(h)_T, final state
         dc = hs.new_zeros(B, H) if d_cT is None else d_cT.clone(memory_format=keep)  # dC/da^(c)_T
         # D = dC/dz_t (T, B, 4H) takes the place of the activations in G, step by step backwards
-        cell = _compiled(hs)
         W_T = _Linear(w_a.t(), B, T)  # dC/da^(h)_{t-1} = dC/dz_t . W
         D = G.view(T * B, 4 * H)  # dC/dz_t, rows (t, b), once the loop below is done
         Hp = hs[:T].view(T * B, H)  # a^(h)_{t-1}, rows (t, b)
@@ -594,10 +588,18 @@ class LSTMFunction(torch.autograd.Function):
             block = max(1, SUM_ROWS // B) if _fast_cpu_float(D) and T * B * 4 * H * H >= MM_MIN_MACS else 0
             dwx, dwa, dbb = (v.new_empty(v.shape) if block and need[k] else hs.new_empty(0)
                              for k, v in ((1, w_x), (2, w_a), (3, b)))
-            dh = cell.lstm_backward(G, W_T.w, W_T.packed, hs, cs, tc, dO, dh, dc, list(bs or ()), X, dwx, dwa, dbb,
+            # dC/d output_t read batch first, by rows (only those of items still running at t are read)
+            dy = hs.new_zeros(B, T, H) if d_out is None else d_out if d_out.stride(2) == 1 else d_out.contiguous()
+            dh = cell.lstm_backward(G, W_T.w, W_T.packed, hs, cs, tc, dy, dh, dc, list(bs or ()), X, dwx, dwa, dbb,
                                     block)
             dw_x, dw_a, db = (v if need[k] else None for k, v in ((1, dwx), (2, dwa), (3, dbb)))
         else:
+            # dC/d(output_t): (T, B, H), zero at padded positions (their outputs are the constant 0)
+            dO = hs.new_zeros(T, B, H) if d_out is None else d_out.transpose(0, 1).contiguous()
+            if bs is not None and d_out is not None:
+                for t, n in enumerate(bs):
+                    if n < B:
+                        dO[t, n:] = 0
             dh = _lstm_backward_loop(G, W_T, cs, tc, dO, dh.add_(dO[T - 1]), dc, bs)
         if not block:
             # dC/dw_x = sum_t dC/dz_t^T . x_t, dC/dw_a = sum_t dC/dz_t^T . a^(h)_{t-1}, dC/db = sum_t dC/dz_t

@@ -158,11 +158,11 @@ static void lstm_cell_forward(const at::Tensor& z, const at::Tensor& out, const 
 }
 
 // gd: (n, 4H) activations (o, i, f, a^(g)) in, dC/dz_t out (in place); tc, c_prev: (n, H); dh, dy: (n, H)
-// dC/da^(h)_t through the next step and through the output; dc: (n, H), dC/da^(c)_t in, dC/da^(c)_{t-1} out
+// dC/da^(h)_t through the next step and through the output (dy: rows of stride dy.stride(0)); dc: (n, H), dC/da^(c)_t in, dC/da^(c)_{t-1} out
 static void lstm_cell_backward(const at::Tensor& gd, const at::Tensor& tc, const at::Tensor& c_prev,
                                const at::Tensor& dh, const at::Tensor& dy, const at::Tensor& dc) {
   TORCH_CHECK(gd.is_contiguous() && tc.is_contiguous() && c_prev.is_contiguous() && dh.is_contiguous() &&
-              dy.is_contiguous() && dc.is_contiguous(), "lstm_cell_backward: contiguous rows expected");
+              dy.stride(1) == 1 && dc.is_contiguous(), "lstm_cell_backward: contiguous rows expected");
   const int64_t n = gd.size(0), H = tc.size(1);
   AT_DISPATCH_FLOATING_TYPES(gd.scalar_type(), "lstm_cell_backward", [&] {
     scalar_t* Gd = gd.data_ptr<scalar_t>();
@@ -170,7 +170,7 @@ static void lstm_cell_backward(const at::Tensor& gd, const at::Tensor& tc, const
       for (int64_t b = b0; b < b1; ++b) {
         backward_cells<scalar_t>(Gd + b * 4 * H, tc.data_ptr<scalar_t>() + b * H,
                                  c_prev.data_ptr<scalar_t>() + b * H, dh.data_ptr<scalar_t>() + b * H,
-                                 dy.data_ptr<scalar_t>() + b * H, dc.data_ptr<scalar_t>() + b * H, H);
+                                 dy.data_ptr<scalar_t>() + b * dy.stride(0), dc.data_ptr<scalar_t>() + b * H, H);
       }
     });
   });
@@ -249,20 +249,20 @@ static void add_row_sums(const at::Tensor& G, const at::Tensor& hs, const at::Te
 }
 
 // The backward loop. G: (T, B, 4H) activations, overwritten with dC/dz_t; WT: (H, 4H) = W^T, `packedT`
-// its oneDNN form; hs, cs (T+1, B, H), tc (T, B, H) from the forward; dO: (T, B, H) dC/d output_t (0 after
-// an item's end); dh: (B, H) dC/da^(h)_T from the final state only; dc: (B, H) dC/da^(c)_T, in place ->
-// dC/da^(c)_0.
+// its oneDNN form; hs, cs (T+1, B, H), tc (T, B, H) from the forward; dy: (B, T, H) dC/d output_t, batch
+// first, each row contiguous (rows of items that ended are not read); dh: (B, H) dC/da^(h)_T from the
+// final state only; dc: (B, H) dC/da^(c)_T, in place -> dC/da^(c)_0.
 // With block > 0, also the weight gradients' sums over t, every `block` steps (see add_row_sums), into
 // dwx, dwa, db (X: (T B, I) the inputs, rows (t, b)). Returns dC/da^(h)_0.
 at::Tensor lstm_backward(at::Tensor G, const at::Tensor& WT, const std::optional<at::Tensor>& packedT,
-                         const at::Tensor& hs, const at::Tensor& cs, const at::Tensor& tc, const at::Tensor& dO,
+                         const at::Tensor& hs, const at::Tensor& cs, const at::Tensor& tc, const at::Tensor& dy,
                          at::Tensor dh, at::Tensor dc, c10::IntArrayRef sizes, const at::Tensor& X, at::Tensor dwx,
                          at::Tensor dwa, at::Tensor db, int64_t block) {
   const int64_t T = G.size(0), B = G.size(1), H = tc.size(2);
   TORCH_CHECK(G.is_contiguous() && hs.is_contiguous() && cs.is_contiguous() && tc.is_contiguous() &&
-              dO.is_contiguous() && dh.is_contiguous() && dc.is_contiguous() && X.is_contiguous() &&
-              (sizes.empty() || static_cast<int64_t>(sizes.size()) == T),
-              "lstm_backward: contiguous G, hs, cs, tc, dO, dh, dc, X expected");
+              dy.dim() == 3 && dy.size(0) == B && dy.size(1) == T && dy.stride(2) == 1 && dh.is_contiguous() &&
+              dc.is_contiguous() && X.is_contiguous() && (sizes.empty() || static_cast<int64_t>(sizes.size()) == T),
+              "lstm_backward: contiguous G, hs, cs, tc, dh, dc, X and dy (B, T, H) with contiguous rows expected");
   int64_t t1 = T;  // steps [t + 1, t1) wait for their weight-gradient sums
   for (int64_t t = T - 1; t >= 0; --t) {
     const int64_t n = rows_at(sizes, t, B);
@@ -271,7 +271,7 @@ at::Tensor lstm_backward(at::Tensor G, const at::Tensor& WT, const std::optional
       const at::Tensor g = first_rows(G.select(0, t), n);
       // dC/dz_t over the activations (dC/d output_t added to dh there), dC/da^(c)_{t-1} over dC/da^(c)_t
       lstm_cell_backward(g, first_rows(tc.select(0, t), n), first_rows(cs.select(0, t), n), first_rows(dh, n),
-                         first_rows(dO.select(0, t), n), first_rows(dc, n));
+                         first_rows(dy.select(1, t), n), first_rows(dc, n));
       back = product(g, WT, packedT);  // dC/da^(h)_{t-1} through step t = dC/dz_t . W
     }
     if (n == B) {
@@ -301,7 +301,7 @@ TORCH_LIBRARY(NAMESPACE, m) {
   m.def("step_sigmoid(Tensor x) -> Tensor", &step_sigmoid);
   m.def("lstm_forward(Tensor(a!) G, Tensor W, Tensor? packed, Tensor(b!) hs, Tensor(c!) cs, Tensor(d!) tc, "
         "Tensor(e!) out, int[] sizes) -> ()", &lstm_forward);
-  m.def("lstm_backward(Tensor(a!) G, Tensor WT, Tensor? packedT, Tensor hs, Tensor cs, Tensor tc, Tensor dO, "
+  m.def("lstm_backward(Tensor(a!) G, Tensor WT, Tensor? packedT, Tensor hs, Tensor cs, Tensor tc, Tensor dy, "
         "Tensor dh, Tensor(b!) dc, int[] sizes, Tensor X, Tensor(c!) dwx, Tensor(d!) dwa, Tensor(e!) db, "
         "int block) -> Tensor", &lstm_backward);
 }

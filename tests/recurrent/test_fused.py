@@ -343,3 +343,37 @@ def test_lstm_compiled_loops_pass_their_check_here():
     _native_or_skip()
     assert fused._compiled(torch.zeros(1)) is not None
     assert fused._compiled(torch.zeros(1, dtype=torch.float64)) is not None
+
+
+@pytest.mark.parametrize("layout", ["expanded", "time-major", "batch-major"])
+@pytest.mark.parametrize("lengths", [None, [7, 3, 7, 1, 5]])
+def test_lstm_compiled_backward_reads_output_gradients_of_any_layout(monkeypatch, layout, lengths):
+    """The compiled backward reads dC/d output batch first, row by row, without a copy where the
+    rows are contiguous (a time-major gradient's view) and with one where they are not (the
+    expanded gradient of out.sum()): the PyTorch-operations loop's gradients either way, also
+    with items of different lengths (their padded positions' gradients ignored)."""
+    from seqlab.recurrent import native
+
+    _native_or_skip()
+    torch.manual_seed(0)
+    model = LSTM(input_size=6, hidden_size=16, fused=True).double()
+    x = torch.randn(5, 7, 6, dtype=torch.float64)
+    lengths = None if lengths is None else torch.tensor(lengths)
+    g = torch.randn(7, 5, 16, dtype=torch.float64)
+
+    def grads():
+        xx = x.clone().requires_grad_(True)
+        out, _ = model(xx, lengths)
+        if layout == "expanded":
+            out.sum().backward()
+        else:
+            w = g.transpose(0, 1) if layout == "time-major" else g.transpose(0, 1).contiguous()
+            (out * w).sum().backward()
+        result = [xx.grad] + [p.grad.clone() for p in model.parameters()]
+        model.zero_grad(set_to_none=True)
+        return result
+
+    compiled = grads()
+    monkeypatch.setattr(native, "ops", lambda: None)
+    for a, b in zip(compiled, grads()):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-12)
