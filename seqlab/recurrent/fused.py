@@ -410,7 +410,10 @@ def _lstm_cell_backward(g, tc, c_prev, dh, dc, d, u, S, H: int) -> None:
 
 
 _VERIFIED: dict[int, bool] = {}  # id(compiled ops) -> whether they passed _verify_compiled here
-_LOCAL = threading.local()  # .python_loops: this thread's LSTM runs the Python loops (the check's reference)
+_VERIFY_LOCK = threading.Lock()  # one thread checks; others wait for its verdict
+# .python_loops: this thread's LSTM runs the Python loops (the check's reference);
+# .verifying: this thread is running the check (whose own calls use the compiled loops)
+_LOCAL = threading.local()
 
 
 def _compiled(t: torch.Tensor):
@@ -421,10 +424,19 @@ def _compiled(t: torch.Tensor):
     ops = native.ops() if native.usable(t) and not getattr(_LOCAL, "python_loops", False) else None
     if ops is None:
         return None
-    if id(ops) not in _VERIFIED:
-        _VERIFIED[id(ops)] = True  # the check's own calls below use the loops
-        _VERIFIED[id(ops)] = _verify_compiled()
-    return ops if _VERIFIED[id(ops)] else None
+    ok = _VERIFIED.get(id(ops))
+    if ok is None:
+        if getattr(_LOCAL, "verifying", False):  # the check's own calls
+            return ops
+        with _VERIFY_LOCK:
+            if id(ops) not in _VERIFIED:
+                _LOCAL.verifying = True
+                try:
+                    _VERIFIED[id(ops)] = _verify_compiled()
+                finally:
+                    _LOCAL.verifying = False
+        ok = _VERIFIED[id(ops)]
+    return ops if ok else None
 
 
 def _verify_compiled() -> bool:

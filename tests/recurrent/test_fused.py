@@ -377,3 +377,28 @@ def test_lstm_compiled_backward_reads_output_gradients_of_any_layout(monkeypatch
     monkeypatch.setattr(native, "ops", lambda: None)
     for a, b in zip(compiled, grads()):
         torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-12)
+
+
+def test_lstm_compiled_loops_first_used_by_several_threads_at_once(monkeypatch):
+    """One thread runs the compiled loops' check; the others wait for its verdict (none uses the
+    loops before it), and all get the same outputs."""
+    import threading
+
+    _native_or_skip()
+    monkeypatch.setattr(fused, "_VERIFIED", {})
+    torch.manual_seed(0)
+    model = LSTM(input_size=6, hidden_size=16, fused=True)
+    x = torch.randn(3, 5, 6)
+    outs = []
+
+    def run():
+        outs.append(model(x)[0])
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(outs) == 4 and list(fused._VERIFIED.values()) == [True]
+    for out in outs[1:]:
+        torch.testing.assert_close(out, outs[0], atol=0, rtol=0)
