@@ -71,6 +71,14 @@ def step(model, x, g) -> None:
         torch.cuda.synchronize()
 
 
+def forward_only(model, x, g) -> None:
+    """The forward pass alone, without autograd (inference)."""
+    with torch.no_grad():
+        model(x)
+    if x.is_cuda:
+        torch.cuda.synchronize()
+
+
 def _fmt(value, digits: int) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
@@ -175,6 +183,8 @@ def time_cell(cell: str, size: tuple, rounds: int, reps: int, readable: bool, de
         for _ in range(2):
             step(*built[impl])
     times: dict[str, list[float]] = {impl: [] for impl in impls}
+    fwd = ("torch", "seqlab")  # also the forward pass alone (inference), fused path against torch.nn
+    times.update({f"fwd_{impl}": [] for impl in fwd})
     for r in range(rounds):
         order = impls if r % 2 == 0 else impls[::-1]
         for impl in order:
@@ -182,6 +192,11 @@ def time_cell(cell: str, size: tuple, rounds: int, reps: int, readable: bool, de
                 t0 = time.perf_counter()
                 step(*built[impl])
                 times[impl].append(time.perf_counter() - t0)
+        for impl in (fwd if r % 2 == 0 else fwd[::-1]):
+            for _ in range(reps):
+                t0 = time.perf_counter()
+                forward_only(*built[impl])
+                times[f"fwd_{impl}"].append(time.perf_counter() - t0)
     return {impl: statistics.median(v) * 1e3 for impl, v in times.items()}
 
 
@@ -217,7 +232,8 @@ def main(argv=None) -> int:
         for cell in cells:
             t = time_cell(cell, size, rounds, reps, readable=not args.no_readable, device=args.device)
             row = {"cell": cell, "B": size[0], "T": size[1], "I": size[2], "H": size[3],
-                   **{f"ms_{k}": v for k, v in t.items()}, "ratio": t["seqlab"] / t["torch"]}
+                   **{f"ms_{k}": v for k, v in t.items()}, "ratio": t["seqlab"] / t["torch"],
+                   "ratio_fwd": t["fwd_seqlab"] / t["fwd_torch"]}
             if "seqlab-readable" in t:
                 row["ratio_readable"] = t["seqlab-readable"] / t["torch"]
             if not args.no_memory:
@@ -235,7 +251,9 @@ def main(argv=None) -> int:
                 mem += f" (resident growth torch {row['rss_mib_torch']:.0f} seqlab {row['rss_mib_seqlab']:.0f})"
             readable = f"  readable {row['ms_seqlab-readable']:.1f} ms" if "ms_seqlab-readable" in row else ""
             print(f"{cell:4} B={size[0]} T={size[1]} I={size[2]} H={size[3]}: torch {row['ms_torch']:.1f} ms, "
-                  f"seqlab {row['ms_seqlab']:.1f} ms (x{row['ratio']:.2f}){readable}{mem}", flush=True)
+                  f"seqlab {row['ms_seqlab']:.1f} ms (x{row['ratio']:.2f}){readable}; forward alone torch "
+                  f"{row['ms_fwd_torch']:.1f} ms, seqlab {row['ms_fwd_seqlab']:.1f} ms (x{row['ratio_fwd']:.2f}){mem}",
+                  flush=True)
 
     out = Path(args.out) if args.out else (Path("/tmp/bench_recurrent_quick/recurrent_speed") if args.quick
                                            else ROOT / "benchmarks" / "results" / "recurrent_speed")
@@ -247,7 +265,7 @@ def main(argv=None) -> int:
     out.with_suffix(".json").write_text(json.dumps({"machine": info, "rows": rows, "command": command,
                                                     "date": time.strftime("%Y-%m-%d")}, indent=2))
     lines = [
-        "# Recurrent layers: training-step time and peak memory against torch.nn",
+        "# Recurrent layers: training-step time, forward time and peak memory against torch.nn",
         "",
         f"Machine: {info.get('gpu', info['cpu'])}, {info['cores']} CPU cores, {info['threads']} threads, "
         f"torch {info['torch']}, Python {info['python']}; measured {time.strftime('%Y-%m-%d')}. float32, "
@@ -255,17 +273,20 @@ def main(argv=None) -> int:
         f"backward of all outputs; median of alternating rounds. Command: `{command}`.",
         "",
         "| cell | B | T | I | H | torch.nn (ms) | seqlab fused (ms) | ratio | seqlab readable (ms) | ratio |"
+        " forward alone: torch.nn (ms) | seqlab fused (ms) | ratio |"
         " peak MiB torch | peak MiB seqlab | memory ratio | resident MiB torch | resident MiB seqlab |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['cell']} | {r['B']} | {r['T']} | {r['I']} | {r['H']} | {r['ms_torch']:.1f} | {r['ms_seqlab']:.1f} | "
             f"{r['ratio']:.2f} | {_fmt(r.get('ms_seqlab-readable'), 1)} | {_fmt(r.get('ratio_readable'), 2)} | "
+            f"{r['ms_fwd_torch']:.1f} | {r['ms_fwd_seqlab']:.1f} | {r['ratio_fwd']:.2f} | "
             f"{r.get('mib_torch', float('nan')):.0f} | {r.get('mib_seqlab', float('nan')):.0f} | "
             f"{_fmt(r.get('memory_ratio'), 2)} | {_fmt(r.get('rss_mib_torch'), 0)} | "
             f"{_fmt(r.get('rss_mib_seqlab'), 0)} |")
-    lines += ["", "Peak MiB: the most tensor memory the allocator held during a step, above what it held "
+    lines += ["", "Forward alone: the forward pass under torch.no_grad() (inference), timed in the same "
+              "alternating rounds.", "", "Peak MiB: the most tensor memory the allocator held during a step, above what it held "
               "before (the profiler's memory events; torch.cuda.max_memory_allocated on CUDA); memory ratio = "
               "seqlab / torch.nn of it. Resident MiB: the growth of the process's resident set during a step, "
               "which counts fresh pages only (small temporaries that reuse freed heap pages add nothing to it; "

@@ -55,6 +55,10 @@ def rows(results: Path = RESULTS) -> list[tuple[str, str, str, str, str, str, st
                     out.append((f"LSTM training step vs nn.LSTM, CPU ({size})", f"{r['ms_seqlab']:.1f} ms",
                                 f"{r['ms_torch']:.1f} ms", f"{r['ratio']:.2f}x", "<= 1.0x", _met(r["ratio"], 1.0),
                                 f"recurrent_speed ({_when(rs)})"))
+                    if "ratio_fwd" in r:
+                        out.append(("  the same size's forward pass alone (inference)", f"{r['ms_fwd_seqlab']:.1f} ms",
+                                    f"{r['ms_fwd_torch']:.1f} ms", f"{r['ratio_fwd']:.2f}x", "", "",
+                                    f"recurrent_speed ({_when(rs)})"))
                 elif "mib_seqlab" in r:
                     rss = (f"; resident growth {r['rss_mib_seqlab']:.0f} vs {r['rss_mib_torch']:.0f} MiB"
                            if "rss_mib_seqlab" in r else "")
