@@ -350,21 +350,16 @@ def _onednn_tn(a: torch.Tensor, b: torch.Tensor, bias: bool = False):
 def _row_sums(a: torch.Tensor, others: Sequence[torch.Tensor | None], bias: bool):
     """[a^T . b for b in others] (None where b is None) and a's column sums (None unless bias),
     each a sum over the rows of contiguous a (M, N) and b (M, K): the weight gradients' sums over
-    the time steps, sum_t dC/dz_t^T . v_t and sum_t dC/dz_t. Through oneDNN where :func:`_mm_nt`
-    would use it (a converted once, no transposed copies), else torch.mm on the transposed view."""
+    the time steps, sum_t dC/dz_t^T . v_t and sum_t dC/dz_t, where the compiled backward did not
+    make them. Through oneDNN where :func:`_mm_nt` would use it (a converted once, no transposed
+    copies), else torch.mm on the transposed view."""
     todo = [b for b in others if b is not None]
     if todo and a.shape[0] * a.shape[1] * todo[0].shape[1] >= MM_MIN_MACS and _fast_cpu_float(a):
         ak = a.contiguous().to_mkldnn()
-        out, col = [], None
-        for b in others:
-            if b is None:
-                out.append(None)
-                continue
-            g, s = _onednn_tn(ak, b.contiguous(), bias and col is None)
-            out.append(g)
-            col = s if col is None else col
-        return out, (col if bias else None)
-    return [None if b is None else torch.mm(a.t(), b) for b in others], (a.sum(0) if bias else None)
+        grads = [None if b is None else _onednn_tn(ak, b.contiguous())[0] for b in others]
+    else:
+        grads = [None if b is None else torch.mm(a.t(), b) for b in others]
+    return grads, (a.sum(0) if bias else None)
 
 
 def _lstm_cell_forward(g, c_prev, c, tc, h, H: int) -> None:

@@ -132,11 +132,17 @@ def _lstm_grads(model, x, lengths):
 
 
 @pytest.mark.parametrize("lengths", [None, [7, 3, 7, 1, 5]])
-@pytest.mark.parametrize("sum_rows", [512, 10, 1])
+@pytest.mark.parametrize("sum_rows", [512, 10, 1, "python-loops"])
 def test_lstm_onednn_products_equal_the_plain_ones(monkeypatch, lengths, sum_rows):
     """float32 on the CPU: the LSTM's products through oneDNN give torch.mm's results, with the
     compiled backward's weight-gradient sums made in one block of steps (512 rows), in blocks
-    of 2 steps that do not divide T = 7 (10 rows, batch 5), and step by step (1)."""
+    of 2 steps that do not divide T = 7 (10 rows, batch 5), and step by step (1); and with the
+    Python loops, whose sums are made after the loop (_row_sums)."""
+    from seqlab.recurrent import native
+
+    if sum_rows == "python-loops":
+        monkeypatch.setattr(native, "ops", lambda: None)
+        sum_rows = 512
     torch.manual_seed(0)
     model = LSTM(input_size=6, hidden_size=16, num_layers=2, fused=True)
     x = torch.randn(5, 7, 6)
