@@ -21,7 +21,10 @@ fixed cost of several microseconds, comparable to its arithmetic at these sizes)
    backward pass also sums its weight gradients block by block, so that its buffers do
    not grow with T (its peak of allocated memory is about nn.GRU's); the LSTM forms them inside the
    loop in small scratch buffers that are reused every step (measured faster on a CPU).
-4. On a CPU in float32 the LSTM's products go through PyTorch's oneDNN matrix product
+4. On a CPU the LSTM's two loops are compiled C++ (``seqlab.recurrent.native``: one thread
+   per slice of the units, its own register-tiled products in float32, the input product
+   x_t taken into each step's product). Where they are not available, the Python loops
+   below run, and in float32 their products go through PyTorch's oneDNN matrix product
    (``_Linear``, with the recurrent weights packed once per pass), which on the project's
    AMD CPU runs at about twice the speed of torch.mm (MKL) at these sizes; and
    tanh(z) = 2 sigmoid(2 z) - 1 replaces PyTorch's CPU tanh, which costs about 8 times its
@@ -32,7 +35,7 @@ Layout. The Elman RNN and the GRU put the feature axis before the batch: a state
 a contiguous block of rows (one ``sigmoid_`` covers every sigmoid gate); hidden states and
 the pre-activation gradients D are ``(features, T, B)``, so that ``(features, T*B)`` is a
 view and each sum over t is one matrix product without a copy. The LSTM keeps the batch
-first, ``(B, features)``, the layout of oneDNN's products (see ``LSTMFunction``).
+first, ``(B, features)``: a step's rows of items are contiguous (see ``LSTMFunction``).
 
 Variable lengths use a shrinking batch, as ``nn.utils.rnn.pack_padded_sequence`` does:
 items are sorted by length t_i (longest first) and step t updates only the first
@@ -293,7 +296,7 @@ def _onednn_usable() -> bool:
 
 
 class _Linear:
-    """y = a . w^T (+ add): the recurrent products of the LSTM's loop. A float32 CPU tensor
+    """y = a . w^T (+ add): the recurrent products of the LSTM's Python loops. A float32 CPU tensor
     goes through PyTorch's oneDNN kernel with ``w`` packed once per pass: torch.mm runs MKL,
     which on the project's AMD CPU reaches about half of oneDNN's speed at these sizes
     (``benchmarks/bench_recurrent_speed.py``); anything else (float64, CUDA) uses torch.mm."""
@@ -324,8 +327,25 @@ class _Linear:
 
 # products smaller than this many multiply-adds stay with torch.mm (oneDNN's fixed cost)
 MM_MIN_MACS = 2**21
-# the LSTM's compiled backward sums its weight gradients over blocks of about this many rows (t, b)
-SUM_ROWS = 1024
+# the LSTM's compiled backward sums its weight gradients over blocks of about this many rows (t, b),
+# each block while it is in cache (128 to 512 measured alike at B = 32, H = 256; 1,024 slower)
+SUM_ROWS = 256
+
+
+# the compiled LSTM loops cut a pass's H units into slices, one per thread (each at least 64 units); a
+# positive number here sets how many (the tests: several slices on any number of threads)
+LSTM_SLICES = 0
+# the compiled LSTM loops lay the weights out for their own product once per pass (about 40 us at
+# H = 256) where a pass has at least 2 steps and 8 rows (t, b) in all: at B = 1, T = 64, 1.4 ms a
+# training step against 2.6 with at::mm; a single step (generation) keeps at::mm (0.10 against 0.14 ms)
+LAYOUT_MIN_STEPS = 2
+LAYOUT_MIN_ROWS = 8
+
+
+def _lays_out(t: torch.Tensor, rows: int, steps: int) -> bool:
+    """Whether the compiled LSTM loops use their own product (float32, passes of at least
+    LAYOUT_MIN_STEPS steps and LAYOUT_MIN_ROWS rows in all); else at::mm."""
+    return t.dtype == torch.float32 and steps >= LAYOUT_MIN_STEPS and rows * steps >= LAYOUT_MIN_ROWS
 
 
 def _fast_cpu_float(t: torch.Tensor) -> bool:
@@ -435,13 +455,14 @@ def _compiled(t: torch.Tensor):
 
 
 def _verify_compiled() -> bool:
-    """A small LSTM (float32, items of different lengths, large enough for the oneDNN products
-    and the backward's block sums) through the compiled loops and through the Python loops:
-    the same outputs and gradients, or the compiled loops are not used (said once)."""
+    """A small LSTM (float32, items of different lengths, large enough for the compiled loops'
+    own product, with a full tile of rows and a remainder, and for two slices of units) through
+    the compiled loops and through the Python loops: the same outputs and gradients, or the
+    compiled loops are not used (said once)."""
     import sys
 
-    B, T, I, H = 4, _Linear.MIN_STEPS, 8, 128
-    sizes = tuple(4 - 4 * t // T for t in range(T))  # 4, 4, 4, 4, 3, ..., 1
+    B, T, I, H = 9, 16, 8, 128
+    sizes = tuple(B - B * t // T for t in range(T))  # 9, 9, 8, 7, ..., 1
     results = []
     try:
         # called from inside a forward (no grad there), maybe under inference_mode: a graph of its own
@@ -480,10 +501,9 @@ def _lstm_pass(X, w_x, w_a, b, h0, c0, batch_sizes, T: int, B: int):
     hs[0], cs[0] = h0, c0
     cell = _compiled(X)
     if cell is not None:  # the loop below, compiled (seqlab.recurrent.native): tanh without doubled g rows
-        G = _mm_nt(X, w_x, b).view(T, B, 4 * H)  # w . x_t + b for every t at once
-        W = _Linear(w_a, B, T)
-        out = X.new_empty(B, T, H)
-        cell.lstm_forward(G, W.w, W.packed, hs, cs, tc, out, list(batch_sizes or ()))
+        G, out = X.new_empty(T, B, 4 * H), X.new_empty(B, T, H)  # a step's product takes x_t and a^(h)_{t-1}
+        cell.lstm_forward(X, w_x, w_a, b.contiguous(), _lays_out(X, B, T), G, hs, cs, tc, out,
+                          list(batch_sizes or ()), LSTM_SLICES)
         return G, hs, cs, tc, out
 
     # tanh(z) = 2 sigmoid(2 z) - 1: PyTorch's CPU tanh costs about 8 times its sigmoid
@@ -550,11 +570,12 @@ class LSTMFunction(torch.autograd.Function):
 
     (o, i, f, g) puts the three sigmoid gates next to each other. Unlike the other cells
     here, the LSTM keeps the batch first, (B, features): a step's gates are one product
-    a^(h)_{t-1} . W^T + (w . x_t + b), (B, 4H), that oneDNN computes with the add fused
-    (see :class:`_Linear`), and the items still running at step t are the first rows. The
-    loops over t are ``_lstm_pass`` and ``_lstm_backward_loop`` (the element-wise work of a
-    step in ``_lstm_cell_forward`` / ``_lstm_cell_backward``), or the same loops compiled
-    where ``seqlab.recurrent.native`` is available.
+    a^(h)_{t-1} . W^T + (w . x_t + b), (B, 4H), and the items still running at step t are
+    the first rows. The loops over t are ``_lstm_pass`` and ``_lstm_backward_loop`` (the
+    element-wise work of a step in ``_lstm_cell_forward`` / ``_lstm_cell_backward``; the
+    products through oneDNN with the add fused, see :class:`_Linear`), or the same loops
+    compiled where ``seqlab.recurrent.native`` is available (which also takes x_t into each
+    step's product).
     """
 
     @staticmethod
@@ -585,20 +606,20 @@ class LSTMFunction(torch.autograd.Function):
         dh = hs.new_zeros(B, H) if d_hT is None else d_hT.clone(memory_format=keep)  # dC/da^(h)_T, final state
         dc = hs.new_zeros(B, H) if d_cT is None else d_cT.clone(memory_format=keep)  # dC/da^(c)_T
         # D = dC/dz_t (T, B, 4H) takes the place of the activations in G, step by step backwards
-        W_T = _Linear(w_a.t(), B, T)  # dC/da^(h)_{t-1} = dC/dz_t . W
         D = G.view(T * B, 4 * H)  # dC/dz_t, rows (t, b), once the loop below is done
         Hp = hs[:T].view(T * B, H)  # a^(h)_{t-1}, rows (t, b)
         block = 0
         if cell is not None:  # _lstm_backward_loop, compiled (seqlab.recurrent.native)
-            # with oneDNN, the weight gradients' sums over t are made in the loop, every block of steps
-            # (about SUM_ROWS rows of D), while the block is in cache: no copy of D in oneDNN's type
-            block = max(1, SUM_ROWS // B) if _fast_cpu_float(D) and T * B * 4 * H * H >= MM_MIN_MACS else 0
+            # in float32, the weight gradients' sums over t are made in the loop, every block of steps
+            # (about SUM_ROWS rows of D), while the block is in cache; in float64 by _row_sums after it
+            block = max(1, SUM_ROWS // B) if D.dtype == torch.float32 else 0
             dwx, dwa, dbb = (v.new_empty(v.shape) if block and need[k] else hs.new_empty(0)
                              for k, v in ((1, w_x), (2, w_a), (3, b)))
             # dC/d output_t read batch first, by rows (only those of items still running at t are read)
             dy = hs.new_zeros(B, T, H) if d_out is None else d_out if d_out.stride(2) == 1 else d_out.contiguous()
-            dh = cell.lstm_backward(G, W_T.w, W_T.packed, hs, cs, tc, dy, dh, dc, list(bs or ()), X, dwx, dwa, dbb,
-                                    block)
+            # dC/da^(h)_{t-1} = dC/dz_t . W
+            dh = cell.lstm_backward(G, w_a, _lays_out(G, B, T), hs, cs, tc, dy, dh, dc, list(bs or ()), X, dwx,
+                                    dwa, dbb, block, LSTM_SLICES)
             dw_x, dw_a, db = (v if need[k] else None for k, v in ((1, dwx), (2, dwa), (3, dbb)))
         else:
             # dC/d(output_t): (T, B, H), zero at padded positions (their outputs are the constant 0)
@@ -607,6 +628,7 @@ class LSTMFunction(torch.autograd.Function):
                 for t, n in enumerate(bs):
                     if n < B:
                         dO[t, n:] = 0
+            W_T = _Linear(w_a.t(), B, T)  # dC/da^(h)_{t-1} = dC/dz_t . W
             dh = _lstm_backward_loop(G, W_T, cs, tc, dO, dh.add_(dO[T - 1]), dc, bs)
         if not block:
             # dC/dw_x = sum_t dC/dz_t^T . x_t, dC/dw_a = sum_t dC/dz_t^T . a^(h)_{t-1}, dC/db = sum_t dC/dz_t

@@ -132,17 +132,13 @@ def _lstm_grads(model, x, lengths):
 
 
 @pytest.mark.parametrize("lengths", [None, [7, 3, 7, 1, 5]])
-@pytest.mark.parametrize("sum_rows", [512, 10, 1, "python-loops"])
-def test_lstm_onednn_products_equal_the_plain_ones(monkeypatch, lengths, sum_rows):
-    """float32 on the CPU: the LSTM's products through oneDNN give torch.mm's results, with the
-    compiled backward's weight-gradient sums made in one block of steps (512 rows), in blocks
-    of 2 steps that do not divide T = 7 (10 rows, batch 5), and step by step (1); and with the
-    Python loops, whose sums are made after the loop (_row_sums)."""
+def test_lstm_onednn_products_equal_the_plain_ones(monkeypatch, lengths):
+    """float32 on the CPU, the Python loops (where the compiled ones are not available): the
+    LSTM's products through oneDNN, and the weight-gradient sums after the loop (_row_sums),
+    give torch.mm's results."""
     from seqlab.recurrent import native
 
-    if sum_rows == "python-loops":
-        monkeypatch.setattr(native, "ops", lambda: None)
-        sum_rows = 512
+    monkeypatch.setattr(native, "ops", lambda: None)
     torch.manual_seed(0)
     model = LSTM(input_size=6, hidden_size=16, num_layers=2, fused=True)
     x = torch.randn(5, 7, 6)
@@ -156,11 +152,49 @@ def test_lstm_onednn_products_equal_the_plain_ones(monkeypatch, lengths, sum_row
     monkeypatch.setattr(fused._Linear, "MIN_WEIGHTS", 0)
     monkeypatch.setattr(fused._Linear, "MIN_STEPS", 0)
     monkeypatch.setattr(fused, "MM_MIN_MACS", 0)
-    monkeypatch.setattr(fused, "SUM_ROWS", sum_rows)
     assert fused._Linear(torch.randn(64, 16), 5, 7).packed is not None
     fast = _lstm_grads(model, x, lengths)
     for a, b in zip(fast, plain):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("lengths", [None, [19, 4, 19, 1, 12, 19, 7, 2, 19, 9, 1]], ids=["full", "var"])
+@pytest.mark.parametrize("slices,sum_rows", [(1, 1024), (2, 33), (3, 33), (3, 1)])
+def test_lstm_compiled_loops_equal_the_python_loops(monkeypatch, dtype, lengths, slices, sum_rows):
+    """The compiled loops, their units cut into 1 to 3 slices (more slices than this machine may
+    have threads: a thread then runs several), with their own product (float32: weights laid out
+    in panels, tiles of rows and their remainder, columns padded: H = 130, I = 13, B = 11) or
+    at::mm (float64), and the weight-gradient sums made block by block (blocks of 3 steps that do
+    not divide T = 19, or of one step), give the Python loops' outputs and gradients, with items
+    of different lengths too; a stack of two layers, so the input's gradient is checked as well."""
+    from seqlab.recurrent import native
+
+    _native_or_skip()
+    monkeypatch.setattr(fused, "LSTM_SLICES", slices)
+    monkeypatch.setattr(fused, "SUM_ROWS", sum_rows)
+    torch.manual_seed(0)
+    model = LSTM(input_size=13, hidden_size=130, num_layers=2, fused=True).to(dtype)
+    x = torch.randn(11, 19, 13, dtype=dtype)
+    lengths = None if lengths is None else torch.tensor(lengths)
+    assert fused._lays_out(x, 11, 19) == (dtype == torch.float32)
+    assert fused._compiled(x) is not None  # not fallen back to the Python loops (they passed their check)
+    compiled = _lstm_grads(model, x, lengths)
+    monkeypatch.setattr(native, "ops", lambda: None)
+    plain = _lstm_grads(model, x, lengths)
+    tol = 1e-12 if dtype == torch.float64 else 2e-5
+    for a, b in zip(compiled, plain):
+        torch.testing.assert_close(a, b, atol=tol, rtol=tol)
+
+
+def test_lstm_compiled_loops_lay_out_their_weights_for_passes_of_several_steps():
+    """The compiled loops' own product needs the weights laid out once per pass: a single step
+    (generation) and passes of few rows in all keep at::mm, and so does float64."""
+    x = torch.zeros(1)
+    assert not fused._lays_out(x, 64, 1)
+    assert not fused._lays_out(x, 1, 3) and not fused._lays_out(x, 2, 2)
+    assert fused._lays_out(x, 1, 8) and fused._lays_out(x, 4, 2) and fused._lays_out(x, 32, 64)
+    assert not fused._lays_out(x.double(), 32, 64)
 
 
 def test_onednn_is_used_where_pytorch_has_it(monkeypatch):
@@ -191,7 +225,7 @@ def test_lstm_packs_its_weights_for_long_sequences_only(monkeypatch):
     assert fused._Linear(w, 1, 100).packed is None
 
 
-@pytest.mark.parametrize("path", ["compiled", "pytorch-ops", "onednn"])
+@pytest.mark.parametrize("path", ["compiled", "pytorch-ops", "float32"])
 def test_lstm_backward_twice_through_one_graph(monkeypatch, path):
     """The LSTM's backward overwrites the gate activations it kept with dC/dz; a second backward
     through the same graph (retain_graph) recomputes them and gives the same gradients."""
@@ -200,12 +234,7 @@ def test_lstm_backward_twice_through_one_graph(monkeypatch, path):
     if path == "pytorch-ops":
         monkeypatch.setattr(native, "ops", lambda: None)
     dtype = torch.float64
-    if path == "onednn":
-        if not fused._onednn_usable():
-            pytest.skip("no oneDNN products on this machine")
-        monkeypatch.setattr(fused._Linear, "MIN_WEIGHTS", 0)
-        monkeypatch.setattr(fused._Linear, "MIN_STEPS", 0)
-        monkeypatch.setattr(fused, "MM_MIN_MACS", 0)
+    if path == "float32":  # the compiled loops' own product and block sums (blocks of 2 steps)
         monkeypatch.setattr(fused, "SUM_ROWS", 10)
         dtype = torch.float32
     torch.manual_seed(0)
@@ -319,7 +348,7 @@ def test_lstm_compiled_loops_that_fail_their_check_are_not_used(monkeypatch, cap
             if self.fail == "raise":
                 raise RuntimeError("Tried to access or call an operator with a wrong signature\nmore")
             real.lstm_forward(*args)
-            args[0].mul_(1.5)  # wrong activations
+            args[5].mul_(1.5)  # wrong activations (G)
 
         def lstm_backward(self, *args):
             return real.lstm_backward(*args)
