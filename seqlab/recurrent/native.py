@@ -152,8 +152,8 @@ static void forward_row(const T* z, int64_t zs, const T* u, int64_t us, T* a, in
 // are replaced by dC/dz_o, dC/dz_i, dC/dz_f, dC/dz_g; each unit reads its four values before writing them.
 template <typename T>
 NOINLINE static void backward_units(T* __restrict__ ro, T* __restrict__ ri, T* __restrict__ rf, T* __restrict__ rg,
-                           const T* __restrict__ tc, const T* __restrict__ cp, const T* __restrict__ dh,
-                           const T* __restrict__ dy, T* __restrict__ dc, int64_t units) {
+                                    const T* __restrict__ tc, const T* __restrict__ cp, const T* __restrict__ dh,
+                                    const T* __restrict__ dy, T* __restrict__ dc, int64_t units) {
   for (int64_t j = 0; j < units; ++j) {
     // dC/da^(h)_t: through the next step, and through the output y_t = a^(h)_t
     const T o = ro[j], i = ri[j], f = rf[j], g = rg[j], t = tc[j], dhv = dh[j] + dy[j];
@@ -213,8 +213,9 @@ static int64_t slices(int64_t H, bool pack, int64_t slices) {
 }
 
 // Runs body(phase, slice index) for phases 0 .. phases - 1 on a team of up to P threads (no more than
-// PyTorch's), each thread its slices k = rank, rank + team, ..., with a barrier before each phase. An exception stops every thread
-// at the same barrier (the phase it failed in is recorded before that barrier) and is rethrown here.
+// PyTorch's), each thread its slices k = rank, rank + team, ..., with a barrier before each phase. An
+// exception stops every thread at the same barrier (the phase it failed in is recorded before that
+// barrier) and is rethrown here.
 template <typename F>
 static void in_team(int64_t P, int64_t phases, const F& body) {
   std::atomic<int64_t> failed{phases};  // the first phase that failed
@@ -395,9 +396,16 @@ static at::Tensor panels_of(const std::vector<std::array<at::Tensor, 2>>& blocks
       if (!w.defined()) continue;
       const float* src = w.data_ptr<float>();
       const int64_t rows = w.size(0), cols = w.size(1), s0 = w.stride(0), s1 = w.stride(1), k0 = part ? K1 : 0;
-      for (int64_t i = 0; i < rows; ++i) {  // row n = n0 + i: panel n / NR, column n % NR
-        float* dst = out + (n0 + i) / NR * K * NR + (n0 + i) % NR + k0 * NR;
-        for (int64_t k = 0; k < cols; ++k) dst[k * NR] = src[i * s0 + k * s1];
+      // row n = n0 + i, column k: panel n / NR, its row k0 + k, column n % NR; read along the shorter stride
+      auto to = [&](int64_t i, int64_t k) -> float& { return out[((n0 + i) / NR * K + k0 + k) * NR + (n0 + i) % NR]; };
+      if (s0 <= s1) {
+        for (int64_t k = 0; k < cols; ++k) {
+          for (int64_t i = 0; i < rows; ++i) to(i, k) = src[i * s0 + k * s1];
+        }
+      } else {
+        for (int64_t i = 0; i < rows; ++i) {
+          for (int64_t k = 0; k < cols; ++k) to(i, k) = src[i * s0 + k * s1];
+        }
       }
     }
     n0 += b[0].size(0);
@@ -459,7 +467,8 @@ template <typename S>
 static void forward_loop(const at::Tensor& X, const at::Tensor& w_x, const at::Tensor& W, const at::Tensor& bias,
                          bool pack, const at::Tensor& G, const at::Tensor& hs, const at::Tensor& cs,
                          const at::Tensor& tc, const at::Tensor& out, c10::IntArrayRef sizes, int64_t n_slices) {
-  const int64_t T = G.size(0), B = G.size(1), H = tc.size(2), P = slices(H, pack && G.scalar_type() == at::kFloat, n_slices);
+  const int64_t T = G.size(0), B = G.size(1), H = tc.size(2);
+  const int64_t P = slices(H, pack && G.scalar_type() == at::kFloat, n_slices);
   std::vector<SliceProduct> z(P);  // slice k: the rows of gates o, i, f, g of its units j0 .. j0 + n - 1 (4 n)
   S *g = G.data_ptr<S>(), *h = hs.data_ptr<S>(), *c = cs.data_ptr<S>(), *th = tc.data_ptr<S>(), *y = out.data_ptr<S>();
   const S* u = bias.data_ptr<S>();
@@ -554,7 +563,8 @@ static at::Tensor backward_loop(const at::Tensor& G, const at::Tensor& W, bool p
                                 const at::Tensor& cs, const at::Tensor& tc, const at::Tensor& dy, const at::Tensor& dh0,
                                 const at::Tensor& dc, c10::IntArrayRef sizes, const at::Tensor& X, at::Tensor& dwx,
                                 at::Tensor& dwa, at::Tensor& db, int64_t block, int64_t n_slices) {
-  const int64_t T = G.size(0), B = G.size(1), H = tc.size(2), P = slices(H, pack && G.scalar_type() == at::kFloat, n_slices);
+  const int64_t T = G.size(0), B = G.size(1), H = tc.size(2);
+  const int64_t P = slices(H, pack && G.scalar_type() == at::kFloat, n_slices);
   // slice k: W's columns of its units as an (n, 4H) weight; its Z holds dC/da^(h) of the units (B, n)
   std::vector<SliceProduct> dh(P);
   S *g = G.data_ptr<S>(), *c = cs.data_ptr<S>(), *th = tc.data_ptr<S>(), *dcp = dc.data_ptr<S>();
@@ -615,7 +625,8 @@ at::Tensor lstm_backward(at::Tensor G, const at::Tensor& W, bool pack, const at:
               G.size(2) == 4 * H && W.size(0) == 4 * H && W.size(1) == H && dy.dim() == 3 && dy.size(0) == B &&
               dy.size(1) == T && dy.stride(2) == 1 && dh.size(0) == B && dc.is_contiguous() && X.is_contiguous() &&
               (sizes.empty() || static_cast<int64_t>(sizes.size()) == T),
-              "lstm_backward: contiguous G, hs, cs, tc, dc, X, W (4H, H) and dy (B, T, H) with contiguous rows expected");
+              "lstm_backward: contiguous G, hs, cs, tc, dc, X, W (4H, H) and dy (B, T, H) with contiguous rows "
+              "expected");
   at::Tensor out;
   AT_DISPATCH_FLOATING_TYPES(G.scalar_type(), "lstm_backward", [&] {
     out = backward_loop<scalar_t>(G, W, pack, hs, cs, tc, dy, dh, dc, sizes, X, dwx, dwa, db, block, slices);

@@ -168,8 +168,6 @@ def test_lstm_compiled_loops_equal_the_python_loops(monkeypatch, dtype, lengths,
     at::mm (float64), and the weight-gradient sums made block by block (blocks of 3 steps that do
     not divide T = 19, or of one step), give the Python loops' outputs and gradients, with items
     of different lengths too; a stack of two layers, so the input's gradient is checked as well."""
-    from seqlab.recurrent import native
-
     _native_or_skip()
     monkeypatch.setattr(fused, "LSTM_SLICES", slices)
     monkeypatch.setattr(fused, "SUM_ROWS", sum_rows)
@@ -178,13 +176,42 @@ def test_lstm_compiled_loops_equal_the_python_loops(monkeypatch, dtype, lengths,
     x = torch.randn(11, 19, 13, dtype=dtype)
     lengths = None if lengths is None else torch.tensor(lengths)
     assert fused._lays_out(x, 11, 19) == (dtype == torch.float32)
+    _assert_compiled_equals_python_loops(monkeypatch, model, x, lengths, 1e-12 if dtype == torch.float64 else 2e-5)
+
+
+def _assert_compiled_equals_python_loops(monkeypatch, model, x, lengths, tol):
+    from seqlab.recurrent import native
+
     assert fused._compiled(x) is not None  # not fallen back to the Python loops (they passed their check)
     compiled = _lstm_grads(model, x, lengths)
     monkeypatch.setattr(native, "ops", lambda: None)
     plain = _lstm_grads(model, x, lengths)
-    tol = 1e-12 if dtype == torch.float64 else 2e-5
     for a, b in zip(compiled, plain):
         torch.testing.assert_close(a, b, atol=tol, rtol=tol)
+
+
+@pytest.mark.parametrize("slices", [1, 2, 3])
+def test_lstm_compiled_loops_raise_an_error_from_their_threads(slices):
+    """An error inside the threads of a pass (here: an input of another dtype, read in the step's
+    product) ends every thread at the same barrier and is raised to Python, from one thread or
+    several (no thread left waiting at a barrier); the loops work again afterwards."""
+    native = _native_or_skip()
+    ops = native.ops()
+    T, B, I, H = 4, 3, 5, 128
+    g = torch.Generator().manual_seed(0)
+    w_x, W, b = torch.randn(4 * H, I, generator=g), torch.randn(4 * H, H, generator=g), torch.zeros(4 * H)
+
+    def run(X):
+        G, tc, out = torch.empty(T, B, 4 * H), torch.empty(T, B, H), torch.empty(B, T, H)
+        hs, cs = torch.zeros(T + 1, B, H), torch.zeros(T + 1, B, H)
+        ops.lstm_forward(X, w_x, W, b, True, G, hs, cs, tc, out, [], slices)
+        return out
+
+    X = torch.randn(T * B, I, generator=g)
+    with pytest.raises(RuntimeError, match="Float|Double|float|double"):
+        run(X.double())
+    out = run(X)
+    assert torch.isfinite(out).all() and out.abs().max() > 0
 
 
 def test_lstm_compiled_loops_lay_out_their_weights_for_passes_of_several_steps():
@@ -265,17 +292,12 @@ def _native_or_skip():
 def test_lstm_compiled_step_equals_pytorch_operations(monkeypatch, dtype, lengths):
     """The LSTM's loops compiled (seqlab.recurrent.native) give what the same
     equations give as PyTorch operations: outputs, final states and every gradient."""
-    native = _native_or_skip()
+    _native_or_skip()
     torch.manual_seed(0)
     model = LSTM(input_size=6, hidden_size=16, num_layers=2, fused=True).to(dtype)
     x = torch.randn(5, 7, 6, dtype=dtype)
     lengths = None if lengths is None else torch.tensor(lengths)
-    compiled = _lstm_grads(model, x, lengths)
-    monkeypatch.setattr(native, "ops", lambda: None)
-    plain = _lstm_grads(model, x, lengths)
-    tol = 1e-12 if dtype == torch.float64 else 1e-5
-    for a, b in zip(compiled, plain):
-        torch.testing.assert_close(a, b, atol=tol, rtol=tol)
+    _assert_compiled_equals_python_loops(monkeypatch, model, x, lengths, 1e-12 if dtype == torch.float64 else 1e-5)
 
 
 @pytest.mark.parametrize("batch_sizes", [None, (3, 3, 2, 1, 1), (3, 2, 2, 0, 0)], ids=["full", "var", "var-tail"])
