@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
@@ -36,8 +37,10 @@ from seqlab.data.text import read_text_file, shakespeare_path  # noqa: E402
 from seqlab.data.tokens import TokenDataset  # noqa: E402
 from seqlab.llm.tokenizers import CharTokenizer  # noqa: E402
 from seqlab.recurrent.charlm import LN2, CharLM, CharLMConfig  # noqa: E402
+from seqlab.training.checkpoint import load_checkpoint, load_weights  # noqa: E402
 from seqlab.training.config import TrainConfig  # noqa: E402
-from seqlab.training.loop import train  # noqa: E402
+from seqlab.training.loop import DivergenceError, NonFiniteLossError, train  # noqa: E402
+from seqlab.training.rundir import read_metrics  # noqa: E402
 
 
 class TorchCharLM(nn.Module):
@@ -174,21 +177,35 @@ def main(argv=None) -> int:
                           log_every=max(1, max_steps // 100))
         torch.manual_seed(args.seed)
         model = build(name, data.vocab_size, args)
+        diverged = None  # a run whose loss or gradient became non-finite: its last good checkpoint is scored
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
-            result = train(model, data, cfg, Path(tmp) / "run", family=f"bench-{name}",
-                           model_config={"name": name, **{k: getattr(args, k) for k in (
-                               "hidden_size", "num_layers", "dropout", "block_size")}}, progress=False)
+            try:
+                result = train(model, data, cfg, Path(tmp) / "run", family=f"bench-{name}",
+                               model_config={"name": name, **{k: getattr(args, k) for k in (
+                                   "hidden_size", "num_layers", "dropout", "block_size")}}, progress=False)
+            except (NonFiniteLossError, DivergenceError) as e:
+                ckpt = load_checkpoint(e.checkpoint) if e.checkpoint is not None else None
+                if ckpt is not None:
+                    load_weights(model, ckpt)
+                diverged = {"step": e.step, "checkpoint_step": None if ckpt is None else int(ckpt.step),
+                            "error": str(e).split(";")[0]}
+                history = [rec for _, rec in read_metrics(Path(tmp) / "run")]
+                result = SimpleNamespace(steps=e.step, history=history, stopped="diverged")
+                print(f"{name}: {diverged['error']}; " + ("no checkpoint to score" if ckpt is None else
+                      f"scoring its last good checkpoint (step {ckpt.step})"), flush=True)
             wall = time.perf_counter() - t0
-        val = score_sequential(model, data)
-        val_window = score(model, score_data, args.score_batches, 32)
-        val_block = score(model, data, args.score_batches, 32)
+        scored = diverged is None or diverged["checkpoint_step"] is not None
+        val = score_sequential(model, data) if scored else float("nan")
+        val_window = score(model, score_data, args.score_batches, 32) if scored else float("nan")
+        val_block = score(model, data, args.score_batches, 32) if scored else float("nan")
         tok_s = [r["tokens_per_s"] for r in result.history if r.get("split") == "train" and "tokens_per_s" in r]
         row = {"model": name, "val_loss": val, "bpc": val / LN2, "val_loss_windows": val_window,
                "val_loss_train_windows": val_block,
                "steps": result.steps, "planned_steps": max_steps,
                "seconds": wall, "tokens_per_s": sum(tok_s) / max(len(tok_s), 1),
-               "params": sum(p.numel() for p in model.parameters()), "stopped": result.stopped}
+               "params": sum(p.numel() for p in model.parameters()), "stopped": result.stopped,
+               "diverged": diverged}
         rows.append(row)
         curves[name] = [(r["time"], r["loss"]) for r in result.history if r.get("split") == "val"]
         print(f"{name:10s} val loss {val:.4f} ({val / LN2:.3f} bits/char; windows of {args.score_block}: "
@@ -222,11 +239,20 @@ def main(argv=None) -> int:
         "|---|---|---|---|---|---|---|---|" + ("---|" if ref else ""),
     ]
     for r in rows:
+        d = r["diverged"]
+        steps = (f"{r['steps']}" if d is None else f"diverged at {d['step']}: " + (
+            "no checkpoint" if d["checkpoint_step"] is None else f"its step-{d['checkpoint_step']} weights"))
         lines.append(f"| {r['model']} | {r['val_loss']:.4f} | {r['bpc']:.3f} | {r['val_loss_windows']:.4f} | "
                      f"{r['val_loss_train_windows']:.4f} | "
-                     f"{r['steps']} | "
+                     f"{steps} | "
                      f"{r['tokens_per_s']:,.0f} | {r['params']:,} |"
                      + (f" {r['val_loss'] - ref['val_loss']:+.4f} |" if ref else ""))
+    for r in rows:
+        d = r["diverged"]
+        if d:
+            lines += ["", f"{r['model']}: {d['error']}; the trainer stopped without saving past it, and "
+                      + ("no checkpoint had been saved (no scores)." if d["checkpoint_step"] is None else
+                         f"the scores above are those of its last good checkpoint (step {d['checkpoint_step']}).")]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     try:
         from seqlab.viz.plots import plot_curves

@@ -1,5 +1,6 @@
 r"""Multi-step forecasters from seqlab's own LSTM, GRU and Transformer encoder, with a Gaussian
-head: a direct forecast of the whole horizon at once, with a mean and a variance per step.
+or Laplace head: a direct forecast of the whole horizon at once, with a centre and a variance per
+step.
 
 Lecture, "Other similar sequential control or prediction problems": "Time series prediction
 (for example, stock price prediction)". The recurrent encoder reads the window x_1..x_W
@@ -17,19 +18,29 @@ the plain NLL; beta = 1: the mean's gradient of the squared error):
 
     L = mean_{b,h} sg(s2_h)^beta [ 1/2 log(2 pi s2_h) + (z_h - mu_h)^2 / (2 s2_h) ]
 
+With ``head="laplace"`` the same two outputs are a Laplace distribution's centre (its median)
+and variance s2 = 2 b^2 (scale b = sqrt(s2 / 2)), trained by its negative log-likelihood,
+weighted by stop-grad(b)^beta (beta = 1: the centre's gradient of the absolute error, the error
+that MASE and sMAPE count):
+
+    L = mean_{b,h} sg(b_h)^beta [ log(2 b_h) + |z_h - mu_h| / b_h ]
+
 An ensemble of K members (``members``; Lakshminarayanan et al. 2017) is K networks of the same
 form with their own initial weights, trained on the same batches (the loss is their sum, so their
 gradients do not mix). The forecast is the mixture's mean and variance:
 
     mu = 1/K sum_k mu_k,    s2 = 1/K sum_k (s2_k + mu_k^2) - mu^2
 
-Intervals: mu +- z_{1-a/2} s in the scaled space, mapped back by the series' scaling
-(``forecast_data.Scaler.invert``: monotone, so the bounds stay bounds).
+Intervals: mu +- q s in the scaled space, mapped back by the series' scaling
+(``forecast_data.Scaler.invert``: monotone, so the bounds stay bounds); q = z_{1-a/2} for the
+Gaussian head, and ln(1/a) / sqrt(2) for the Laplace head (the central 1 - a interval of a
+Laplace distribution of that variance; for K > 1 the mixture is approximated by it).
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import asdict, dataclass
 
 import torch
@@ -39,12 +50,13 @@ from torch import nn
 from seqlab.validation import check_choice, check_float, check_int, check_tensor, fail, fields_from_dict
 
 ARCHS = ("lstm", "gru", "transformer")
+HEADS = ("gaussian", "laplace")
 LOG_VAR_RANGE = (-12.0, 8.0)  # log s2 is clamped here (variances of z from 6e-6 to 3e3)
 
 
 @dataclass(frozen=True)
 class ForecastConfig:
-    """A forecaster (direct multi-step, Gaussian head, ensemble of ``members``).
+    """A forecaster (direct multi-step, Gaussian or Laplace head, ensemble of ``members``).
 
     Attributes:
         arch: the encoder: lstm or gru (seqlab.recurrent) or transformer (seqlab.transformer)
@@ -54,7 +66,10 @@ class ForecastConfig:
         d_ff: width of the Transformer blocks' MLP
         dropout: dropout of the encoder (between recurrent layers; in the Transformer blocks)
         members: ensemble size K (networks with their own initial weights, trained side by side)
-        nll_beta: beta of the beta-NLL (0: Gaussian NLL; 1: the mean learns as with squared error)
+        head: the forecast distribution: gaussian (trained by its NLL: squared errors) or laplace
+            (its NLL: absolute errors; the centre is a median)
+        nll_beta: beta of the beta-NLL (0: the plain NLL; 1: the centre learns as with the squared
+            error, Gaussian, or the absolute error, Laplace)
         window: input steps W (set from the data)
         horizon: forecast steps H (set from the data)
         input_size: input features per step (set from the data)
@@ -67,6 +82,7 @@ class ForecastConfig:
     d_ff: int = 96
     dropout: float = 0.0
     members: int = 5
+    head: str = "gaussian"
     nll_beta: float = 1.0
     window: int = 24
     horizon: int = 12
@@ -80,6 +96,7 @@ class ForecastConfig:
         check_int(self.d_ff, "d_ff", minimum=1)
         check_float(self.dropout, "dropout", minimum=0.0, maximum=1.0, open_max=True)
         check_int(self.members, "members", minimum=1, maximum=32)
+        check_choice(self.head, "head", HEADS)
         check_float(self.nll_beta, "nll_beta", minimum=0.0, maximum=1.0)
         check_int(self.window, "window", minimum=2, maximum=10_000)
         check_int(self.horizon, "horizon", minimum=1, maximum=1000)
@@ -96,7 +113,8 @@ class ForecastConfig:
 
 
 class Member(nn.Module):
-    """One network: encoder over the window, then the Gaussian head (mu, log s2) of H steps."""
+    """One network: encoder over the window, then the head (mu, log s2) of H steps (a Gaussian's or a
+    Laplace distribution's centre and log variance)."""
 
     def __init__(self, c: ForecastConfig) -> None:
         super().__init__()
@@ -137,8 +155,8 @@ class Member(nn.Module):
 
 class Forecaster(nn.Module):
     """``forward(x) -> (mu (K, B, H), log s2 (K, B, H))`` per member; ``predict(x) -> (mean, sd)``
-    of the mixture; ``loss(batch)`` the beta-NLL summed over members (the generic trainer's
-    interface: batch {"x": (B, W, I), "y": (B, H)})."""
+    of the mixture; ``loss(batch)`` the beta-NLL of the head's distribution summed over members
+    (the generic trainer's interface: batch {"x": (B, W, I), "y": (B, H)})."""
 
     def __init__(self, config: ForecastConfig | None = None, /, **kwargs) -> None:
         super().__init__()
@@ -159,15 +177,31 @@ class Forecaster(nn.Module):
     def loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
         x, z = batch["x"], batch["y"]  # (B, W, I), (B, H)
         mu, log_s2 = self(x)  # (K, B, H)
-        s2 = log_s2.exp()
-        # L = sg(s2)^beta [1/2 log(2 pi s2) + (z - mu)^2 / (2 s2)]
-        nll = 0.5 * (math.log(2 * math.pi) + log_s2 + (z[None] - mu) ** 2 / s2)
-        weight = s2.detach() ** self.config.nll_beta
+        if self.config.head == "laplace":
+            # b = sqrt(s2 / 2);  L = sg(b)^beta [log(2 b) + |z - mu| / b]
+            log_b = 0.5 * (log_s2 - math.log(2.0))
+            b = log_b.exp()
+            nll = math.log(2.0) + log_b + (z[None] - mu).abs() / b
+            weight = b.detach() ** self.config.nll_beta
+        else:
+            s2 = log_s2.exp()
+            # L = sg(s2)^beta [1/2 log(2 pi s2) + (z - mu)^2 / (2 s2)]
+            nll = 0.5 * (math.log(2 * math.pi) + log_s2 + (z[None] - mu) ** 2 / s2)
+            weight = s2.detach() ** self.config.nll_beta
         loss = (weight * nll).mean(dim=(1, 2)).sum()
         with torch.no_grad():
             mean = mu.mean(0)
             metrics = {"nll": float(nll.mean()), "mse": float(F.mse_loss(mean, z))}
         return loss, metrics
+
+    def interval_factor(self, level: float) -> float:
+        """q of the central interval mu +- q sd of coverage ``level`` (0 < level < 1): the
+        standard normal quantile z_{(1+level)/2} (Gaussian head), or ln(1 / (1 - level)) / sqrt(2)
+        (Laplace head: its quantile in units of its standard deviation sqrt(2) b)."""
+        check_float(level, "level", minimum=0.0, maximum=1.0, open_min=True, open_max=True)
+        if self.config.head == "laplace":
+            return math.log(1.0 / (1.0 - level)) / math.sqrt(2.0)
+        return statistics.NormalDist().inv_cdf(0.5 + level / 2)
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -179,4 +213,4 @@ class Forecaster(nn.Module):
         return mean, var.clamp_min(1e-12).sqrt()
 
 
-__all__ = ["ARCHS", "ForecastConfig", "Forecaster", "Member"]
+__all__ = ["ARCHS", "HEADS", "ForecastConfig", "Forecaster", "Member"]

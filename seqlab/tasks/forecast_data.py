@@ -798,11 +798,11 @@ class WindowData:
 
 def network_forecasts(model, data: "WindowData", origins: np.ndarray, level: float = 0.95) -> dict:
     """The model's forecasts at ``origins`` in the series' units: {"mean", "lower", "upper"} (N, H),
-    the interval mu +- z s mapped back through the scaling (``level``: its coverage)."""
+    the interval mu +- q s mapped back through the scaling (``level``: its coverage; q from the
+    model's head, ``Forecaster.interval_factor``)."""
     import torch
-    from scipy import stats
 
-    z = float(stats.norm.ppf(0.5 + level / 2))
+    z = model.interval_factor(level)
     with torch.no_grad():
         mean, sd = model.predict(data.tensors_at(origins))
     w, _, _, _ = windows_at(data.frame.y, origins, data.window)
