@@ -150,6 +150,9 @@ def test_sampling_with_a_perfect_predictor_returns_x0(method, steps, monkeypatch
 
 
 def test_ddim_with_eta_1_on_every_timestep_is_ancestral_sampling():
+    # the U-Net's initial weights fixed, not left to the tests run before in the same process: from
+    # some states (1 of 30 seeds tried) both samplers saturate every pixel alike
+    torch.manual_seed(0)
     m = randomized(Diffusion(timesteps=20))
     a = m.sample(3, method="ddpm", generator=torch.Generator().manual_seed(5))
     b = m.sample(3, method="ddim", steps=20, eta=1.0, generator=torch.Generator().manual_seed(5))
