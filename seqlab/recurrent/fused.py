@@ -434,8 +434,9 @@ _LOCAL = threading.local()
 def _compiled(t: torch.Tensor):
     """``seqlab.recurrent.native``'s compiled loops for tensors like ``t``, or None: not built
     here, or they failed their check. The check runs once per process (``_verify_compiled``):
-    the C++ calls PyTorch's oneDNN kernels through the dispatcher with a signature that another
-    PyTorch version may not share, and that must fail here, not in a user's training."""
+    the C++ is built against this PyTorch's ATen and compiled for this machine's vector
+    instructions and OpenMP, and a fault there (another PyTorch's API, a compiler's mistake)
+    must show here, not in a user's training."""
     ops = native.ops() if native.usable(t) and not getattr(_LOCAL, "python_loops", False) else None
     if ops is None:
         return None
@@ -482,7 +483,7 @@ def _verify_compiled() -> bool:
         if all(torch.allclose(a, b, atol=1e-4, rtol=1e-4) for a, b in zip(*results)):
             return True
         problem = "results differ from the PyTorch operations'"
-    except Exception as e:  # a signature or kernel this PyTorch does not have
+    except Exception as e:  # an ATen call or kernel this PyTorch does not have
         problem = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
     print(f"seqlab: the LSTM's compiled loops fail their check here ({problem}); using PyTorch's operations "
           "(same results, slower on a CPU)", file=sys.stderr, flush=True)

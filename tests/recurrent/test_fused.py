@@ -356,7 +356,7 @@ def test_lstm_compiled_sigmoid_is_as_accurate_as_pytorchs():
 
 def test_lstm_compiled_loops_that_fail_their_check_are_not_used(monkeypatch, capsys):
     """The compiled loops are checked once per process against the Python loops; loops that raise
-    (a dispatcher signature another PyTorch does not share) or compute something else are not
+    (an ATen call another PyTorch does not have) or compute something else are not
     used: one line says so, and the LSTM gives the Python loops' results."""
     from seqlab.recurrent import native
 
