@@ -50,8 +50,11 @@ def test_explore_verb_bad_inputs(capsys, tmp_path):
 def test_index_in_the_browser(page):
     p = page.open("/")
     assert p.locator("main li a").count() == len(WIDGETS)
-    p.click("text=Runs")
-    p.wait_for_url("**/w/runs")
+    # the navigation is awaited from before the click (no window between the click and the wait)
+    with p.expect_navigation(url="**/w/runs", wait_until="commit"):
+        p.locator('nav a[href="/w/runs"]').click()
+    p.wait_for_load_state("networkidle")
+    assert p.locator("h1").text_content() == "Runs"
 
 
 @pytest.mark.parametrize("widget", ["attention", "sampling"])
