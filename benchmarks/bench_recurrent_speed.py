@@ -225,7 +225,12 @@ def main(argv=None) -> int:
     cells = [c for c in args.cells.split(",") if c]
     info = machine()
     if args.device == "cuda":
+        from seqlab.recurrent import triton_loops
+
         info["gpu"] = torch.cuda.get_device_name()
+        # seqlab's fused path on CUDA: the Triton kernels (one per loop over time), else Python loops
+        info["fused_cuda"] = ("triton " + __import__("triton").__version__
+                              if triton_loops.usable(torch.zeros(1, device="cuda")) else "python loops")
     rows = []
     print(f"machine: {info['cpu']}, {info['cores']} cores, torch {info['torch']}")
     for size in sizes:
@@ -291,6 +296,10 @@ def main(argv=None) -> int:
               "seqlab / torch.nn of it. Resident MiB: the growth of the process's resident set during a step, "
               "which counts fresh pages only (small temporaries that reuse freed heap pages add nothing to it; "
               "large buffers are new pages each step), so it is shown, not compared.",
+              *(["", "seqlab fused on CUDA: " + ("the Triton kernels of seqlab/recurrent/triton_loops.py, one per loop "
+                     f"over time ({info['fused_cuda']})" if info["fused_cuda"].startswith("triton") else
+                     "the per-step Python loops (triton not available here, or SEQLAB_TRITON=0)") + "."]
+                if "fused_cuda" in info else []),
               "", "GRU: seqlab runs PyTorch's reset-after form here (the same function as nn.GRU); the "
               "lecture's reset-before form costs one more small matrix product per step."]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")

@@ -121,8 +121,9 @@ def rows(results: Path = RESULTS) -> list[tuple[str, str, str, str, str, str, st
                         f"ddp_cpu ({_when(dd)})"))
     out.append(("baby GPT, one H200 (6L/6H/384, 5,000 steps, bf16)", "", "", "", "<= 1.0x", "not run here (no GPU)",
                 "gpu_check_h200.log (the last CUDA run)"))
-    out.append(("RNN/LSTM/GRU training step vs cuDNN, H200", "", "", "", "<= 2x", "not run here (no GPU)",
-                "recurrent_speed_cuda.md (the last CUDA run)"))
+    out.append(("RNN/LSTM/GRU training step vs cuDNN, H200", "", "", "", "<= 2x",
+                "not run here (no GPU); the Triton kernels (triton_loops.py) are not measured yet",
+                "recurrent_speed_cuda.md (the last CUDA run: Python loops, 6-18x)"))
     return out
 
 

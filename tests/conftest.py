@@ -6,6 +6,12 @@ os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+
+# Without a GPU, the recurrent layers' Triton kernels (tests/recurrent/test_triton_loops.py) run in
+# Triton's interpreter, which has to be chosen before triton is first imported (which
+# torch.use_deterministic_algorithms below does)
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 from hypothesis import HealthCheck, settings  # noqa: E402
 
 # Property-based tests (tests/test_properties.py): a few examples per property in `make test`,

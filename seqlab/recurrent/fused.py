@@ -30,6 +30,10 @@ fixed cost of several microseconds, comparable to its arithmetic at these sizes)
    tanh(z) = 2 sigmoid(2 z) - 1 replaces PyTorch's CPU tanh, which costs about 8 times its
    sigmoid there.
 
+5. On a GPU the loops over time of every cell are Triton kernels (``triton_loops``: one
+   program per 16 items, for all T steps); a Python loop there is launch-bound. They write
+   the same buffers as the loops here, so the products before and after them are shared.
+
 Layout. The Elman RNN and the GRU put the feature axis before the batch: a state is
 ``(H, B)``. Per-step buffers are ``(T, features, B)`` (gates, cells), so a step's gates are
 a contiguous block of rows (one ``sigmoid_`` covers every sigmoid gate); hidden states and
@@ -53,7 +57,7 @@ from typing import Sequence
 
 import torch
 
-from seqlab.recurrent import native
+from seqlab.recurrent import native, triton_loops
 
 try:  # torch >= 2.4
     _custom_fwd = torch.amp.custom_fwd(device_type="cuda", cast_inputs=torch.float32)
@@ -225,14 +229,17 @@ class ElmanFunction(torch.autograd.Function):
         xp = _input_projection(x, w_x, b_a)  # (T, H, B)
         hs = x.new_empty(H, T + 1, B)  # a_0 .. a_T
         hs[:, 0] = a0.t()
-        for t in range(T):
-            n = B if batch_sizes is None else batch_sizes[t]
-            a = hs[:, t + 1, :n]
-            # a_t = g(w_a . a_{t-1} + [w_x . x_t + b_a])
-            torch.addmm(xp[t, :, :n], w_a, hs[:, t, :n], out=a)
-            a.relu_() if relu else a.tanh_()
-            if n < B:
-                hs[:, t + 1, n:] = hs[:, t, n:]
+        if triton_loops.usable(hs):  # a GPU: the loop below as one Triton kernel
+            triton_loops.elman_forward(xp, w_a, hs, relu, batch_sizes)
+        else:
+            for t in range(T):
+                n = B if batch_sizes is None else batch_sizes[t]
+                a = hs[:, t + 1, :n]
+                # a_t = g(w_a . a_{t-1} + [w_x . x_t + b_a])
+                torch.addmm(xp[t, :, :n], w_a, hs[:, t, :n], out=a)
+                a.relu_() if relu else a.tanh_()
+                if n < B:
+                    hs[:, t + 1, n:] = hs[:, t, n:]
         ctx.relu = relu
         ctx.batch_sizes = batch_sizes
         ctx.save_for_backward(x, w_x, w_a, hs)
@@ -246,11 +253,14 @@ class ElmanFunction(torch.autograd.Function):
         T = T1 - 1
         bs = ctx.batch_sizes
         dO = _grad_outputs(d_out, T, H, B, hs, bs)  # (T, H, B)
+        da = _grad_state(d_aT, H, B, hs)
+        da.add_(dO[T - 1])  # dC/da_T
+        if triton_loops.usable(hs):  # a GPU: the loop below as one Triton kernel
+            D, da = triton_loops.elman_backward(w_a, hs, dO, da, ctx.relu, bs)
+            return _weight_grads(ctx, D, x, w_x, da, rec=[(slice(None), hs[:, :T])]) + (None, None)
         a = hs[:, 1:]  # (H, T, B)
         # g'(z_t) for every t at once: tanh' = 1 - a_t^2, relu' = [a_t > 0]
         gprime = (a > 0).to(hs.dtype) if ctx.relu else _tanh_grad(a)
-        da = _grad_state(d_aT, H, B, hs)
-        da.add_(dO[T - 1])  # dC/da_T
         D = hs.new_zeros(H, T, B) if bs is not None else hs.new_empty(H, T, B)  # dC/dz_t
         wT = w_a.t()
         for t in range(T - 1, -1, -1):
@@ -495,6 +505,8 @@ def _lstm_pass(X, w_x, w_a, b, h0, c0, batch_sizes, T: int, B: int):
     activations a^(o), a^(i), a^(f), a^(g) of every step (zero for items that ended),
     a^(h)_0..T, a^(c)_0..T (T+1, B, H), tanh(a^(c)_1..T) (T, B, H) and the output (B, T, H),
     a^(h)_1..T batch first, 0 after an item's end."""
+    if triton_loops.usable(X):  # a GPU: the loop below as one Triton kernel
+        return triton_loops.lstm_forward(X, w_x, w_a, b, h0, c0, batch_sizes, T, B)
     H = w_a.shape[1]
     hs = X.new_empty(T + 1, B, H)  # a^(h)_0 .. a^(h)_T
     cs = X.new_empty(T + 1, B, H)  # a^(c)_0 .. a^(c)_T
@@ -602,7 +614,7 @@ class LSTMFunction(torch.autograd.Function):
             ctx.G = _lstm_pass(X, w_x, w_a, b, hs[0], cs[0], bs, T, B)[0]
         G, ctx.G_used = ctx.G, True
         need = ctx.needs_input_grad
-        cell = _compiled(hs)
+        cell = None if triton_loops.usable(hs) else _compiled(hs)
         keep = torch.contiguous_format
         dh = hs.new_zeros(B, H) if d_hT is None else d_hT.clone(memory_format=keep)  # dC/da^(h)_T, final state
         dc = hs.new_zeros(B, H) if d_cT is None else d_cT.clone(memory_format=keep)  # dC/da^(c)_T
@@ -629,8 +641,11 @@ class LSTMFunction(torch.autograd.Function):
                 for t, n in enumerate(bs):
                     if n < B:
                         dO[t, n:] = 0
-            W_T = _Linear(w_a.t(), B, T)  # dC/da^(h)_{t-1} = dC/dz_t . W
-            dh = _lstm_backward_loop(G, W_T, cs, tc, dO, dh.add_(dO[T - 1]), dc, bs)
+            if triton_loops.usable(hs):  # a GPU: _lstm_backward_loop as one Triton kernel
+                dh = triton_loops.lstm_backward(G, w_a, cs, tc, dO, dh.add_(dO[T - 1]), dc, bs)
+            else:
+                W_T = _Linear(w_a.t(), B, T)  # dC/da^(h)_{t-1} = dC/dz_t . W
+                dh = _lstm_backward_loop(G, W_T, cs, tc, dO, dh.add_(dO[T - 1]), dc, bs)
         if not block:
             # dC/dw_x = sum_t dC/dz_t^T . x_t, dC/dw_a = sum_t dC/dz_t^T . a^(h)_{t-1}, dC/db = sum_t dC/dz_t
             (dw_x, dw_a), db = _row_sums(D, [X if need[1] else None, Hp if need[2] else None], bias=need[3])
@@ -679,26 +694,30 @@ class GRUFunction(torch.autograd.Function):
         H = w_G.shape[0]
         Gs = _input_projection(x, w_x, b)  # (T, 3H, B) rows (g, z, r): w . x_t + b, then the gates in place
         hs = x.new_empty(H, T + 1, B)
-        # a^(r)_t * a^(h)_{t-1}; zeros at padded steps, which enter the sum for dC/dw^(G)
-        rh = x.new_zeros(H, T, B) if batch_sizes is not None else x.new_empty(H, T, B)
-        tmp = x.new_empty(H, B)
         hs[:, 0] = h0.t()
-        for t in range(T):
-            n = B if batch_sizes is None else batch_sizes[t]
-            g, h = Gs[t, :, :n], hs[:, t, :n]
-            gg, zr = g[:H], g[H:]
-            # a^(z), a^(r) = sigmoid(w . x_t + W . a^(h)_{t-1} + b)
-            torch.addmm(zr, w_zr, h, out=zr)
-            zr.sigmoid_()
-            # a^(g)_t = tanh(w^(g) . x_t + w^(G) . (a^(r)_t * a^(h)_{t-1}) + b^(g))
-            torch.mul(zr[H:], h, out=rh[:, t, :n])
-            torch.addmm(gg, w_G, rh[:, t, :n], out=gg)
-            gg.tanh_()
-            # a^(h)_t = (1 - a^(z)) * a^(h)_{t-1} + a^(z) * a^(g)  =  a_{t-1} + a^(z) (a^(g) - a_{t-1})
-            torch.sub(gg, h, out=tmp[:, :n])
-            torch.addcmul(h, zr[:H], tmp[:, :n], out=hs[:, t + 1, :n])
-            if n < B:
-                hs[:, t + 1, n:] = hs[:, t, n:]
+        fast = triton_loops.usable(hs)  # a GPU: the loop below as one Triton kernel
+        if fast:
+            rh = triton_loops.gru_before_forward(Gs, w_zr, w_G, hs, batch_sizes)
+        else:
+            # a^(r)_t * a^(h)_{t-1}; zeros at padded steps, which enter the sum for dC/dw^(G)
+            rh = x.new_zeros(H, T, B) if batch_sizes is not None else x.new_empty(H, T, B)
+            tmp = x.new_empty(H, B)
+            for t in range(T):
+                n = B if batch_sizes is None else batch_sizes[t]
+                g, h = Gs[t, :, :n], hs[:, t, :n]
+                gg, zr = g[:H], g[H:]
+                # a^(z), a^(r) = sigmoid(w . x_t + W . a^(h)_{t-1} + b)
+                torch.addmm(zr, w_zr, h, out=zr)
+                zr.sigmoid_()
+                # a^(g)_t = tanh(w^(g) . x_t + w^(G) . (a^(r)_t * a^(h)_{t-1}) + b^(g))
+                torch.mul(zr[H:], h, out=rh[:, t, :n])
+                torch.addmm(gg, w_G, rh[:, t, :n], out=gg)
+                gg.tanh_()
+                # a^(h)_t = (1 - a^(z)) * a^(h)_{t-1} + a^(z) * a^(g)  =  a_{t-1} + a^(z) (a^(g) - a_{t-1})
+                torch.sub(gg, h, out=tmp[:, :n])
+                torch.addcmul(h, zr[:H], tmp[:, :n], out=hs[:, t + 1, :n])
+                if n < B:
+                    hs[:, t + 1, n:] = hs[:, t, n:]
         ctx.batch_sizes = batch_sizes
         ctx.save_for_backward(x, w_x, w_zr, w_G, Gs, hs, rh)
         return _outputs(hs, batch_sizes), hs[:, T].t().contiguous()
@@ -713,6 +732,10 @@ class GRUFunction(torch.autograd.Function):
         dO = _grad_outputs(d_out, T, H, B, hs, bs)
         dh = _grad_state(d_hT, H, B, hs)
         dh.add_(dO[T - 1])
+        rec = [(slice(H, 3 * H), hs[:, :T]), (slice(0, H), rh)]
+        if triton_loops.usable(hs):  # a GPU: the loop below as one Triton kernel, D for all T steps
+            D, dh = triton_loops.gru_before_backward(w_zr, w_G, Gs, hs, dO, dh, bs)
+            return _weight_grads(ctx, D, x, w_x, dh, rec) + (None,)
         K = min(T, GRU_BLOCK)
         # Factors for a block of steps at once (a^(h)_t = a_{t-1} + a^(z) (a^(g) - a_{t-1})):
         #   dC/dz_g = dC/da_t * a^(z) * (1 - a^(g)^2)          = dh * P_g
@@ -722,7 +745,7 @@ class GRUFunction(torch.autograd.Function):
         D = hs.new_empty(3 * H, K, B)  # dC/dz_t, rows (g, z, r)
         P = hs.new_empty(K, 4, H, B)
         v = hs.new_empty(H, B)
-        grads = _WeightGrads(ctx, x, w_x, rec=[(slice(H, 3 * H), hs[:, :T]), (slice(0, H), rh)])
+        grads = _WeightGrads(ctx, x, w_x, rec=rec)
         wGT, wzrT = w_G.t(), w_zr.t()
         for t0, t1 in _blocks(T, K):
             k = t1 - t0
@@ -769,27 +792,30 @@ class GRUResetAfterFunction(torch.autograd.Function):
         B, T, _ = x.shape
         H = w_a.shape[1]
         Gs = _input_projection(x, w_x, b)  # (T, 3H, B) rows (g, z, r): w . x_t + b, then the gates in place
-        HG = x.new_empty(T, H, B)  # w^(G) . a^(h)_{t-1} + b^(G)
         hs = x.new_empty(H, T + 1, B)
-        tmp = x.new_empty(H, B)
-        w_zr, w_G, bG = w_a[: 2 * H], w_a[2 * H :], b_G[:, None]
         hs[:, 0] = h0.t()
-        for t in range(T):
-            n = B if batch_sizes is None else batch_sizes[t]
-            g, hg, h = Gs[t, :, :n], HG[t, :, :n], hs[:, t, :n]
-            gg, zr = g[:H], g[H:]
-            # a^(z), a^(r) = sigmoid(w . x_t + b + W . a^(h)_{t-1})
-            torch.addmm(zr, w_zr, h, out=zr)
-            zr.sigmoid_()
-            # a^(g)_t = tanh(w^(g) . x_t + b^(g) + a^(r)_t * (w^(G) . a^(h)_{t-1} + b^(G)))
-            torch.addmm(bG, w_G, h, out=hg)
-            gg.addcmul_(zr[H:], hg)
-            gg.tanh_()
-            # a^(h)_t = a_{t-1} + a^(z) (a^(g) - a_{t-1})
-            torch.sub(gg, h, out=tmp[:, :n])
-            torch.addcmul(h, zr[:H], tmp[:, :n], out=hs[:, t + 1, :n])
-            if n < B:
-                hs[:, t + 1, n:] = hs[:, t, n:]
+        fast = triton_loops.usable(hs)  # a GPU: the loop below as one Triton kernel
+        # w^(G) . a^(h)_{t-1} + b^(G)
+        HG = triton_loops.gru_forward(Gs, w_a, b_G, hs, batch_sizes) if fast else x.new_empty(T, H, B)
+        if not fast:
+            tmp = x.new_empty(H, B)
+            w_zr, w_G, bG = w_a[: 2 * H], w_a[2 * H :], b_G[:, None]
+            for t in range(T):
+                n = B if batch_sizes is None else batch_sizes[t]
+                g, hg, h = Gs[t, :, :n], HG[t, :, :n], hs[:, t, :n]
+                gg, zr = g[:H], g[H:]
+                # a^(z), a^(r) = sigmoid(w . x_t + b + W . a^(h)_{t-1})
+                torch.addmm(zr, w_zr, h, out=zr)
+                zr.sigmoid_()
+                # a^(g)_t = tanh(w^(g) . x_t + b^(g) + a^(r)_t * (w^(G) . a^(h)_{t-1} + b^(G)))
+                torch.addmm(bG, w_G, h, out=hg)
+                gg.addcmul_(zr[H:], hg)
+                gg.tanh_()
+                # a^(h)_t = a_{t-1} + a^(z) (a^(g) - a_{t-1})
+                torch.sub(gg, h, out=tmp[:, :n])
+                torch.addcmul(h, zr[:H], tmp[:, :n], out=hs[:, t + 1, :n])
+                if n < B:
+                    hs[:, t + 1, n:] = hs[:, t, n:]
         ctx.batch_sizes = batch_sizes
         ctx.save_for_backward(x, w_x, w_a, Gs, HG, hs)
         return _outputs(hs, batch_sizes), hs[:, T].t().contiguous()
@@ -804,6 +830,13 @@ class GRUResetAfterFunction(torch.autograd.Function):
         dO = _grad_outputs(d_out, T, H, B, hs, bs)
         dh = _grad_state(d_hT, H, B, hs)
         dh.add_(dO[T - 1])
+        if triton_loops.usable(hs):  # a GPU: the loop below as one Triton kernel, D for all T steps
+            D, dh = triton_loops.gru_backward(w_a, Gs, HG, hs, dO, dh, bs)
+            grads = _WeightGrads(ctx, x, w_x, rec=[(slice(H, 4 * H), hs[:, :T])], x_rows=slice(0, 3 * H))
+            grads.add(D, 0, T)
+            d_bG = D[3 * H :].sum((1, 2)) if ctx.needs_input_grad[4] else None
+            out = grads.result(dh)
+            return out[:4] + (d_bG,) + out[4:] + (None,)
         K = min(T, GRU_BLOCK)
         # D: dC/dz_t for a block of steps, rows (g, z, r, G): the x side uses rows 0:3H, the
         # recurrent side rows H:4H. Every row is dC/da_t times a factor P known from the
