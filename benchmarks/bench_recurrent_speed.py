@@ -229,8 +229,11 @@ def main(argv=None) -> int:
 
         info["gpu"] = torch.cuda.get_device_name()
         # seqlab's fused path on CUDA: the Triton kernels (one per loop over time), else Python loops
-        info["fused_cuda"] = ("triton " + __import__("triton").__version__
-                              if triton_loops.usable(torch.zeros(1, device="cuda")) else "python loops")
+        info["fused_cuda"] = "python loops"
+        if triton_loops.usable(torch.zeros(1, device="cuda")):
+            import triton
+
+            info["fused_cuda"] = f"triton {triton.__version__}"
     rows = []
     print(f"machine: {info['cpu']}, {info['cores']} cores, torch {info['torch']}")
     for size in sizes:

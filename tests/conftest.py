@@ -12,6 +12,7 @@ import torch  # noqa: E402
 # torch.use_deterministic_algorithms below does)
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
+
 from hypothesis import HealthCheck, settings  # noqa: E402
 
 # Property-based tests (tests/test_properties.py): a few examples per property in `make test`,

@@ -255,6 +255,7 @@ def gru_backward(D, W, GS, HG, HS, DO, DHB, LEN, T, B, H,
     live = rows < B
     steps = tl.load(LEN + rows, mask=live, other=0)
     b = rows.to(tl.int64)[:, None]
+    TB = b * 0 + T * B  # T B as int64 (BLOCK_B, 1): the offsets of D's row blocks do not overflow
     H3 = 3 * H
     for s in range(T):
         t = T - 1 - s
@@ -276,9 +277,9 @@ def gru_backward(D, W, GS, HG, HS, DO, DHB, LEN, T, B, H,
             dzg = dh * z * (1 - g * g)
             at_d = (j * T + t) * B + b  # row g, unit j of D[:, t]
             tl.store(D + at_d, tl.where(active, dzg, 0.0), mask=m)
-            tl.store(D + at_d + H * T * B, tl.where(active, dh * (g - h_prev) * (z - z * z), 0.0), mask=m)
-            tl.store(D + at_d + 2 * H * T * B, tl.where(active, dzg * hg * (r - r * r), 0.0), mask=m)
-            tl.store(D + at_d + 3 * H * T * B, tl.where(active, dzg * r, 0.0), mask=m)
+            tl.store(D + at_d + H * TB, tl.where(active, dh * (g - h_prev) * (z - z * z), 0.0), mask=m)
+            tl.store(D + at_d + 2 * H * TB, tl.where(active, dzg * hg * (r - r * r), 0.0), mask=m)
+            tl.store(D + at_d + 3 * H * TB, tl.where(active, dzg * r, 0.0), mask=m)
             d_out = tl.load(DO + ((t - 1) * H + j) * B + b, mask=m & after_first, other=0.0)
             # da_t/da_{t-1} directly: 1 - a^(z) (an ended item: 1)
             tl.store(dh_out + j * B, tl.where(active, dh * (1 - z), dh) + d_out, mask=m)
@@ -368,6 +369,7 @@ def gru_before_backward(D, WZR, WG, GS, HS, DO, DHB, LEN, T, B, H,
     live = rows < B
     steps = tl.load(LEN + rows, mask=live, other=0)
     b = rows.to(tl.int64)[:, None]
+    TB = b * 0 + T * B  # T B as int64 (BLOCK_B, 1): the offsets of D's row blocks do not overflow
     H2 = 2 * H
     H3 = 3 * H
     for s in range(T):
@@ -388,7 +390,7 @@ def gru_before_backward(D, WZR, WG, GS, HS, DO, DHB, LEN, T, B, H,
             z = tl.load(GS + at_g + H * B, mask=m, other=0.0)
             h_prev = tl.load(HS + (j * (T + 1) + t) * B + b, mask=m, other=0.0)
             tl.store(D + at_d, tl.where(active, dh * z * (1 - g * g), 0.0), mask=m)
-            tl.store(D + at_d + H * T * B, tl.where(active, dh * (g - h_prev) * (z - z * z), 0.0), mask=m)
+            tl.store(D + at_d + H * TB, tl.where(active, dh * (g - h_prev) * (z - z * z), 0.0), mask=m)
             d_out = tl.load(DO + ((t - 1) * H + j) * B + b, mask=m & after_first, other=0.0)
             tl.store(dh_out + j * B, tl.where(active, dh * (1 - z), dh) + d_out, mask=m)
         tl.debug_barrier()
@@ -407,7 +409,7 @@ def gru_before_backward(D, WZR, WG, GS, HS, DO, DHB, LEN, T, B, H,
                 v += tl.dot(d, w, input_precision=PREC, out_dtype=DT)
             r = tl.load(GS + (t * H3 + j) * B + b + 2 * H * B, mask=m, other=0.0)
             h_prev = tl.load(HS + (j * (T + 1) + t) * B + b, mask=m, other=0.0)
-            tl.store(D + (j * T + t) * B + b + 2 * H * T * B, tl.where(active, v * h_prev * (r - r * r), 0.0),
+            tl.store(D + (j * T + t) * B + b + 2 * H * TB, tl.where(active, v * h_prev * (r - r * r), 0.0),
                      mask=m)
             acc = tl.load(dh_out + j * B, mask=m, other=0.0)
             tl.store(dh_out + j * B, acc + tl.where(active, v * r, 0.0), mask=m)
