@@ -42,13 +42,15 @@ float32 products use TF32 where PyTorch lets its own recurrent layers (cuDNN) us
 IEEE float32 where it is off; float64 is float64 throughout. tanh(v) is computed as
 2 sigmoid(2v) - 1.
 
-Availability: ``usable(t)`` is true for float32 and float64 CUDA tensors where ``triton``
-imports (it comes with PyTorch's CUDA wheels), unless ``SEQLAB_TRITON=0``. The kernels also run
-on a CPU in Triton's interpreter (``TRITON_INTERPRET=1`` set before triton is imported, and
-``SEQLAB_TRITON=interpret``), which is how the tests check them against the Python loops on a
-machine without a GPU: the interpreter checks the arithmetic and the indexing, not the barriers
-(it runs the programs one after another), and it is slow, so ``usable`` is false on a CPU
-otherwise.
+Availability: ``usable(t)`` is true for float32 and float64 CUDA tensors on an NVIDIA GPU of
+compute capability 8.0 or more (A100 and later) where ``triton`` imports (it comes with PyTorch's
+CUDA wheels), unless ``SEQLAB_TRITON=0``. The kernels also run on a CPU in Triton's interpreter
+(``TRITON_INTERPRET=1`` set before triton is imported, and ``SEQLAB_TRITON=interpret``), which is
+how the tests check them against the Python loops on a machine without a GPU: the interpreter
+checks the arithmetic and the indexing, not the barriers (it runs the programs one after
+another), and it is slow, so ``usable`` is false on a CPU otherwise. ``aot_compile`` compiles a
+kernel for a GPU that need not be here (the tests check that every one compiles for an H100
+without spilling registers).
 """
 
 from __future__ import annotations
@@ -73,14 +75,22 @@ def available() -> bool:
 
 def usable(t: torch.Tensor) -> bool:
     """Whether the fused loops of tensors like ``t`` run as these kernels: float32 or float64 CUDA
-    tensors where triton imports, unless ``SEQLAB_TRITON=0``. ``SEQLAB_TRITON=interpret`` also
-    takes CPU tensors, in Triton's interpreter (``TRITON_INTERPRET=1``): for the tests only."""
+    tensors on an NVIDIA GPU of compute capability 8.0 or more where triton imports, unless
+    ``SEQLAB_TRITON=0``. ``SEQLAB_TRITON=interpret`` also takes CPU tensors, in Triton's
+    interpreter (``TRITON_INTERPRET=1``): for the tests only."""
     mode = os.environ.get("SEQLAB_TRITON", "1")
     if mode == "0" or t.dtype not in (torch.float32, torch.float64):
         return False
-    if not (t.is_cuda or (mode == "interpret" and t.device.type == "cpu" and interpreting())):
-        return False
-    return available()
+    if t.is_cuda:
+        return _capable(t.device.index if t.device.index is not None else torch.cuda.current_device())
+    return mode == "interpret" and t.device.type == "cpu" and interpreting() and available()
+
+
+@functools.cache
+def _capable(device: int) -> bool:
+    """Whether GPU ``device`` runs the kernels: an NVIDIA GPU of compute capability 8.0 or more
+    (A100 and later: the TF32 products and the settings were made for these) with triton here."""
+    return torch.version.hip is None and torch.cuda.get_device_capability(device) >= (8, 0) and available()
 
 
 def interpreting() -> bool:
@@ -100,7 +110,9 @@ def _pow2(n: int, lo: int, hi: int) -> int:
 # tiles, 4 warps and 3 stages (Triton's defaults) every kernel used 255 registers and spilled (up
 # to 1.5 KB a thread) and the LSTM's forward took 136 KiB of shared memory; with these (shorter
 # sums in TF32, whose operands take more registers) none spills and none takes more than 36 KiB
-# (tests/recurrent/test_triton_loops.py checks it). Their speed is not measured yet.
+# (tests/recurrent/test_triton_loops.py checks it). For sm_80 (A100) ptxas keeps to 128 registers
+# and three kernels spill a little (24 to 28 bytes a thread: lstm_backward in IEEE float32,
+# gru_forward). Their speed is not measured yet.
 TILES = {(torch.float32, "tf32"): (32, 32), (torch.float32, "ieee"): (32, 64), (torch.float64, "ieee"): (16, 32)}
 LAUNCH = dict(num_warps=8, num_stages=2)
 

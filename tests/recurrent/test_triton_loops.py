@@ -30,6 +30,8 @@ def device(monkeypatch) -> str:
     """Where the kernels run: the GPU (compiled), else the CPU in the interpreter."""
     if torch.cuda.is_available() and not triton_loops.interpreting():
         monkeypatch.setenv("SEQLAB_TRITON", "1")
+        if not triton_loops.usable(torch.zeros(1, device="cuda")):
+            pytest.skip("the kernels run on NVIDIA GPUs of compute capability 8.0 or more (A100 and later)")
         return "cuda"
     if not triton_loops.interpreting():
         pytest.skip("no GPU, and triton was imported without TRITON_INTERPRET=1")
