@@ -28,6 +28,12 @@ Scaling (``Scaler``), fitted on the training part only (the values before the fi
                      (the variance-stabilising transform of counts such as sunspot numbers, whose
                      spread grows with their level; Box-Cox with lambda = 1/2). For non-negative
                      series only; back: y = max(mu + s z, 0)^2, the forecast of a non-negative series
+    window:          z = (y - m_w) / s_w, inputs and targets alike, with m_w and s_w the mean and sd of
+                     each input window itself (s_w at least 1e-3 s of the training part); back:
+                     y = m_w + s_w z. Reversible instance normalisation (RevIN, Kim et al. 2022,
+                     without its learned affine map): the network sees every window at one level
+                     and spread, so a level or amplitude outside the training part's (a shift of
+                     the distribution) is not an extrapolation for it
 
 Every mapping back (``Scaler.invert``) is monotone non-decreasing in z, so quantiles (interval
 bounds) map to quantiles. The point forecast mapped back is g^-1(mean of z): for the nonlinear
@@ -83,7 +89,10 @@ import numpy as np
 
 from seqlab.validation import check_choice, check_int, fail
 
-SCALINGS = ("standard", "relative", "log-relative", "seasonal", "sqrt")
+SCALINGS = ("standard", "relative", "log-relative", "seasonal", "sqrt", "window")
+# the window scaling's floor on a window's spread, as a fraction of the training part's: a
+# near-constant window is not blown up
+WINDOW_FLOOR = 1e-3
 REPORT_HORIZONS = (1, 6, 12)
 
 
@@ -293,6 +302,8 @@ class Scaler:
         g = self._g(w)
         if self.mode in ("standard", "sqrt"):
             return np.zeros((len(w), H))
+        if self.mode == "window":
+            return np.repeat(g.mean(axis=1, keepdims=True), H, axis=1)
         if self.mode == "seasonal":
             m = self.period
             if w.shape[1] < m:
@@ -304,11 +315,21 @@ class Scaler:
         """(N, W) raw windows -> (N, W) network inputs. Relative modes need ``before`` (N,), the
         value just before each window (its first difference), else the first difference is 0."""
         w = self._g(windows)
+        if self.mode == "window":
+            return (w - w.mean(axis=1, keepdims=True)) / self._spread(windows)
         if self.mode in ("standard", "seasonal", "sqrt"):
             return (w - self.loc) / self.scale
         prev = self._g(before)[:, None] if before is not None else w[:, :1]
         d = np.diff(np.concatenate([prev, w], axis=1), axis=1)  # (N, W)
         return (d - self.loc) / self.scale
+
+    def _spread(self, windows: np.ndarray) -> np.ndarray | float:
+        """What scaled values are divided by: the training part's sd, or (window mode) each
+        window's own, (N, 1), floored at WINDOW_FLOOR of the training part's."""
+        if self.mode != "window":
+            return self.scale
+        w = np.asarray(windows, np.float64)
+        return np.maximum(w.std(axis=1, keepdims=True), WINDOW_FLOOR * self.scale)
 
     def _drift(self, H: int) -> np.ndarray:
         h = np.arange(1, H + 1)[None, :]
@@ -319,14 +340,14 @@ class Scaler:
         """(N, W) raw windows and (N, H) future values -> (N, H) scaled targets."""
         f = self._g(future)
         H = f.shape[1]
-        return (f - self._anchor(windows, H) - self._drift(H)) / self.scale
+        return (f - self._anchor(windows, H) - self._drift(H)) / self._spread(windows)
 
     def invert(self, windows: np.ndarray, z: np.ndarray) -> np.ndarray:
         """Scaled forecasts (N, H) (means or quantiles) -> values (N, H): the inverse of ``targets``
         (monotone in ``z``; sqrt clips below 0 before squaring, see ``_g_inv``)."""
         z = np.asarray(z, np.float64)
         H = z.shape[1]
-        return self._g_inv(self._anchor(windows, H) + self._drift(H) + z * self.scale)
+        return self._g_inv(self._anchor(windows, H) + self._drift(H) + z * self._spread(windows))
 
     def to_dict(self) -> dict:
         return {"mode": self.mode, "loc": self.loc, "scale": self.scale, "period": self.period}

@@ -46,8 +46,9 @@ class ForecastData:
         horizon: forecast steps H (the network forecasts all H at once)
         window: input steps W (none: the series' default)
         scaling: standard, relative (differences), log-relative, seasonal (correction to the
-            seasonal naive) or sqrt (standardised square root, for non-negative counts such as
-            sunspots) (none: the series' default; standard for a CSV)
+            seasonal naive), sqrt (standardised square root, for non-negative counts such as
+            sunspots) or window (each window by its own mean and sd, RevIN: for a level or
+            amplitude that moves) (none: the series' default; standard for a CSV)
         period: seasonal period m of the seasonal naive, the MASE scale and seasonal ARIMA/ETS
             (none: the series' default; 1 for a CSV)
         test_size: values in the held-out tail of forecast origins (none: the series' default; a CSV: a fifth)
@@ -154,6 +155,8 @@ class ForecastResult:
 
 def _resolve(options: ForecastData, n: int, spec) -> dict:
     """The run's cut of the series: every option filled from the series' defaults."""
+    from seqlab.tasks.forecast_data import SCALINGS
+
     o = options
     check_int(o.horizon, "horizon", minimum=1, maximum=1000)
     d = {"horizon": o.horizon}
@@ -168,7 +171,7 @@ def _resolve(options: ForecastData, n: int, spec) -> dict:
         d[name] = defaults[name] if v is None else v
     d["series_kind"] = defaults["series_kind"]
     check_int(d["window"], "window", minimum=2, maximum=10_000)
-    check_choice(d["scaling"], "scaling", ("standard", "relative", "log-relative", "seasonal", "sqrt"))
+    check_choice(d["scaling"], "scaling", SCALINGS)
     check_int(d["period"], "period", minimum=1, maximum=10_000)
     check_int(d["test_size"], "test_size", minimum=1)
     check_int(d["val_size"], "val_size", minimum=1)
