@@ -60,6 +60,7 @@ def lstm_forward(G, WT, HS, CS, TC, OUT, LEN, T, B, H,
             tl.store(OUT + at_out + j, tl.where(active, h, 0.0), mask=m)
         tl.debug_barrier()  # a^(h)_t written by all the program's threads before step t + 1 reads it
 
+
 @triton.jit
 def lstm_backward(G, W, CS, TC, DO, DC, DHB, LEN, T, B, H,
                   BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
@@ -120,6 +121,7 @@ def lstm_backward(G, W, CS, TC, DO, DC, DHB, LEN, T, B, H,
             tl.store(dh_out + j, acc, mask=m)
         tl.debug_barrier()  # dC/da^(h)_{t-1} complete before step t - 1 reads it
 
+
 # The Elman RNN and the GRU keep the feature axis first (fused.py's layout): XP, Gs (T, rows, B),
 # HS (H, T + 1, B), D (rows, T, B); a tile (BLOCK_B items, BLOCK_N units) is read with the items
 # contiguous.
@@ -154,6 +156,7 @@ def elman_forward(XP, WT, HS, LEN, T, B, H, RELU: tl.constexpr,
             a_prev = tl.load(HS + (j * (T + 1) + t) * B + b, mask=m, other=0.0)
             tl.store(HS + (j * (T + 1) + t + 1) * B + b, tl.where(active, a_t, a_prev), mask=m)
         tl.debug_barrier()
+
 
 @triton.jit
 def elman_backward(D, W, HS, DO, DAB, LEN, T, B, H, RELU: tl.constexpr,
@@ -202,6 +205,7 @@ def elman_backward(D, W, HS, DO, DAB, LEN, T, B, H, RELU: tl.constexpr,
             tl.store(da_out + j * B, acc, mask=m)
         tl.debug_barrier()
 
+
 @triton.jit
 def gru_forward(GS, WT, BG, HG, HS, LEN, T, B, H,
                 BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
@@ -244,6 +248,7 @@ def gru_forward(GS, WT, BG, HG, HS, LEN, T, B, H,
             tl.store(HG + (t * H + j) * B + b, hg, mask=m)
             tl.store(HS + (j * (T + 1) + t + 1) * B + b, tl.where(active, h, h_prev), mask=m)
         tl.debug_barrier()
+
 
 @triton.jit
 def gru_backward(D, W, GS, HG, HS, DO, DHB, LEN, T, B, H,
@@ -299,6 +304,7 @@ def gru_backward(D, W, GS, HG, HS, DO, DHB, LEN, T, B, H,
                 acc += tl.dot(d, w, input_precision=PREC, out_dtype=DT)
             tl.store(dh_out + j * B, acc, mask=m)
         tl.debug_barrier()
+
 
 @triton.jit
 def gru_before_forward(GS, WZRT, WGT, RH, HS, LEN, T, B, H,
@@ -358,6 +364,7 @@ def gru_before_forward(GS, WZRT, WGT, RH, HS, LEN, T, B, H,
             tl.store(HS + (j * (T + 1) + t + 1) * B + b, tl.where(active, h_prev + z * (g - h_prev), h_prev),
                      mask=m)
         tl.debug_barrier()
+
 
 @triton.jit
 def gru_before_backward(D, WZR, WG, GS, HS, DO, DHB, LEN, T, B, H,
