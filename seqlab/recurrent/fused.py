@@ -229,9 +229,8 @@ class ElmanFunction(torch.autograd.Function):
         xp = _input_projection(x, w_x, b_a)  # (T, H, B)
         hs = x.new_empty(H, T + 1, B)  # a_0 .. a_T
         hs[:, 0] = a0.t()
-        if triton_loops.usable(hs):  # a GPU: the loop below as one Triton kernel
-            triton_loops.elman_forward(xp, w_a, hs, relu, batch_sizes)
-        else:
+        # a GPU: the loop below as one Triton kernel (None: it does not compile here)
+        if not (triton_loops.usable(hs) and triton_loops.elman_forward(xp, w_a, hs, relu, batch_sizes) is not None):
             for t in range(T):
                 n = B if batch_sizes is None else batch_sizes[t]
                 a = hs[:, t + 1, :n]
@@ -255,8 +254,9 @@ class ElmanFunction(torch.autograd.Function):
         dO = _grad_outputs(d_out, T, H, B, hs, bs)  # (T, H, B)
         da = _grad_state(d_aT, H, B, hs)
         da.add_(dO[T - 1])  # dC/da_T
-        if triton_loops.usable(hs):  # a GPU: the loop below as one Triton kernel
-            D, da = triton_loops.elman_backward(w_a, hs, dO, da, ctx.relu, bs)
+        done = triton_loops.elman_backward(w_a, hs, dO, da, ctx.relu, bs) if triton_loops.usable(hs) else None
+        if done is not None:  # a GPU: the loop below as one Triton kernel
+            D, da = done
             return _weight_grads(ctx, D, x, w_x, da, rec=[(slice(None), hs[:, :T])]) + (None, None)
         a = hs[:, 1:]  # (H, T, B)
         # g'(z_t) for every t at once: tanh' = 1 - a_t^2, relu' = [a_t > 0]
@@ -505,8 +505,9 @@ def _lstm_pass(X, w_x, w_a, b, h0, c0, batch_sizes, T: int, B: int):
     activations a^(o), a^(i), a^(f), a^(g) of every step (zero for items that ended),
     a^(h)_0..T, a^(c)_0..T (T+1, B, H), tanh(a^(c)_1..T) (T, B, H) and the output (B, T, H),
     a^(h)_1..T batch first, 0 after an item's end."""
-    if triton_loops.usable(X):  # a GPU: the loop below as one Triton kernel
-        return triton_loops.lstm_forward(X, w_x, w_a, b, h0, c0, batch_sizes, T, B)
+    done = triton_loops.lstm_forward(X, w_x, w_a, b, h0, c0, batch_sizes, T, B) if triton_loops.usable(X) else None
+    if done is not None:  # a GPU: the loop below as one Triton kernel
+        return done
     H = w_a.shape[1]
     hs = X.new_empty(T + 1, B, H)  # a^(h)_0 .. a^(h)_T
     cs = X.new_empty(T + 1, B, H)  # a^(c)_0 .. a^(c)_T
@@ -641,11 +642,14 @@ class LSTMFunction(torch.autograd.Function):
                 for t, n in enumerate(bs):
                     if n < B:
                         dO[t, n:] = 0
-            if triton_loops.usable(hs):  # a GPU: _lstm_backward_loop as one Triton kernel
-                dh = triton_loops.lstm_backward(G, w_a, cs, tc, dO, dh.add_(dO[T - 1]), dc, bs)
+            dh.add_(dO[T - 1])
+            # a GPU: _lstm_backward_loop as one Triton kernel (None: it does not compile here)
+            done = triton_loops.lstm_backward(G, w_a, cs, tc, dO, dh, dc, bs) if triton_loops.usable(hs) else None
+            if done is not None:
+                dh = done
             else:
                 W_T = _Linear(w_a.t(), B, T)  # dC/da^(h)_{t-1} = dC/dz_t . W
-                dh = _lstm_backward_loop(G, W_T, cs, tc, dO, dh.add_(dO[T - 1]), dc, bs)
+                dh = _lstm_backward_loop(G, W_T, cs, tc, dO, dh, dc, bs)
         if not block:
             # dC/dw_x = sum_t dC/dz_t^T . x_t, dC/dw_a = sum_t dC/dz_t^T . a^(h)_{t-1}, dC/db = sum_t dC/dz_t
             (dw_x, dw_a), db = _row_sums(D, [X if need[1] else None, Hp if need[2] else None], bias=need[3])
@@ -695,10 +699,9 @@ class GRUFunction(torch.autograd.Function):
         Gs = _input_projection(x, w_x, b)  # (T, 3H, B) rows (g, z, r): w . x_t + b, then the gates in place
         hs = x.new_empty(H, T + 1, B)
         hs[:, 0] = h0.t()
-        fast = triton_loops.usable(hs)  # a GPU: the loop below as one Triton kernel
-        if fast:
-            rh = triton_loops.gru_before_forward(Gs, w_zr, w_G, hs, batch_sizes)
-        else:
+        # a GPU: the loop below as one Triton kernel (None: it does not compile here)
+        rh = triton_loops.gru_before_forward(Gs, w_zr, w_G, hs, batch_sizes) if triton_loops.usable(hs) else None
+        if rh is None:
             # a^(r)_t * a^(h)_{t-1}; zeros at padded steps, which enter the sum for dC/dw^(G)
             rh = x.new_zeros(H, T, B) if batch_sizes is not None else x.new_empty(H, T, B)
             tmp = x.new_empty(H, B)
@@ -733,8 +736,9 @@ class GRUFunction(torch.autograd.Function):
         dh = _grad_state(d_hT, H, B, hs)
         dh.add_(dO[T - 1])
         rec = [(slice(H, 3 * H), hs[:, :T]), (slice(0, H), rh)]
-        if triton_loops.usable(hs):  # a GPU: the loop below as one Triton kernel, D for all T steps
-            D, dh = triton_loops.gru_before_backward(w_zr, w_G, Gs, hs, dO, dh, bs)
+        done = triton_loops.gru_before_backward(w_zr, w_G, Gs, hs, dO, dh, bs) if triton_loops.usable(hs) else None
+        if done is not None:  # a GPU: the loop below as one Triton kernel, D for all T steps
+            D, dh = done
             return _weight_grads(ctx, D, x, w_x, dh, rec) + (None,)
         K = min(T, GRU_BLOCK)
         # Factors for a block of steps at once (a^(h)_t = a_{t-1} + a^(z) (a^(g) - a_{t-1})):
@@ -794,10 +798,10 @@ class GRUResetAfterFunction(torch.autograd.Function):
         Gs = _input_projection(x, w_x, b)  # (T, 3H, B) rows (g, z, r): w . x_t + b, then the gates in place
         hs = x.new_empty(H, T + 1, B)
         hs[:, 0] = h0.t()
-        fast = triton_loops.usable(hs)  # a GPU: the loop below as one Triton kernel
-        # w^(G) . a^(h)_{t-1} + b^(G)
-        HG = triton_loops.gru_forward(Gs, w_a, b_G, hs, batch_sizes) if fast else x.new_empty(T, H, B)
-        if not fast:
+        # w^(G) . a^(h)_{t-1} + b^(G); a GPU: the loop below as one Triton kernel (None: it does not compile here)
+        HG = triton_loops.gru_forward(Gs, w_a, b_G, hs, batch_sizes) if triton_loops.usable(hs) else None
+        if HG is None:
+            HG = x.new_empty(T, H, B)
             tmp = x.new_empty(H, B)
             w_zr, w_G, bG = w_a[: 2 * H], w_a[2 * H :], b_G[:, None]
             for t in range(T):
@@ -830,8 +834,9 @@ class GRUResetAfterFunction(torch.autograd.Function):
         dO = _grad_outputs(d_out, T, H, B, hs, bs)
         dh = _grad_state(d_hT, H, B, hs)
         dh.add_(dO[T - 1])
-        if triton_loops.usable(hs):  # a GPU: the loop below as one Triton kernel, D for all T steps
-            D, dh = triton_loops.gru_backward(w_a, Gs, HG, hs, dO, dh, bs)
+        done = triton_loops.gru_backward(w_a, Gs, HG, hs, dO, dh, bs) if triton_loops.usable(hs) else None
+        if done is not None:  # a GPU: the loop below as one Triton kernel, D for all T steps
+            D, dh = done
             grads = _WeightGrads(ctx, x, w_x, rec=[(slice(H, 4 * H), hs[:, :T])], x_rows=slice(0, 3 * H))
             grads.add(D, 0, T)
             d_bG = D[3 * H :].sum((1, 2)) if ctx.needs_input_grad[4] else None

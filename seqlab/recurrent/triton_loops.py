@@ -43,8 +43,10 @@ IEEE float32 where it is off; float64 is float64 throughout. tanh(v) is computed
 2 sigmoid(2v) - 1.
 
 Availability: ``usable(t)`` is true for float32 and float64 CUDA tensors on an NVIDIA GPU of
-compute capability 8.0 or more (A100 and later) where ``triton`` imports (it comes with PyTorch's
-CUDA wheels), unless ``SEQLAB_TRITON=0``. The kernels also run on a CPU in Triton's interpreter
+compute capability 8.0 or more (A100 and later) where triton 3 or later is installed (it comes
+with PyTorch's CUDA wheels), unless ``SEQLAB_TRITON=0``, or until a kernel failed to compile here:
+then one line says so and the callers in ``fused`` run the Python loops (each wrapper below
+returns None instead of its result). The kernels also run on a CPU in Triton's interpreter
 (``TRITON_INTERPRET=1`` set before triton is imported, and ``SEQLAB_TRITON=interpret``), which is
 how the tests check them against the Python loops on a machine without a GPU: the interpreter
 checks the arithmetic and the indexing, not the barriers (it runs the programs one after
@@ -57,8 +59,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib.metadata
 import importlib.util
 import os
+import sys
 
 import torch
 
@@ -69,8 +73,23 @@ KERNELS = ("lstm_forward", "lstm_backward", "elman_forward", "elman_backward", "
 
 @functools.cache
 def available() -> bool:
-    """Whether triton imports here."""
-    return importlib.util.find_spec("triton") is not None
+    """Whether triton 3 or later is installed here (the kernels use its 3.x API: ``input_precision``
+    and ``out_dtype`` in ``tl.dot``; PyTorch 2.3's CUDA wheels bring triton 2.3)."""
+    if importlib.util.find_spec("triton") is None:
+        return False
+    try:
+        return int(importlib.metadata.version("triton").split(".")[0]) >= 3
+    except (importlib.metadata.PackageNotFoundError, ValueError):
+        return False
+
+
+# the first error of a kernel that does not compile here (for this GPU, this triton): from then
+# on the fused layers run the Python loops. Empty: none so far
+_FAILED: list[str] = []
+
+
+class Unavailable(Exception):
+    """A kernel did not compile here; the caller runs the Python loops instead."""
 
 
 def usable(t: torch.Tensor) -> bool:
@@ -79,7 +98,7 @@ def usable(t: torch.Tensor) -> bool:
     ``SEQLAB_TRITON=0``. ``SEQLAB_TRITON=interpret`` also takes CPU tensors, in Triton's
     interpreter (``TRITON_INTERPRET=1``): for the tests only."""
     mode = os.environ.get("SEQLAB_TRITON", "1")
-    if mode == "0" or t.dtype not in (torch.float32, torch.float64):
+    if mode == "0" or _FAILED or t.dtype not in (torch.float32, torch.float64):
         return False
     if t.is_cuda:
         return _capable(t.device.index if t.device.index is not None else torch.cuda.current_device())
@@ -140,8 +159,38 @@ def _launch(name: str, B: int, like: torch.Tensor, H: int, K: int, *args) -> Non
     """Runs kernel ``name`` on ``args`` (tensors like ``like``): one program per BLOCK_B items, on
     the tensors' GPU (Triton launches on the current device, which may be another)."""
     grid = ((B + BLOCK_B - 1) // BLOCK_B,)
-    with torch.cuda.device(like.device) if like.is_cuda else contextlib.nullcontext():
-        _kernels()[name][grid](*args, **_config(like.dtype, H, K), **LAUNCH)
+    try:
+        with torch.cuda.device(like.device) if like.is_cuda else contextlib.nullcontext():
+            _kernels()[name][grid](*args, **_config(like.dtype, H, K), **LAUNCH)
+    except _compile_errors() as e:
+        if interpreting():  # the tests: a kernel that fails must fail them, not fall back
+            raise
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        _FAILED.append(first)
+        print(f"seqlab: the recurrent layers' Triton kernels do not compile here ({name}: {first}); using "
+              "PyTorch's operations (same results, slower on a GPU)", file=sys.stderr, flush=True)
+        raise Unavailable(name) from e
+
+
+def _compile_errors() -> tuple[type[BaseException], ...]:
+    """What a kernel that does not compile for this GPU raises: Triton's compilation error, ptxas's
+    error, and too little shared memory or too few registers on this GPU."""
+    import triton.runtime.errors as runtime
+    from triton.compiler.errors import CompilationError
+
+    return (CompilationError, *(getattr(runtime, n) for n in ("OutOfResources", "PTXASError") if hasattr(runtime, n)))
+
+
+def _or_none(fn):
+    """``fn``, returning None where its kernel does not compile here (``Unavailable``)."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except Unavailable:
+            return None
+
+    return wrapper
 
 
 # the reduction length of each kernel's recurrent product, in units of H (the rest: H)
@@ -193,6 +242,7 @@ def _kernels():
     return {name: getattr(k, name) for name in KERNELS}
 
 
+@_or_none
 def lstm_forward(X, w_x, w_a, b, h0, c0, batch_sizes, T: int, B: int):
     """``fused._lstm_pass`` as one kernel: X (T B, I) rows (t, b); returns G (T, B, 4H) (the
     activations, 0 for items that ended), a^(h)_0..T and a^(c)_0..T (T+1, B, H), tanh(a^(c)_1..T)
@@ -207,6 +257,7 @@ def lstm_forward(X, w_x, w_a, b, h0, c0, batch_sizes, T: int, B: int):
     return G, hs, cs, tc, out
 
 
+@_or_none
 def lstm_backward(G, w_a, cs, tc, dO, dh, dc, batch_sizes):
     """``fused._lstm_backward_loop`` as one kernel: G (T, B, 4H), the activations, is overwritten
     with dC/dz_t; dc (B, H) becomes dC/da^(c)_0; returns dC/da^(h)_0. dh (B, H): dC/da^(h)_T, its
@@ -219,14 +270,17 @@ def lstm_backward(G, w_a, cs, tc, dO, dh, dc, batch_sizes):
     return dhb[0]
 
 
-def elman_forward(xp, w_a, hs, relu: bool, batch_sizes) -> None:
+@_or_none
+def elman_forward(xp, w_a, hs, relu: bool, batch_sizes):
     """The Elman RNN's forward loop: xp (T, H, B) w_x . x_t + b_a; fills hs (H, T + 1, B) (a_0 in
-    hs[:, 0]) with a_1..a_T (an ended item keeps its state)."""
+    hs[:, 0]) with a_1..a_T (an ended item keeps its state) and returns it."""
     T, H, B = xp.shape
     _launch("elman_forward", B, xp, H, H,
             xp, w_a.t().contiguous(), hs, _lengths(batch_sizes, B, T, xp.device), T, B, H, relu)
+    return hs
 
 
+@_or_none
 def elman_backward(w_a, hs, dO, da, relu: bool, batch_sizes):
     """The Elman RNN's backward loop: returns D (H, T, B), dC/dz_t (0 where padded), and dC/da_0
     (H, B). dO (T, H, B): dC/d output_t, 0 where padded; da (H, B): dC/da_T, dO[T - 1] included."""
@@ -239,6 +293,7 @@ def elman_backward(w_a, hs, dO, da, relu: bool, batch_sizes):
     return D, dab[0]
 
 
+@_or_none
 def gru_forward(Gs, w_a, b_G, hs, batch_sizes):
     """The GRU's forward loop (PyTorch's form, ``fused.GRUResetAfterFunction``): Gs (T, 3H, B),
     w . x_t + b, becomes the activations a^(g), a^(z), a^(r); fills hs (H, T + 1, B) (a^(h)_0 in
@@ -251,6 +306,7 @@ def gru_forward(Gs, w_a, b_G, hs, batch_sizes):
     return HG
 
 
+@_or_none
 def gru_backward(w_a, Gs, HG, hs, dO, dh, batch_sizes):
     """The GRU's backward loop: returns D (4H, T, B), dC/dz_t rows (g, z, r, G) (0 where padded),
     and dC/da^(h)_0 (H, B). dO (T, H, B), dh (H, B) as in ``elman_backward``."""
@@ -263,6 +319,7 @@ def gru_backward(w_a, Gs, HG, hs, dO, dh, batch_sizes):
     return D, dhb[0]
 
 
+@_or_none
 def gru_before_forward(Gs, w_zr, w_G, hs, batch_sizes):
     """The lecture's GRU's forward loop (``fused.GRUFunction``): Gs (T, 3H, B), w . x_t + b, becomes
     the activations a^(g), a^(z), a^(r); fills hs (H, T + 1, B) (a^(h)_0 in hs[:, 0]) and returns
@@ -276,6 +333,7 @@ def gru_before_forward(Gs, w_zr, w_G, hs, batch_sizes):
     return rh
 
 
+@_or_none
 def gru_before_backward(w_zr, w_G, Gs, hs, dO, dh, batch_sizes):
     """The lecture's GRU's backward loop: returns D (3H, T, B), dC/dz_t rows (g, z, r) (0 where
     padded), and dC/da^(h)_0 (H, B). dO (T, H, B), dh (H, B) as in ``elman_backward``."""

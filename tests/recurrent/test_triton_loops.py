@@ -182,3 +182,46 @@ def test_every_kernel_compiles_for_an_h100_without_spilling():
     spills = [int(n) for n in re.findall(r"(\d+) bytes spill stores", log)]
     assert len(spills) >= len(kernels) and not any(spills), log[-3000:]  # ptxas reported on every one
     assert max(int(k[-1]) for k in kernels) <= 48 * 1024, kernels
+
+
+@pytest.mark.parametrize("failing", KERNELS)
+def test_a_kernel_that_does_not_compile_falls_back_to_the_loops(device, monkeypatch, capsys, failing):
+    """A GPU or triton on which a kernel does not compile (an old triton's API, too little shared
+    memory): one line on stderr, once; that call and every later one run the Python loops, with
+    the same results, forward and backward, also where the forward pass ran as a kernel and its
+    backward falls back. (Faked: kernel ``failing`` raises what a compile failure raises.)"""
+    if device != "cpu":
+        pytest.skip("faked in the interpreter")
+    real = triton_loops._kernels()
+
+    class Failing:
+        def __getitem__(self, grid):
+            def launch(*args, **kwargs):
+                raise RuntimeError("ptxas fatal: no such instruction on this GPU\nmore lines")
+            return launch
+
+    def run_layers():
+        torch.manual_seed(0)
+        x = torch.randn(3, 5, 4, dtype=torch.float64, requires_grad=True)
+        kw = dict(input_size=4, hidden_size=16, fused=True)
+        results = []
+        for layer in (RNN(**kw), LSTM(**kw), GRU(**kw, reset="after"), GRU(**kw, reset="before")):
+            layer = layer.double()
+            out = layer(x, lengths=torch.tensor([5, 2, 4]))[0]
+            results += [out.detach(), *torch.autograd.grad(out.square().sum(), (x, *layer.parameters()))]
+        return results
+
+    monkeypatch.setenv("SEQLAB_TRITON", "0")
+    ref = run_layers()
+    monkeypatch.setenv("SEQLAB_TRITON", "interpret")
+    monkeypatch.setattr(triton_loops, "_FAILED", [])
+    monkeypatch.setattr(triton_loops, "interpreting", lambda: False)  # failures handled as when compiled
+    monkeypatch.setattr(triton_loops, "usable", lambda t: not triton_loops._FAILED)
+    monkeypatch.setattr(triton_loops, "_kernels", lambda: {**real, failing: Failing()})
+    monkeypatch.setattr(triton_loops, "_compile_errors", lambda: (RuntimeError,))
+    got = run_layers()
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"Triton kernels do not compile here ({failing}: ptxas fatal" in err
+    assert "more lines" not in err and triton_loops._FAILED
+    for a, b in zip(got, ref):
+        assert (a - b).abs().max().item() <= 1e-10 * max(1.0, b.abs().max().item())
