@@ -203,8 +203,8 @@ def aot_compile(name: str, dtype: torch.dtype, H: int, arch: int = 90, relu: boo
     (90: H100/H200), which need not be on this machine (ptxas comes with triton); returns Triton's
     compiled kernel.
     For checks: that every kernel compiles, its registers, spills and shared memory (set
-    TRITON_DUMP_PTXAS_LOG=1 and PTXAS_OPTIONS=-v to see ptxas's report). Needs triton imported
-    without TRITON_INTERPRET."""
+    TRITON_DUMP_PTXAS_LOG=1 and PTXAS_OPTIONS=-v to see ptxas's report). Needs triton 3.4 or later
+    (its ahead-of-time API), imported without TRITON_INTERPRET."""
     import inspect
 
     import triton
