@@ -94,9 +94,9 @@ class Unavailable(Exception):
 
 def usable(t: torch.Tensor) -> bool:
     """Whether the fused loops of tensors like ``t`` run as these kernels: float32 or float64 CUDA
-    tensors on an NVIDIA GPU of compute capability 8.0 or more where triton imports, unless
-    ``SEQLAB_TRITON=0``. ``SEQLAB_TRITON=interpret`` also takes CPU tensors, in Triton's
-    interpreter (``TRITON_INTERPRET=1``): for the tests only."""
+    tensors on an NVIDIA GPU of compute capability 8.0 or more with triton 3 or later, unless
+    ``SEQLAB_TRITON=0`` or a kernel failed to compile here. ``SEQLAB_TRITON=interpret`` also takes
+    CPU tensors, in Triton's interpreter (``TRITON_INTERPRET=1``): for the tests only."""
     mode = os.environ.get("SEQLAB_TRITON", "1")
     if mode == "0" or _FAILED or t.dtype not in (torch.float32, torch.float64):
         return False
@@ -118,6 +118,7 @@ def interpreting() -> bool:
 
 
 def _pow2(n: int, lo: int, hi: int) -> int:
+    """The smallest power of two from ``lo`` that is at least ``n``, at most ``hi``: a tile's side."""
     p = lo
     while p < n and p < hi:
         p *= 2
