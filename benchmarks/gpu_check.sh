@@ -13,7 +13,9 @@
 # 3. `seqlab train rbm --device cuda` and `seqlab train lstm --device cuda --precision bf16`,
 #    each then sampled on the CPU (`seqlab train` prints a 200-token sample of a text run itself);
 # 4. a GPT training step against a nanoGPT-style reference at the baby-GPT recipe (bf16);
-# 5. `seqlab train gpt --preset gpu-baby` on tiny Shakespeare for 2 minutes, sampled on the CPU.
+# 5. `seqlab train gpt --preset gpu-baby` on tiny Shakespeare for 2 minutes, sampled on the CPU;
+# 6. last (it may be cut short by the machine's time): the recurrent kernels' candidate tile and
+#    launch settings timed against cuDNN (benchmarks/bench_triton_tiles.py).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-${OUT:-/tmp/seqlab_gpu}}
@@ -47,3 +49,5 @@ echo "== GPT (gpu-baby preset, bf16) on tiny Shakespeare for 2 minutes, sampled 
 python3 -m seqlab train gpt --preset gpu-baby --text shakespeare --device cuda --precision bf16 \
     --batch-size 64 --max-steps 2000 --max-seconds 120 --eval-every 250 --out "$OUT/gpt_run" --quiet
 CUDA_VISIBLE_DEVICES= python3 -m seqlab sample "$OUT/gpt_run" --prompt "ROMEO:" --length 200 --seed 0
+echo "== the recurrent Triton kernels' settings, timed (the first is the one in use)"
+python3 benchmarks/bench_triton_tiles.py --reps 5 --out "$OUT/triton_tiles" 2>&1 | tail -32

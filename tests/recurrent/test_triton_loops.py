@@ -9,6 +9,8 @@ installed."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -232,3 +234,27 @@ def test_a_kernel_that_does_not_compile_falls_back_to_the_loops(device, monkeypa
     assert "more lines" not in err and triton_loops._FAILED
     for a, b in zip(got, ref):
         assert (a - b).abs().max().item() <= 1e-10 * max(1.0, b.abs().max().item())
+
+
+def test_the_tile_benchmark_runs_and_puts_the_settings_back(device, tmp_path, capsys):
+    """benchmarks/bench_triton_tiles.py (what a lent GPU runs to time the candidate settings): its
+    --quick run here (the interpreter on a CPU: a check of the script, not a timing) writes a row
+    per cell and setting and leaves triton_loops' settings as they were; without --quick a CPU is
+    refused in one line."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    import bench_triton_tiles
+
+    before = dict(triton_loops.TILES), dict(triton_loops.LAUNCH)
+    assert bench_triton_tiles.main(["--quick", "--out", str(tmp_path / "tiles")]) == 0
+    assert (dict(triton_loops.TILES), dict(triton_loops.LAUNCH)) == before
+    rows = json.loads((tmp_path / "tiles.json").read_text())["rows"]
+    assert len(rows) == 3 * 2 and {r["cell"] for r in rows} == {"rnn", "lstm", "gru"}
+    assert all(r["ms"] > 0 for r in rows)
+    if device == "cpu":
+        capsys.readouterr()
+        assert bench_triton_tiles.main([]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "expected a CUDA GPU" in err and "received cpu" in err
