@@ -834,49 +834,48 @@ class GRUResetAfterFunction(torch.autograd.Function):
         dO = _grad_outputs(d_out, T, H, B, hs, bs)
         dh = _grad_state(d_hT, H, B, hs)
         dh.add_(dO[T - 1])
+        grads = _WeightGrads(ctx, x, w_x, rec=[(slice(H, 4 * H), hs[:, :T])], x_rows=slice(0, 3 * H))
+        d_bG = None
         done = triton_loops.gru_backward(w_a, Gs, HG, hs, dO, dh, bs) if triton_loops.usable(hs) else None
         if done is not None:  # a GPU: the loop below as one Triton kernel, D for all T steps
             D, dh = done
-            grads = _WeightGrads(ctx, x, w_x, rec=[(slice(H, 4 * H), hs[:, :T])], x_rows=slice(0, 3 * H))
             grads.add(D, 0, T)
-            d_bG = D[3 * H :].sum((1, 2)) if ctx.needs_input_grad[4] else None
-            out = grads.result(dh)
-            return out[:4] + (d_bG,) + out[4:] + (None,)
-        K = min(T, GRU_BLOCK)
-        # D: dC/dz_t for a block of steps, rows (g, z, r, G): the x side uses rows 0:3H, the
-        # recurrent side rows H:4H. Every row is dC/da_t times a factor P known from the
-        # forward pass, computed for a whole block at once:
-        #   dC/dz_g = dh * a^(z) (1 - a^(g)^2)                        = dh * P_g
-        #   dC/dz_z = dh * (a^(g) - a_{t-1}) sigmoid'(z_z)
-        #   dC/dz_r = dC/dz_g * (w^(G) a + b^(G)) sigmoid'(z_r)
-        #   dC/d(w^(G) a + b^(G)) = dC/dz_g * a^(r)
-        # and da_t/da_{t-1} directly = 1 - a^(z)                      (P row 4)
-        D = hs.new_empty(4 * H, K, B)
-        P = hs.new_empty(K, 5, H, B)
-        grads = _WeightGrads(ctx, x, w_x, rec=[(slice(H, 4 * H), hs[:, :T])], x_rows=slice(0, 3 * H))
-        d_bG = None
-        wT = w_a.t()
-        for t0, t1 in _blocks(T, K):
-            k = t1 - t0
-            P_g, P_z, P_r, P_G, keep = P[:k].unbind(1)
-            r, _ = _gru_block_factors(Gs, hs, t0, t1, P_g, P_z, keep)
-            torch.mul(P_g * HG[t0:t1], _sigmoid_grad(r), out=P_r)
-            torch.mul(P_g, r, out=P_G)
-            Dk = D[:, :k]
-            if bs is not None:
-                Dk.zero_()  # padded positions contribute nothing to the weight gradients
-            for t in range(t1 - 1, t0 - 1, -1):
-                n = B if bs is None else bs[t]
-                j = t - t0
-                dh_n, d = dh[:, :n], Dk[:, j, :n]
-                torch.mul(dh_n, P[j, :4, :, :n], out=d.view(4, H, n))
-                # dC/da_{t-1} = W^T . dC/dz_(z, r, G) + dC/da_t * (1 - a^(z)) (+ dC/do_{t-1})
-                new = _recurrent_grad(dh, dO, wT, d[H:], t, n, B)
-                new[:, :n].addcmul_(dh_n, P[j, 4, :, :n])
-                dh = new
-            grads.add(Dk, t0, t1)
             if ctx.needs_input_grad[4]:  # dC/db^(G)
-                d_bG = _WeightGrads._acc(d_bG, Dk[3 * H :].sum((1, 2)))
+                d_bG = D[3 * H :].sum((1, 2))
+        else:
+            K = min(T, GRU_BLOCK)
+            # D: dC/dz_t for a block of steps, rows (g, z, r, G): the x side uses rows 0:3H, the
+            # recurrent side rows H:4H. Every row is dC/da_t times a factor P known from the
+            # forward pass, computed for a whole block at once:
+            #   dC/dz_g = dh * a^(z) (1 - a^(g)^2)                        = dh * P_g
+            #   dC/dz_z = dh * (a^(g) - a_{t-1}) sigmoid'(z_z)
+            #   dC/dz_r = dC/dz_g * (w^(G) a + b^(G)) sigmoid'(z_r)
+            #   dC/d(w^(G) a + b^(G)) = dC/dz_g * a^(r)
+            # and da_t/da_{t-1} directly = 1 - a^(z)                      (P row 4)
+            D = hs.new_empty(4 * H, K, B)
+            P = hs.new_empty(K, 5, H, B)
+            wT = w_a.t()
+            for t0, t1 in _blocks(T, K):
+                k = t1 - t0
+                P_g, P_z, P_r, P_G, keep = P[:k].unbind(1)
+                r, _ = _gru_block_factors(Gs, hs, t0, t1, P_g, P_z, keep)
+                torch.mul(P_g * HG[t0:t1], _sigmoid_grad(r), out=P_r)
+                torch.mul(P_g, r, out=P_G)
+                Dk = D[:, :k]
+                if bs is not None:
+                    Dk.zero_()  # padded positions contribute nothing to the weight gradients
+                for t in range(t1 - 1, t0 - 1, -1):
+                    n = B if bs is None else bs[t]
+                    j = t - t0
+                    dh_n, d = dh[:, :n], Dk[:, j, :n]
+                    torch.mul(dh_n, P[j, :4, :, :n], out=d.view(4, H, n))
+                    # dC/da_{t-1} = W^T . dC/dz_(z, r, G) + dC/da_t * (1 - a^(z)) (+ dC/do_{t-1})
+                    new = _recurrent_grad(dh, dO, wT, d[H:], t, n, B)
+                    new[:, :n].addcmul_(dh_n, P[j, 4, :, :n])
+                    dh = new
+                grads.add(Dk, t0, t1)
+                if ctx.needs_input_grad[4]:  # dC/db^(G)
+                    d_bG = _WeightGrads._acc(d_bG, Dk[3 * H :].sum((1, 2)))
         out = grads.result(dh)  # (dx, dw_x, dw_a, db, dh0): dC/db^(G) goes before dh0
         return out[:4] + (d_bG,) + out[4:] + (None,)
 

@@ -205,7 +205,16 @@ def aot_compile(name: str, dtype: torch.dtype, H: int, arch: int = 90, relu: boo
     compiled kernel.
     For checks: that every kernel compiles, its registers, spills and shared memory (set
     TRITON_DUMP_PTXAS_LOG=1 and PTXAS_OPTIONS=-v to see ptxas's report). Needs triton 3.4 or later
-    (its ahead-of-time API), imported without TRITON_INTERPRET."""
+    (its ahead-of-time API), imported without TRITON_INTERPRET. A bad argument gives a one-line error."""
+    from seqlab.validation import check_choice, check_int, fail
+
+    check_choice(name, "kernel", KERNELS)
+    if dtype not in (torch.float32, torch.float64):
+        fail("dtype", "torch.float32 or torch.float64", dtype)
+    check_int(H, "H", minimum=1)
+    check_int(arch, "arch", minimum=80)
+    if prec is not None and (torch.float64 if dtype == torch.float64 else torch.float32, prec) not in TILES:
+        fail("prec", "'tf32' or 'ieee' for float32, 'ieee' for float64 (or None)", f"{prec!r} for {dtype}")
     import inspect
 
     import triton

@@ -258,3 +258,16 @@ def test_the_tile_benchmark_runs_and_puts_the_settings_back(device, tmp_path, ca
         assert bench_triton_tiles.main([]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "expected a CUDA GPU" in err and "received cpu" in err
+
+
+@pytest.mark.parametrize("args,match", [
+    (("lstm_sideways", torch.float32, 64), "kernel: expected one of"),
+    (("lstm_forward", torch.float16, 64), "dtype: expected torch.float32 or torch.float64"),
+    (("lstm_forward", torch.float32, 0), "H: expected an integer >= 1"),
+    (("lstm_forward", torch.float32, 64, 75), "arch: expected an integer >= 80"),
+    (("lstm_forward", torch.float64, 64, 90, False, "tf32"), "prec: expected"),
+])
+def test_aot_compile_refuses_bad_arguments_in_one_line(args, match):
+    with pytest.raises(ValueError, match=match) as e:
+        triton_loops.aot_compile(*args)
+    assert "\n" not in str(e.value)
