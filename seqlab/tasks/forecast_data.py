@@ -58,7 +58,8 @@ part. The validation and test windows stay the yearly series' own (``phase_annua
 
 Rolling origin (Tashman 2000): origins o_1 < o_2 < ... in the held-out tail; at each the models
 forecast y[o..o+H-1] from y[:o] only. The networks and the scaler were fitted on y[:o_1 - val]
-(and validated on y[o_1-val:o_1]); ARIMA and ETS are fitted on y[:o_1] and their fixed
+(and validated on y[o_1-val:o_1]), or, refit (``WindowData(refit=True)``: the number of steps
+chosen that way first), on y[:o_1]; ARIMA and ETS are fitted on y[:o_1] and their fixed
 parameters re-applied to y[:o] at each origin (``res.extend``: the Kalman filter
 carried on over the new values; ``ETSModel(y[:o]).smooth(params)``).
 
@@ -755,26 +756,31 @@ class WindowData:
     ``get_batch(split, B, generator)``), scaled with a ``Scaler`` fitted on the training part.
 
     train: origins o with o + H <= train_end = o_1 - val_size (targets before the validation block)
-    val:   origins o >= train_end with o + H <= o_1 (targets in the validation block)
+    val:   origins o >= o_1 - val_size with o + H <= o_1 (targets in the validation block)
     Nothing at or after the first test origin o_1 is used.
+
+    ``refit``: the final fit of a refit run (``ForecastData(refit=True)``): train_end = o_1, so the
+    training split and the scaler take the validation block too; the val split is unchanged
+    (its windows are then training windows: its loss measures the fit, not generalisation).
 
     ``monthly``: a monthly companion of a yearly series; the windows of its 12 phase-shifted
     annual means over the months before the year after y[train_end - 1] (``monthly_phase_series``;
     inputs and targets inside each) are added to the training split only (``augmented``: how many)."""
 
     def __init__(self, frame: Frame, *, window: int, scaling: str, val_size: int,
-                 monthly: Series | None = None) -> None:
+                 monthly: Series | None = None, refit: bool = False) -> None:
         import torch
 
         self.frame, self.window, self.horizon = frame, window, frame.horizon
         o1 = frame.first_origin
-        self.train_end = o1 - val_size
+        val_start = o1 - val_size
+        self.train_end = o1 if refit else val_start
         y = frame.y
         check_choice(scaling, "scaling", SCALINGS)
         check_domain(y, scaling)  # the whole series: the validation and test windows are scaled too
         self.scaler = Scaler.fit(y[: self.train_end], scaling, frame.period)
         train = window_origins(0, self.train_end, window, self.horizon)
-        val = np.arange(max(self.train_end, window + 1), o1 - self.horizon + 1, dtype=np.int64)
+        val = np.arange(max(val_start, window + 1), o1 - self.horizon + 1, dtype=np.int64)
         if len(train) < 1:
             fail("series", f"enough values before the validation block for one training window "
                  f"(window {window} + 1 + horizon {self.horizon} = {window + 1 + self.horizon}, before value "

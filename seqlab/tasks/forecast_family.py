@@ -1,8 +1,10 @@
 """Time-series forecasting (``seqlab.tasks.forecast``) as a family of the registry:
 ``seqlab train forecast [--series sunspots|sunspots-monthly|co2|sp500|sp500-returns]
 [--csv FILE --column NAME [--date COL]] [--arch lstm|gru|transformer] [--horizon 12] [--window W]
-[--augment sunspots-monthly]`` (the yearly sunspots' training windows plus those of the monthly
-series' 12 phase-shifted annual means, months before the training part's end only),
+[--augment sunspots-monthly] [--refit]`` (augment: the yearly sunspots' training windows plus those
+of the monthly series' 12 phase-shifted annual means, months before the training part's end only;
+refit: the number of steps chosen on the validation block, then a fresh network trained on the
+validation block too, ``ForecastFamily.train_config_for``),
 ``seqlab eval RUN`` (rolling origin over the held-out tail: MASE and sMAPE at 1, 6 and 12 steps of
 the network, naive, seasonal naive, ARIMA by AIC and ETS, with Diebold-Mariano tests against the
 random walk), ``seqlab forecast RUN --horizon 12 [--png forecast.png] [--json]``, and from Python::
@@ -58,6 +60,14 @@ class ForecastData:
             training windows to a yearly series with dates (sunspots, or a CSV with --date); only its
             months before the training part's end are used; validation and test windows stay the series' own
             (none: no augmentation)
+        refit: after choosing the number of steps on the validation block, train again on it too.
+            The first run holds the validation block out and finds the step of its lowest
+            validation loss s*; then a fresh network (the same seed, so the same initial
+            weights) on every window before the held-out tail, the validation block's included,
+            for s* steps (Goodfellow et al. 2016, Algorithm 7.2). The run saved is the second; its
+            scaling is fitted on all the values before the tail, and run.json keeps s* and its
+            validation loss. The validation block's windows stay the run's val split, where the
+            second network has trained: its validation loss there is a fit, not a test
     """
 
     series: str = "sunspots"
@@ -72,6 +82,7 @@ class ForecastData:
     val_size: int | None = None
     stride: int | None = None
     augment: str | None = None
+    refit: bool = False
 
 
 @dataclass(frozen=True)
@@ -99,6 +110,7 @@ class ForecastRunData:
     frame: Any
     windows: Any
     csv_sha256: str | None = None
+    validation_pass: dict | None = None  # a refit run's first pass: {"step": s*, "val_loss", "steps"}
 
     def info(self) -> dict:
         o = self.options
@@ -106,6 +118,8 @@ class ForecastRunData:
                "series_sha256": self.series.fingerprint(), **self.resolved}
         if o.augment is not None:
             out["augmented_windows"] = self.windows.augmented
+        if self.validation_pass is not None:
+            out["validation_pass"] = self.validation_pass
         if o.csv:
             out.update(csv=str(Path(o.csv).resolve()), column=o.column, date=o.date, csv_sha256=self.csv_sha256)
         return out
@@ -186,6 +200,9 @@ def _resolve(options: ForecastData, n: int, spec) -> dict:
             fail(f"--augment {o.augment}", "a yearly series with a monthly companion (--series sunspots, or a "
                  "yearly CSV with --date)", f"--series {o.series}")
     d["augment"] = o.augment
+    if not isinstance(o.refit, bool):
+        fail("refit", "True or False", repr(o.refit))
+    d["refit"] = o.refit
     need = d["window"] + 1 + d["horizon"] + d["val_size"] + d["test_size"]
     need = max(need, d["period"] + 1 + d["val_size"] + d["test_size"])
     if n < need:
@@ -218,7 +235,8 @@ def make_forecast_data(options: ForecastData, expect_sha: str | None = None) -> 
     frame = make_frame(series, period=r["period"], horizon=r["horizon"], test_size=r["test_size"],
                        stride=r["stride"], kind=r["series_kind"])
     monthly = load_series(r["augment"]) if r["augment"] is not None else None
-    windows = WindowData(frame, window=r["window"], scaling=r["scaling"], val_size=r["val_size"], monthly=monthly)
+    windows = WindowData(frame, window=r["window"], scaling=r["scaling"], val_size=r["val_size"], monthly=monthly,
+                         refit=r["refit"])
     return ForecastRunData(options, r, series, frame, windows, sha)
 
 
@@ -247,6 +265,34 @@ class ForecastFamily(Family):
     def make_data(self, options: ForecastData, fields, train_config) -> ForecastRunData:
         return make_forecast_data(options)
 
+    def train_config_for(self, data: ForecastRunData, fields, train_config):
+        """A refit run (``refit=True``) first trains the same network with the validation block
+        held out (a run of its own in a temporary directory, with these settings); the step of
+        its lowest validation loss s* becomes this run's length. This run then evaluates and
+        saves once, at s*, so its checkpoint is the network after s* steps."""
+        if not data.resolved["refit"]:
+            return train_config
+        import dataclasses
+        import tempfile
+
+        from seqlab.runs import train
+
+        # every config field by name (the preset's too), the data options without refit
+        config = dataclasses.asdict(self.make_config({**self.config_from_data(data, train_config), **fields}))
+        model = {k: v for k, v in config.items() if k not in self.data_fields}
+        held_out = {**dataclasses.asdict(data.options), "refit": False}
+        with tempfile.TemporaryDirectory(prefix="seqlab-refit-") as tmp:
+            first = train(self.name, out=Path(tmp) / "validation", progress=False, **model, **held_out,
+                          **train_config.to_dict())
+        if first.stopped == "interrupted":  # Ctrl-C during the first pass: nothing to save yet
+            raise KeyboardInterrupt
+        evals = [(r["loss"], r["step"]) for r in first.history if r.get("split") == "val" and r["step"] > 0]
+        if not evals:
+            fail("refit", "a validation pass with an evaluation after its first step", f"{first.steps} steps")
+        val_loss, step = min(evals)  # the earliest step of the lowest loss
+        data.validation_pass = {"step": step, "val_loss": val_loss, "steps": first.steps}
+        return dataclasses.replace(train_config, max_steps=step, eval_every=step, patience=None)
+
     def data_from_run(self, run: RunRecord, options) -> ForecastRunData:
         saved = run.saved_data()
         names = ("horizon", "window", "scaling", "period", "test_size", "val_size", "stride")
@@ -255,6 +301,7 @@ class ForecastFamily(Family):
             fail(f"run {run.dir}", "a run.json describing a forecast series", "missing " + ", ".join(missing))
         cut = {k: saved[k] for k in names}
         cut["augment"] = saved.get("augment")  # runs saved before the option have none
+        cut["refit"] = saved.get("refit", False)
         if saved["kind"] == "csv":
             opts = ForecastData(csv=options.get("csv") or saved.get("csv"), column=saved.get("column"),
                                 date=saved.get("date"), **cut)
