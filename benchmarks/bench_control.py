@@ -256,6 +256,8 @@ def plot(results: list[dict], envs: list[str], path: Path) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--first-seed", type=int, default=0,
+                   help="training seeds first-seed .. first-seed + seeds - 1 (another range: seeds no tuning saw)")
     p.add_argument("--cartpole-steps", type=int, default=49152)
     p.add_argument("--pendulum-steps", type=int, default=65536)
     p.add_argument("--eval-every", type=int, default=4096, help="environment steps between evaluations")
@@ -277,7 +279,7 @@ def main() -> None:
     for env in envs:
         steps = args.cartpole_steps if env.startswith("cartpole") else args.pendulum_steps
         for agent in agents:
-            for seed in range(args.seeds):
+            for seed in range(args.first_seed, args.first_seed + args.seeds):
                 specs.append({"env": env, "agent": agent, "seed": seed, "steps": steps, "eval_every": args.eval_every,
                               "cost": cost[agent] * steps})
     specs.sort(key=lambda s: -s["cost"])
@@ -298,7 +300,9 @@ def main() -> None:
 
 
 def command(args) -> str:
-    return (f"python benchmarks/bench_control.py --seeds {args.seeds} --cartpole-steps {args.cartpole_steps} "
+    return (f"python benchmarks/bench_control.py --seeds {args.seeds} "
+            + (f"--first-seed {args.first_seed} " if args.first_seed else "")
+            + f"--cartpole-steps {args.cartpole_steps} "
             f"--pendulum-steps {args.pendulum_steps} --eval-every {args.eval_every} --workers {args.workers} "
             f"--envs {args.envs} --agents {args.agents} --name {args.name}")
 
@@ -323,7 +327,9 @@ def report(out: dict, args) -> str:
         med = "-" if row["median_first_475"] is None else str(int(row["median_first_475"]))
         if not row["env"].startswith("cartpole"):
             firsts, med = "n/a", "n/a"
-        lines.append(f"| {row['env']} | {row['agent']} | {row['env_steps']} | {len(row['seeds'])} | "
+        seeds = row["seeds"]
+        lines.append(f"| {row['env']} | {row['agent']} | {row['env_steps']} | {len(seeds)} "
+                     f"({seeds[0]}..{seeds[-1]}) | "
                      f"{', '.join(f'{v:.1f}' for v in row['final_means'])} | {row['final_mean']:.1f} | "
                      + ", ".join(f"{v:.1f} ({k})" for v, k in zip(row["best_means"], row["best_steps"]))
                      + f" | {row['best_mean']:.1f} | {firsts} | {med} | "

@@ -219,6 +219,12 @@ class Family:
         default that presets and options override (an RBM's chains: one per batch item)."""
         return {}
 
+    def train_defaults_for(self, data: Any) -> Mapping[str, Any]:
+        """``TrainConfig`` defaults that depend on the run's data (a control environment's
+        learning rate), over ``train_defaults`` and under the options given. They apply once
+        the data are made, so they must not be settings ``make_data`` reads."""
+        return {}
+
     def train_config_for(self, data: Any, fields: Mapping[str, Any], train_config: TrainConfig) -> TrainConfig:
         """The training settings of a new run, once its data are made: ``train_config``
         unchanged, or a copy where the data decide a setting (a control run's length in
@@ -465,6 +471,9 @@ def train(command: str, *, preset: str | None = None, out: PathLike | None = Non
     fields = {**family.config_defaults, **family.presets.get(preset or family.default_preset, {}), **fixed,
               **model_opts}
     data = family.make_data(make_options(family.data_class, data_opts, f"{command} data"), fields, cfg)
+    by_data = family.train_defaults_for(data)
+    if by_data:
+        cfg = TrainConfig.from_dict({**family.train_defaults, **by_data, **train_opts})
     cfg = family.train_config_for(data, fields, cfg)
     derived = family.config_from_data(data, cfg)
     # the data decide its data_fields (and, for some data, more); anything else it returns is

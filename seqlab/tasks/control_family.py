@@ -48,15 +48,26 @@ VAL_SEED_BASE = 10**9
 ENV_DEFAULTS: dict[str, dict[str, Any]] = {
     "cartpole": dict(n_steps=32, chunk_len=16, epochs=20, minibatches=1, gamma=0.98, lam=0.8, reward_scale=0.1,
                      normalize_obs=True, vf_coef=1.0),
-    "pendulum": dict(n_steps=64, chunk_len=16, epochs=10, minibatches=2, gamma=0.9, lam=0.95, reward_scale=0.1,
+    "pendulum": dict(n_steps=256, chunk_len=16, epochs=10, minibatches=32, gamma=0.9, lam=0.95, reward_scale=0.1,
                      normalize_obs=True),
     "inverted-pendulum": dict(n_steps=32, chunk_len=16, epochs=10, minibatches=2, gamma=0.99, lam=0.9,
                               reward_scale=0.1, normalize_obs=True),
 }
 
 
+# per environment: training settings (TrainConfig) a run starts from, over the family's train_defaults
+# (options override them)
+ENV_TRAIN_DEFAULTS: dict[str, dict[str, Any]] = {
+    "pendulum": dict(lr=3e-3),
+}
+
+
 def env_defaults(env: str) -> dict[str, Any]:
     return dict(ENV_DEFAULTS[env.removesuffix("-masked")])
+
+
+def env_train_defaults(env: str) -> dict[str, Any]:
+    return dict(ENV_TRAIN_DEFAULTS.get(env.removesuffix("-masked"), {}))
 
 
 @dataclass(frozen=True)
@@ -181,6 +192,9 @@ class ControlFamily(Family):
         check_env_name(options.env)
         _check_env_steps(options.env_steps)
         return ControlRunData(options.env, options.env_steps, train_config.batch_size, train_config.seed)
+
+    def train_defaults_for(self, data: ControlRunData) -> dict:
+        return env_train_defaults(data.spec.name)
 
     def train_config_for(self, data: ControlRunData, fields, train_config):
         if data.env_steps is None:

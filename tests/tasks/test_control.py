@@ -287,6 +287,22 @@ def test_train_tiny_save_load_and_eval(tiny_run):
     assert res.steps == 4 and res.stopped == "max_steps"
 
 
+def test_environment_defaults_of_the_model_and_of_training(tmp_path):
+    """Pendulum's PPO settings (256-step rollouts, 32 minibatches) and its learning rate (3e-3,
+    through Family.train_defaults_for) are a run's defaults there; options and presets override
+    them, CartPole keeps the family's 1e-3, and a resume keeps what run.json recorded."""
+    def saved(name, **kw):
+        seqlab.train("control", out=tmp_path / name, progress=False, max_steps=1, batch_size=2, **kw)
+        j = json.loads((tmp_path / name / "run.json").read_text())
+        return j["train_config"]["lr"], j["model_config"]["n_steps"], j["model_config"]["minibatches"]
+
+    assert saved("p", env="pendulum-masked") == (3e-3, 256, 32)
+    assert saved("p_given", env="pendulum-masked", lr=5e-4, n_steps=64, minibatches=2) == (5e-4, 64, 2)
+    assert saved("p_tiny", env="pendulum", preset="cpu-tiny") == (3e-3, 16, 1)
+    assert saved("c", env="cartpole-masked", preset="cpu-tiny") == (1e-3, 16, 1)
+    assert seqlab.resume(tmp_path / "p", progress=False).steps == 1
+
+
 def test_vec_env_state_round_trip():
     """A VecEnv's saved state put into fresh environments continues the same episodes."""
     for name in ("cartpole-masked", "pendulum-masked"):
