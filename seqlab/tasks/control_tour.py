@@ -100,7 +100,7 @@ def control(ctx: TourContext, sec: Section) -> str:
     if saved is not None:
         table = []
         for row in saved["summary"].values():
-            med = row.get("median_first_475")
+            med = row.get("median_first_threshold")
             best = row.get("best_mean")
             table.append([row["env"], row["agent"], str(row["env_steps"]), f"{row['final_mean']:.1f}",
                           "-" if best is None else f"{best:.1f}",
