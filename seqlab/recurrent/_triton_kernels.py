@@ -8,6 +8,20 @@ import triton.language as tl
 
 
 @triton.jit
+def _add_product(acc, X, row0, S, t, B, b, live, M, j, cols, K, H,
+                 BLOCK_K: tl.constexpr, PREC: tl.constexpr, DT: tl.constexpr):
+    # acc + sum_{k < K} X[row0 + k, t, b] M[k, j]: the product of the items' rows b of a
+    # feature-major X (rows, S, B) at step t with a row-major M (K, H), units j; in tiles of BLOCK_K
+    for k0 in range(0, K, BLOCK_K):
+        ks = k0 + tl.arange(0, BLOCK_K)
+        kk = ks.to(tl.int64)
+        x = tl.load(X + ((row0 + kk)[None, :] * S + t) * B + b, mask=live[:, None] & (ks < K)[None, :], other=0.0)
+        w = tl.load(M + kk[:, None] * H + j, mask=(ks < K)[:, None] & (cols < H)[None, :], other=0.0)
+        acc += tl.dot(x, w, input_precision=PREC, out_dtype=DT)
+    return acc
+
+
+@triton.jit
 def lstm_forward(G, WT, HS, CS, TC, OUT, LEN, T, B, H,
                  BLOCK_B: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
                  PREC: tl.constexpr, DT: tl.constexpr):
@@ -142,13 +156,7 @@ def elman_forward(XP, WT, HS, LEN, T, B, H, RELU: tl.constexpr,
             j = cols.to(tl.int64)[None, :]
             # z_t = w_a . a_{t-1} + (w_x . x_t + b_a), units j
             z = tl.load(XP + (t * H + j) * B + b, mask=m, other=0.0)
-            for k0 in range(0, H, BLOCK_K):
-                ks = k0 + tl.arange(0, BLOCK_K)
-                a = tl.load(HS + (ks.to(tl.int64)[None, :] * (T + 1) + t) * B + b,
-                            mask=live[:, None] & (ks < H)[None, :], other=0.0)
-                w = tl.load(WT + ks.to(tl.int64)[:, None] * H + j, mask=(ks < H)[:, None] & (cols < H)[None, :],
-                            other=0.0)
-                z += tl.dot(a, w, input_precision=PREC, out_dtype=DT)
+            z = _add_product(z, HS, 0, T + 1, t, B, b, live, WT, j, cols, H, H, BLOCK_K, PREC, DT)
             if RELU:
                 a_t = tl.maximum(z, 0.0)
             else:
@@ -195,13 +203,7 @@ def elman_backward(D, W, HS, DO, DAB, LEN, T, B, H, RELU: tl.constexpr,
             m = live[:, None] & (cols < H)[None, :]
             j = cols.to(tl.int64)[None, :]
             acc = tl.load(da_out + j * B, mask=m, other=0.0)
-            for k0 in range(0, H, BLOCK_K):
-                ks = k0 + tl.arange(0, BLOCK_K)
-                d = tl.load(D + (ks.to(tl.int64)[None, :] * T + t) * B + b,
-                            mask=live[:, None] & (ks < H)[None, :], other=0.0)
-                w = tl.load(W + ks.to(tl.int64)[:, None] * H + j, mask=(ks < H)[:, None] & (cols < H)[None, :],
-                            other=0.0)
-                acc += tl.dot(d, w, input_precision=PREC, out_dtype=DT)
+            acc = _add_product(acc, D, 0, T, t, B, b, live, W, j, cols, H, H, BLOCK_K, PREC, DT)
             tl.store(da_out + j * B, acc, mask=m)
         tl.debug_barrier()
 
@@ -295,13 +297,7 @@ def gru_backward(D, W, GS, HG, HS, DO, DHB, LEN, T, B, H,
             m = live[:, None] & (cols < H)[None, :]
             j = cols.to(tl.int64)[None, :]
             acc = tl.load(dh_out + j * B, mask=m, other=0.0)
-            for k0 in range(0, H3, BLOCK_K):
-                ks = k0 + tl.arange(0, BLOCK_K)
-                d = tl.load(D + ((H + ks.to(tl.int64))[None, :] * T + t) * B + b,
-                            mask=live[:, None] & (ks < H3)[None, :], other=0.0)
-                w = tl.load(W + ks.to(tl.int64)[:, None] * H + j, mask=(ks < H3)[:, None] & (cols < H)[None, :],
-                            other=0.0)
-                acc += tl.dot(d, w, input_precision=PREC, out_dtype=DT)
+            acc = _add_product(acc, D, H, T, t, B, b, live, W, j, cols, H3, H, BLOCK_K, PREC, DT)
             tl.store(dh_out + j * B, acc, mask=m)
         tl.debug_barrier()
 
@@ -350,13 +346,7 @@ def gru_before_forward(GS, WZRT, WGT, RH, HS, LEN, T, B, H,
             j = cols.to(tl.int64)[None, :]
             at_g = (t * H3 + j) * B + b
             zg = tl.load(GS + at_g, mask=m, other=0.0)
-            for k0 in range(0, H, BLOCK_K):
-                ks = k0 + tl.arange(0, BLOCK_K)
-                rh = tl.load(RH + (ks.to(tl.int64)[None, :] * T + t) * B + b,
-                             mask=live[:, None] & (ks < H)[None, :], other=0.0)
-                w = tl.load(WGT + ks.to(tl.int64)[:, None] * H + j, mask=(ks < H)[:, None] & (cols < H)[None, :],
-                            other=0.0)
-                zg += tl.dot(rh, w, input_precision=PREC, out_dtype=DT)
+            zg = _add_product(zg, RH, 0, T, t, B, b, live, WGT, j, cols, H, H, BLOCK_K, PREC, DT)
             g = 2 * tl.sigmoid(2 * zg) - 1  # tanh
             z = tl.load(GS + at_g + H * B, mask=m, other=0.0)
             h_prev = tl.load(HS + (j * (T + 1) + t) * B + b, mask=m, other=0.0)
@@ -407,13 +397,7 @@ def gru_before_backward(D, WZR, WG, GS, HS, DO, DHB, LEN, T, B, H,
             m = live[:, None] & (cols < H)[None, :]
             j = cols.to(tl.int64)[None, :]
             v = tl.zeros((BLOCK_B, BLOCK_N), dtype=DT)
-            for k0 in range(0, H, BLOCK_K):
-                ks = k0 + tl.arange(0, BLOCK_K)
-                d = tl.load(D + (ks.to(tl.int64)[None, :] * T + t) * B + b,
-                            mask=live[:, None] & (ks < H)[None, :], other=0.0)
-                w = tl.load(WG + ks.to(tl.int64)[:, None] * H + j, mask=(ks < H)[:, None] & (cols < H)[None, :],
-                            other=0.0)
-                v += tl.dot(d, w, input_precision=PREC, out_dtype=DT)
+            v = _add_product(v, D, 0, T, t, B, b, live, WG, j, cols, H, H, BLOCK_K, PREC, DT)
             r = tl.load(GS + (t * H3 + j) * B + b + 2 * H * B, mask=m, other=0.0)
             h_prev = tl.load(HS + (j * (T + 1) + t) * B + b, mask=m, other=0.0)
             tl.store(D + (j * T + t) * B + b + 2 * H * TB, tl.where(active, v * h_prev * (r - r * r), 0.0),
@@ -427,12 +411,6 @@ def gru_before_backward(D, WZR, WG, GS, HS, DO, DHB, LEN, T, B, H,
             m = live[:, None] & (cols < H)[None, :]
             j = cols.to(tl.int64)[None, :]
             acc = tl.load(dh_out + j * B, mask=m, other=0.0)
-            for k0 in range(0, H2, BLOCK_K):
-                ks = k0 + tl.arange(0, BLOCK_K)
-                d = tl.load(D + ((H + ks.to(tl.int64))[None, :] * T + t) * B + b,
-                            mask=live[:, None] & (ks < H2)[None, :], other=0.0)
-                w = tl.load(WZR + ks.to(tl.int64)[:, None] * H + j, mask=(ks < H2)[:, None] & (cols < H)[None, :],
-                            other=0.0)
-                acc += tl.dot(d, w, input_precision=PREC, out_dtype=DT)
+            acc = _add_product(acc, D, H, T, t, B, b, live, WZR, j, cols, H2, H, BLOCK_K, PREC, DT)
             tl.store(dh_out + j * B, acc, mask=m)
         tl.debug_barrier()

@@ -286,9 +286,8 @@ class ForecastFamily(Family):
                           **train_config.to_dict())
         if first.stopped == "interrupted":  # Ctrl-C during the first pass: nothing to save yet
             raise KeyboardInterrupt
+        # every run that was not interrupted ends with an evaluation after at least one step
         evals = [(r["loss"], r["step"]) for r in first.history if r.get("split") == "val" and r["step"] > 0]
-        if not evals:
-            fail("refit", "a validation pass with an evaluation after its first step", f"{first.steps} steps")
         val_loss, step = min(evals)  # the earliest step of the lowest loss
         data.validation_pass = {"step": step, "val_loss": val_loss, "steps": first.steps}
         return dataclasses.replace(train_config, max_steps=step, eval_every=step, patience=None)
